@@ -1,0 +1,32 @@
+# Two set-up commands: `make demo` translates the bundled example CT with the bundled model;
+# `make test` runs the test suite.  Both create .venv and install ct2mri into it first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/ct2mri
+NILEARN_WHEEL := $(CACHE)/nilearn-0.14.1-py3-none-any.whl
+
+.PHONY: install test test-fast demo clean
+
+$(BIN)/ct2mri: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch; GPU users install their CUDA build first (see README).
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.1"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/ct2mri
+
+$(NILEARN_WHEEL):
+	mkdir -p $(CACHE)
+	$(BIN)/pip download -q --no-deps nilearn==0.14.1 -d $(CACHE)
+
+test: install $(NILEARN_WHEEL)
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) out

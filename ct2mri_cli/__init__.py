@@ -1,0 +1,37 @@
+"""ct2mri: brain CT to synthetic T1 MRI with a 2D Brownian-bridge diffusion model.
+
+The public Python API is re-exported here lazily so that ``import ct2mri_cli`` (and the CLI's
+``--version``) stays fast; torch is imported on first use of a torch-backed name.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "sample_volume": "ct2mri_cli.sampler",
+    "BridgeSchedule": "ct2mri_cli.bridge",
+    "UNet": "ct2mri_cli.network",
+    "UNetConfig": "ct2mri_cli.network",
+    "network_denoiser": "ct2mri_cli.network",
+    "style_key": "ct2mri_cli.stylekey",
+    "average_style_keys": "ct2mri_cli.stylekey",
+    "save_style_key": "ct2mri_cli.stylekey",
+    "load_style_key": "ct2mri_cli.stylekey",
+    "save_weights": "ct2mri_cli.weights",
+    "load_weights": "ct2mri_cli.weights",
+    "PreprocessConfig": "ct2mri_cli.config",
+    "Ct2mriError": "ct2mri_cli.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ct2mri_cli' has no attribute {name!r}")
+    return getattr(import_module(module), name)

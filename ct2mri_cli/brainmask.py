@@ -1,0 +1,180 @@
+"""Brain extraction from a CT in Hounsfield units, by thresholds and morphology (no network).
+
+Steps, on the volume reoriented to RAS so that "axial" means the superior axis:
+
+1. head: everything denser than air (> ``air_hu``), largest component, holes filled;
+2. skull: voxels above ``bone_hu``, slightly closed in-plane to bridge thin gaps;
+3. inside the skull: per axial slice, the holes of the skull ring;
+4. intracranial soft tissue: inside the skull, within the head, in ``soft_hu``;
+5. the largest connected component;
+6. leaks through foramina (orbits, skull base, foramen magnum) are cut by an opening of radius
+   ``opening_mm``, the largest component is kept again and then dilated back by the same radius
+   but only into soft tissue inside the skull;
+7. holes (calcifications, vessels) filled, largest component once more.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+
+from .errors import Ct2mriError
+from .volume_io import Volume
+
+
+@dataclass(frozen=True)
+class BrainMaskParams:
+    """Thresholds (HU) and radii (mm) of :func:`extract_brain_ct`."""
+
+    air_hu: float = -400.0
+    bone_hu: float = 300.0
+    soft_hu: tuple[float, float] = (-10.0, 90.0)
+    skull_closing_mm: float = 2.0
+    opening_mm: float = 4.0
+
+
+def check_hu(data: np.ndarray, source: str = "CT") -> str | None:
+    """Check that a CT looks like Hounsfield units.
+
+    Raises :class:`Ct2mriError` when there is clearly no HU scale (no value below zero, e.g. an
+    MRI given as CT or CT numbers without their rescale intercept); returns a warning string when
+    the intensities are unusual (no air, no bone, soft tissue off), else None.
+    """
+    data = np.asarray(data)
+    lo = float(data.min())
+    if lo >= 0:
+        raise Ct2mriError(
+            f"{source}: intensities are not Hounsfield units (minimum {lo:g}, no air near -1000); "
+            "is this an MRI, or a CT without its rescale intercept?"
+        )
+    sample = data.ravel()[:: max(1, data.size // 2_000_000)]
+    air = float(np.mean(sample < -900))
+    bone = float(np.mean(sample > 300))
+    problems = []
+    if air < 0.01:
+        problems.append(f"only {100 * air:.2g}% of voxels below -900 HU (air)")
+    if bone < 0.001:
+        problems.append(f"only {100 * bone:.2g}% of voxels above 300 HU (bone)")
+    soft = sample[(sample > -100) & (sample < 150)]
+    if soft.size:
+        median = float(np.median(soft))
+        if not -20.0 <= median <= 80.0:
+            problems.append(f"soft tissue median {median:.0f} HU (expected about 20-45)")
+    if problems:
+        return f"{source}: intensities do not look like a head CT in HU: " + "; ".join(problems)
+    return None
+
+
+def _radius_voxels(radius_mm: float, spacing: tuple[float, float, float]) -> list[int]:
+    return [max(0, int(round(radius_mm / s))) for s in spacing]
+
+
+def _largest_component(image):  # type: ignore[no-untyped-def]
+    import SimpleITK as sitk
+
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True)
+    return sitk.Equal(labels, 1)
+
+
+def _fill_slices(mask: np.ndarray) -> np.ndarray:
+    """Fill holes in every axial slice (last axis) of a boolean (x, y, z) array."""
+    import SimpleITK as sitk
+
+    out = np.zeros_like(mask)
+    for z in range(mask.shape[2]):
+        plane = mask[:, :, z]
+        if not plane.any():
+            continue
+        filled = sitk.BinaryFillhole(sitk.GetImageFromArray(plane.astype(np.uint8)), fullyConnected=False)
+        out[:, :, z] = sitk.GetArrayFromImage(filled).astype(bool)
+    return out
+
+
+def _image(mask: np.ndarray, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(mask.astype(np.uint8).transpose(2, 1, 0)))
+    image.SetSpacing([float(s) for s in spacing])
+    return image
+
+
+def _array(image) -> np.ndarray:  # type: ignore[no-untyped-def]
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(bool)
+
+
+def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: BrainMaskParams) -> np.ndarray:
+    import SimpleITK as sitk
+
+    head = _array(_largest_component(_image(hu > params.air_hu, spacing)))
+    head = _fill_slices(head)
+
+    bone = hu > params.bone_hu
+    close = _radius_voxels(params.skull_closing_mm, spacing)
+    close[2] = 0
+    if any(close):
+        bone = _array(sitk.BinaryMorphologicalClosing(_image(bone, spacing), close, sitk.sitkBall))
+    inside = _fill_slices(bone) & ~bone & head
+
+    soft = inside & (hu >= params.soft_hu[0]) & (hu <= params.soft_hu[1])
+    if not soft.any():
+        raise Ct2mriError("no intracranial soft tissue found (is the skull in the field of view?)")
+    brain = _largest_component(_image(soft, spacing))
+
+    radius = _radius_voxels(params.opening_mm, spacing)
+    if any(radius):
+        opened = sitk.BinaryMorphologicalOpening(brain, radius, sitk.sitkBall)
+        if sitk.GetArrayViewFromImage(opened).any():
+            core = _largest_component(opened)
+            grown = sitk.BinaryDilate(core, radius, sitk.sitkBall)
+            brain = sitk.And(grown, _image(soft, spacing))
+            brain = _largest_component(brain)
+
+    filled = sitk.BinaryFillhole(brain, fullyConnected=False)
+    mask = _array(filled) | _fill_slices(_array(filled))
+    mask = _array(_largest_component(_image(mask & inside | _array(filled), spacing)))
+    return mask
+
+
+def extract_brain_ct(
+    volume_or_array: Volume | np.ndarray,
+    spacing: tuple[float, float, float] | None = None,
+    params: BrainMaskParams = BrainMaskParams(),
+) -> np.ndarray:
+    """Boolean brain mask of a head CT in HU, on the input's grid.
+
+    Pass a :class:`Volume` (the axial axis is found from its affine), or an array with its voxel
+    ``spacing`` in mm whose last axis is the inferior-superior one.  Unusual intensities raise a
+    ``UserWarning``; no HU scale at all raises :class:`Ct2mriError`.
+    """
+    if isinstance(volume_or_array, Volume):
+        data = np.asarray(volume_or_array.data, dtype=np.float32)
+        source = volume_or_array.name
+        ornt = nib.orientations.io_orientation(volume_or_array.affine)
+        canon = nib.orientations.apply_orientation(data, ornt)
+        native_spacing = volume_or_array.spacing
+        canon_spacing = [0.0, 0.0, 0.0]
+        for i, (c, _) in enumerate(ornt):
+            canon_spacing[int(c)] = native_spacing[i]
+        warning = check_hu(data, source)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
+        try:
+            mask = _extract_ras(canon, tuple(canon_spacing), params)  # type: ignore[arg-type]
+        except Ct2mriError as exc:
+            raise Ct2mriError(f"{source}: {exc}") from None
+        back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]], dtype=float), ornt)
+        return np.ascontiguousarray(nib.orientations.apply_orientation(mask, back))
+    if spacing is None:
+        raise ValueError("spacing is required when passing an array")
+    data = np.asarray(volume_or_array, dtype=np.float32)
+    if data.ndim != 3:
+        raise ValueError(f"a 3D array is needed, got shape {data.shape}")
+    warning = check_hu(data)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return _extract_ras(data, tuple(float(s) for s in spacing), params)  # type: ignore[arg-type]

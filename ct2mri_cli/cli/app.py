@@ -1,0 +1,84 @@
+"""Typer application: global options, subcommand registration and error reporting."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Optional
+
+import typer
+
+from .. import __version__
+from ..errors import Ct2mriError
+from . import common
+
+app = typer.Typer(
+    name="ct2mri",
+    help="Brain CT to synthetic T1 MRI with a slice-consistent Brownian-bridge diffusion model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"ct2mri {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More output; full tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors (for clusters and loops)."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    common.settings.verbose = verbose
+    common.settings.quiet = quiet and not verbose
+
+
+def _register() -> None:
+    from . import info
+
+    app.command("info")(info.info)
+
+
+_register()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    common.settings.verbose = False
+    common.settings.quiet = False
+    try:
+        rv = app(args=argv, prog_name="ct2mri", standalone_mode=False)
+    except Ct2mriError as exc:
+        if common.settings.verbose:
+            traceback.print_exc()
+        common.console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        common.console.print("[red]aborted[/red]")
+        return 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if common.settings.verbose:
+            traceback.print_exc()
+        common.console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --verbose for the traceback)", soft_wrap=True
+        )
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""``ct2mri info``: what a weights (or style key) file holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from . import common
+
+
+def info(
+    path: Path = typer.Argument(..., help="A ct2mri weights file (.safetensors) or a style key file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON on stdout."),
+) -> None:
+    """Print a weights file's format, network, bridge, preprocessing, sampling and provenance."""
+    from ..stylekey import KEY_FORMAT, load_style_key
+    from ..weights import file_sha256, read_metadata
+
+    if _format_of(path) == KEY_FORMAT:
+        key, metadata = load_style_key(path)
+        summary = {"file": str(path), "kind": "style key", "sha256": file_sha256(path), "metadata": metadata,
+                   "histogram_mass": round(float(key[0].sum()), 6)}
+    else:
+        metadata = read_metadata(path)
+        decoded = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "format_version")}
+        style = decoded.pop("default_style_key")
+        summary = {
+            "file": str(path),
+            "kind": "weights",
+            "format": f"{metadata['format']} v{metadata['format_version']}",
+            "sha256": file_sha256(path),
+            "parameters": _parameter_count(path),
+            **decoded,
+            "default_style_key": f"3x{len(style[0])}",
+        }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=str(path), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            value = "\n".join(f"{k} = {v}" for k, v in value.items())
+        table.add_row(name, str(value))
+    common.stdout.print(table)
+
+
+def _format_of(path: Path) -> str | None:
+    """The ``format`` metadata entry, or None when the file is not a readable safetensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format")
+    except Exception:  # unreadable files get their message from read_metadata
+        return None
+
+
+def _parameter_count(path: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():
+            n = 1
+            for dim in handle.get_slice(name).get_shape():
+                n *= dim
+            total += n
+    return total

@@ -1,0 +1,334 @@
+"""From a native scan to the model grid and back, with a record that makes the way back exact.
+
+The model grid is canonical RAS, isotropic ``spacing_mm``, cropped to the brain's bounding box
+plus ``margin_mm`` along the slice axis and padded/cropped, centred on the brain, to ``in_plane``
+= (H, W).  Model arrays are (Z, H, W) = RAS data[x, y, z] transposed to (z, y, x).
+
+Two paths lead there:
+
+- *exact*: the native axes are a permutation (with flips) of RAS and the native spacing already
+  equals the model spacing.  Reorientation and cropping only move voxels, so values survive the
+  round trip bit for bit.
+- *resampled*: anything else (other spacing, oblique or rotated affines).  The native volume is
+  resampled (linear for images, nearest for masks, Gaussian anti-aliasing when the target is
+  coarser) onto an axis-aligned RAS grid, and the way back resamples the model array onto every
+  native voxel with the inverse mapping.
+
+:class:`GridRecord` holds what both directions need and converts to and from a plain dict, so it
+can live in JSON manifests and sidecars.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import nibabel as nib
+import numpy as np
+
+from .config import PreprocessConfig
+from .errors import Ct2mriError
+from .volume_io import Volume, array_from_sitk, sitk_from_array
+
+Order = Literal["linear", "nearest"]
+_CANONICAL = np.array([[0, 1], [1, 1], [2, 1]], dtype=np.float64)
+_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+_AXIS_TOL = 1e-6
+_SPACING_TOL = 1e-4
+
+
+@dataclass
+class GridRecord:
+    """Everything needed to go from a native grid to the model grid and back.
+
+    ``model_affine`` maps (x, y, z) = (W, H, Z) indices of a model array to RAS+ mm.
+    ``orientation`` (nibabel ornt, native -> RAS) and ``crop_start`` (x, y, z start of the model
+    window in the canonical or resampled RAS grid) describe the crop; ``resampled`` says which
+    path was taken; ``brain_fits`` is False when the in-plane size cuts the brain.
+    """
+
+    native_shape: tuple[int, int, int]
+    native_affine: np.ndarray
+    spacing_mm: float
+    model_shape: tuple[int, int, int]
+    model_affine: np.ndarray
+    resampled: bool
+    orientation: np.ndarray
+    crop_start: tuple[int, int, int]
+    brain_fits: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form."""
+        return {
+            "native_shape": [int(n) for n in self.native_shape],
+            "native_affine": np.asarray(self.native_affine, dtype=float).tolist(),
+            "spacing_mm": float(self.spacing_mm),
+            "model_shape": [int(n) for n in self.model_shape],
+            "model_affine": np.asarray(self.model_affine, dtype=float).tolist(),
+            "resampled": bool(self.resampled),
+            "orientation": np.asarray(self.orientation, dtype=float).tolist(),
+            "crop_start": [int(n) for n in self.crop_start],
+            "brain_fits": bool(self.brain_fits),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GridRecord":
+        try:
+            record = cls(
+                native_shape=tuple(int(n) for n in data["native_shape"]),  # type: ignore[arg-type]
+                native_affine=np.asarray(data["native_affine"], dtype=np.float64).reshape(4, 4),
+                spacing_mm=float(data["spacing_mm"]),
+                model_shape=tuple(int(n) for n in data["model_shape"]),  # type: ignore[arg-type]
+                model_affine=np.asarray(data["model_affine"], dtype=np.float64).reshape(4, 4),
+                resampled=bool(data["resampled"]),
+                orientation=np.asarray(data["orientation"], dtype=np.float64).reshape(3, 2),
+                crop_start=tuple(int(n) for n in data["crop_start"]),  # type: ignore[arg-type]
+                brain_fits=bool(data.get("brain_fits", True)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Ct2mriError(f"grid record is incomplete or malformed ({exc})") from None
+        return record
+
+    @property
+    def model_shape_xyz(self) -> tuple[int, int, int]:
+        z, h, w = self.model_shape
+        return (w, h, z)
+
+
+def model_reference(record: GridRecord) -> Volume:
+    """A data-less :class:`Volume` of the model grid in (x, y, z) order, to write model arrays."""
+    return Volume(
+        data=np.zeros(record.model_shape_xyz, dtype=np.uint8),
+        affine=np.asarray(record.model_affine, dtype=np.float64).copy(),
+        description="model grid",
+    )
+
+
+def model_to_xyz(model_array: np.ndarray) -> np.ndarray:
+    """(Z, H, W) model array -> (x, y, z) array for NIfTI on the model affine."""
+    return np.asarray(model_array).transpose(2, 1, 0)
+
+
+def xyz_to_model(array_xyz: np.ndarray) -> np.ndarray:
+    """(x, y, z) array -> (Z, H, W) model array."""
+    return np.asarray(array_xyz).transpose(2, 1, 0)
+
+
+def _is_exact(affine: np.ndarray, spacing: float) -> tuple[bool, np.ndarray]:
+    """Whether reorientation alone reaches an RAS grid of ``spacing``; also the ornt to use."""
+    ornt = nib.orientations.io_orientation(affine)
+    matrix = affine[:3, :3]
+    # canonical axis c takes native axis i with ornt[i, 0] == c, flipped when ornt[i, 1] == -1
+    canon = np.zeros((3, 3))
+    for i, (c, flip) in enumerate(ornt):
+        canon[:, int(c)] = matrix[:, i] * flip
+    diag = np.diag(canon)
+    off = canon - np.diag(diag)
+    aligned = bool(np.all(np.abs(off) <= _AXIS_TOL * np.abs(diag).max()) and np.all(diag > 0))
+    same_spacing = bool(np.all(np.abs(diag - spacing) <= _SPACING_TOL * spacing))
+    return aligned and same_spacing, ornt
+
+
+def _canonical_affine(affine: np.ndarray, ornt: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    return affine @ nib.orientations.inv_ornt_aff(ornt, shape)
+
+
+def _window(lo: float, hi: float, size: int | None, extent: int | None, margin: float) -> tuple[int, int]:
+    """Start and size of a window along one axis covering the brain's [lo, hi] (grid indices)."""
+    if size is None:
+        start = math.floor(lo - margin + 1e-6)
+        stop = math.ceil(hi + margin - 1e-6)
+        if extent is not None:
+            start, stop = max(start, 0), min(stop, extent - 1)
+        return start, stop - start + 1
+    centre = (lo + hi) / 2.0
+    start = math.floor(centre - (size - 1) / 2.0 + 0.5)
+    return start, size
+
+
+def _mask_bounds(mask: np.ndarray, affine_to_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        raise Ct2mriError("the brain mask is empty; cannot place the volume on the model grid")
+    # extreme voxel centres along each grid axis are reached at extreme native indices only when
+    # the map is axis-aligned, so transform all mask voxels (cheap: one matrix product)
+    grid = idx @ affine_to_grid[:3, :3].T + affine_to_grid[:3, 3]
+    return grid.min(axis=0), grid.max(axis=0)
+
+
+def _sigma_for(source_spacing: np.ndarray, target_spacing: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(target_spacing**2 - source_spacing**2, 0.0)) * _FWHM_TO_SIGMA
+
+
+def _smooth(image: Any, sigma_mm: np.ndarray) -> Any:
+    import SimpleITK as sitk
+
+    if np.all(sigma_mm < 0.05):
+        return image
+    sigma = [float(max(s, 1e-3)) for s in sigma_mm]
+    return sitk.SmoothingRecursiveGaussian(image, sigma)
+
+
+def _resample(
+    image: Any,
+    size_xyz: tuple[int, int, int],
+    affine: np.ndarray,
+    order: Order,
+    fill: float,
+) -> np.ndarray:
+    """Resample a SimpleITK image onto the grid (size, RAS affine); returns the (x, y, z) array."""
+    import SimpleITK as sitk
+
+    reference = sitk_from_array(np.zeros((1, 1, 1), dtype=np.uint8), affine)
+    interpolator = sitk.sitkLinear if order == "linear" else sitk.sitkNearestNeighbor
+    out = sitk.Resample(
+        image,
+        [int(n) for n in size_xyz],
+        sitk.Transform(),
+        interpolator,
+        reference.GetOrigin(),
+        reference.GetSpacing(),
+        reference.GetDirection(),
+        float(fill),
+        sitk.sitkFloat32,
+    )
+    return array_from_sitk(out)
+
+
+def _check_order(order: str) -> Order:
+    if order not in ("linear", "nearest"):
+        raise ValueError(f"order must be 'linear' or 'nearest', not {order!r}")
+    return order  # type: ignore[return-value]
+
+
+def to_model_grid(
+    volume: Volume,
+    brain_mask: np.ndarray,
+    config: PreprocessConfig,
+    order: Order = "linear",
+    pad_value: float = 0.0,
+) -> tuple[np.ndarray, GridRecord]:
+    """Put ``volume`` on the model grid defined by ``brain_mask`` (same grid as the volume).
+
+    Returns the (Z, H, W) float32 model array and the :class:`GridRecord`; ``pad_value`` fills
+    model voxels outside the native field of view.
+    """
+    mask = np.asarray(brain_mask).astype(bool)
+    if mask.shape != volume.shape:
+        raise Ct2mriError(f"{volume.name}: brain mask shape {mask.shape} differs from the volume {volume.shape}")
+    spacing = float(config.spacing_mm)
+    if spacing <= 0:
+        raise Ct2mriError(f"model spacing must be positive, got {spacing}")
+    height, width = (int(n) for n in config.in_plane)
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    shape = volume.shape
+    exact, ornt = _is_exact(affine, spacing)
+    margin = float(config.margin_mm) / spacing
+
+    if exact:
+        grid_affine = _canonical_affine(affine, ornt, shape)
+        extent = [0, 0, 0]
+        for i, (c, _) in enumerate(ornt):
+            extent[int(c)] = shape[i]
+    else:
+        corners = np.array([[a, b, c] for a in (0, shape[0] - 1) for b in (0, shape[1] - 1) for c in (0, shape[2] - 1)])
+        world = corners @ affine[:3, :3].T + affine[:3, 3]
+        lo_world, hi_world = world.min(axis=0), world.max(axis=0)
+        grid_affine = np.diag([spacing, spacing, spacing, 1.0])
+        grid_affine[:3, 3] = lo_world
+        extent = [int(math.floor((hi_world[a] - lo_world[a]) / spacing + 1e-6)) + 1 for a in range(3)]
+
+    to_grid = np.linalg.inv(grid_affine) @ affine
+    lo, hi = _mask_bounds(mask, to_grid)
+    x0, nx = _window(lo[0], hi[0], width, None, margin)
+    y0, ny = _window(lo[1], hi[1], height, None, margin)
+    z0, nz = _window(lo[2], hi[2], None, extent[2], margin)
+    if nz < 1:
+        raise Ct2mriError(f"{volume.name}: the brain lies outside the scanned slices")
+    start = np.array([x0, y0, z0])
+    model_affine = grid_affine.copy()
+    model_affine[:3, 3] = grid_affine[:3, :3] @ start + grid_affine[:3, 3]
+    fits = bool(np.all(lo[:2] >= start[:2] - 1e-6) and np.all(hi[:2] <= start[:2] + np.array([nx, ny]) - 1 + 1e-6))
+    record = GridRecord(
+        native_shape=shape,
+        native_affine=affine.copy(),
+        spacing_mm=spacing,
+        model_shape=(nz, ny, nx),
+        model_affine=model_affine,
+        resampled=not exact,
+        orientation=np.asarray(ornt, dtype=np.float64),
+        crop_start=(int(x0), int(y0), int(z0)),
+        brain_fits=fits,
+    )
+    return apply_model_grid(volume.data, record, order=order, pad_value=pad_value), record
+
+
+def apply_model_grid(
+    array: np.ndarray, record: GridRecord, order: Order = "linear", pad_value: float = 0.0
+) -> np.ndarray:
+    """Put another native-grid array (a mask, the other modality) on a recorded model grid."""
+    order = _check_order(order)
+    array = np.asarray(array)
+    if tuple(array.shape) != tuple(record.native_shape):
+        raise Ct2mriError(f"array shape {array.shape} differs from the recorded native grid {record.native_shape}")
+    nx, ny, nz = record.model_shape_xyz
+    if not record.resampled:
+        canon = nib.orientations.apply_orientation(array, record.orientation)
+        out = np.full((nx, ny, nz), pad_value, dtype=np.float32)
+        src, dst = _overlap(record.crop_start, (nx, ny, nz), canon.shape)
+        out[dst] = canon[src]
+        return out.transpose(2, 1, 0).copy()
+    image = sitk_from_array(array.astype(np.float32), record.native_affine)
+    if order == "linear":
+        native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
+        image = _smooth(image, _sigma_for(native_spacing, np.full(3, record.spacing_mm)))
+    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value)
+    return out.transpose(2, 1, 0).astype(np.float32, copy=True)
+
+
+def _overlap(
+    start: tuple[int, int, int], size: tuple[int, int, int], extent: tuple[int, ...]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices of the source (canonical grid) and the window that overlap."""
+    src, dst = [], []
+    for s, n, e in zip(start, size, extent):
+        a, b = max(s, 0), min(s + n, e)
+        if b <= a:
+            a = b = max(min(s, e), 0)
+        src.append(slice(a, b))
+        dst.append(slice(a - s, a - s + (b - a)))
+    return tuple(src), tuple(dst)
+
+
+def from_model_grid(
+    model_array: np.ndarray, record: GridRecord, fill: float = 0.0, order: Order = "linear"
+) -> np.ndarray:
+    """Map a (Z, H, W) model array back onto every voxel of the native grid.
+
+    Returns an array of the native shape (write it with the native affine); voxels outside the
+    model window get ``fill``.
+    """
+    order = _check_order(order)
+    model_array = np.asarray(model_array)
+    if tuple(model_array.shape) != tuple(record.model_shape):
+        raise Ct2mriError(f"model array shape {model_array.shape} differs from the recorded {record.model_shape}")
+    window = model_array.transpose(2, 1, 0)
+    if not record.resampled:
+        shape = record.native_shape
+        canon_shape = [0, 0, 0]
+        for i, (c, _) in enumerate(record.orientation):
+            canon_shape[int(c)] = shape[i]
+        canon = np.full(canon_shape, fill, dtype=np.result_type(model_array.dtype, np.float32))
+        src, dst = _overlap(record.crop_start, record.model_shape_xyz, tuple(canon_shape))
+        canon[src] = window[dst]
+        back = nib.orientations.ornt_transform(_CANONICAL, record.orientation)
+        native = nib.orientations.apply_orientation(canon, back)
+        return np.ascontiguousarray(native)
+    image = sitk_from_array(window.astype(np.float32), record.model_affine)
+    if order == "linear":
+        direction = record.native_affine[:3, :3] / np.linalg.norm(record.native_affine[:3, :3], axis=0)
+        native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
+        along_world = np.abs(direction) @ native_spacing
+        image = _smooth(image, _sigma_for(np.full(3, record.spacing_mm), along_world))
+    return _resample(image, record.native_shape, record.native_affine, order, fill).astype(np.float32)

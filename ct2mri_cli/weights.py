@@ -1,0 +1,147 @@
+"""The inference weights file: one safetensors with the network and everything translate needs.
+
+Metadata (all JSON strings): ``format`` = "ct2mri-weights", ``format_version``, ``network``
+(:class:`UNetConfig`), ``bridge`` (:class:`BridgeConfig`), ``preprocess``
+(:class:`PreprocessConfig`), ``sampling`` (:class:`SamplingConfig`), ``default_style_key``
+(3 x 128 floats) and ``provenance`` (package version, training steps, seed, date, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import __version__
+from .atomic import atomic_output
+from .bridge import BridgeConfig
+from .config import PreprocessConfig, SamplingConfig
+from .errors import Ct2mriError
+from .network import UNet, UNetConfig
+from .stylekey import validate_style_key
+
+FORMAT = "ct2mri-weights"
+FORMAT_VERSION = 1
+REQUIRED_METADATA = ("format", "format_version", "network", "bridge", "preprocess", "sampling", "default_style_key", "provenance")
+
+
+@dataclass
+class ModelBundle:
+    """A network with the settings that make its output reproducible."""
+
+    network: UNet
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    default_style_key: torch.Tensor = field(default_factory=lambda: torch.zeros(3, 128))
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+    sha256: Optional[str] = None
+
+    @property
+    def network_config(self) -> UNetConfig:
+        return self.network.config
+
+
+def save_weights(path: str | os.PathLike, bundle: ModelBundle) -> str:
+    """Write ``bundle`` atomically; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    provenance = {"package_version": __version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    provenance.update(bundle.provenance)
+    key = validate_style_key(bundle.default_style_key)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "network": json.dumps(bundle.network.config.to_dict()),
+        "bridge": json.dumps(bundle.bridge.to_dict()),
+        "preprocess": json.dumps(bundle.preprocess.to_dict()),
+        "sampling": json.dumps(bundle.sampling.to_dict()),
+        "default_style_key": json.dumps(key.double().tolist()),
+        "provenance": json.dumps(provenance),
+    }
+    tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in bundle.network.state_dict().items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return file_sha256(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The raw metadata of a weights file, checked for format and version."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise Ct2mriError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise Ct2mriError(f"{path}: not a safetensors weights file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise Ct2mriError(f"{path}: not a ct2mri weights file (format {metadata.get('format')!r})")
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise Ct2mriError(
+            f"{path}: weights format version {metadata.get('format_version')!r}; this ct2mri reads version {FORMAT_VERSION}"
+        )
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise Ct2mriError(f"{path}: weights metadata lacks {', '.join(missing)}")
+    return metadata
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelBundle:
+    """Load and validate a weights file; any problem is a one-line :class:`Ct2mriError`."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    try:
+        network_config = UNetConfig.from_dict(json.loads(metadata["network"]))
+        bridge = BridgeConfig.from_dict(json.loads(metadata["bridge"]))
+        preprocess = PreprocessConfig.from_dict(json.loads(metadata["preprocess"]))
+        sampling = SamplingConfig.from_dict(json.loads(metadata["sampling"]))
+        style = validate_style_key(torch.tensor(json.loads(metadata["default_style_key"])), f"{path}: default style key")
+        provenance = json.loads(metadata["provenance"])
+    except (ValueError, TypeError) as exc:
+        raise Ct2mriError(f"{path}: invalid weights metadata ({exc})") from None
+
+    network = UNet(network_config)
+    expected = network.state_dict()
+    tensors = load_file(str(path))
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise Ct2mriError(f"{path}: weights do not match the network config ({detail})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise Ct2mriError(
+                f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the network config needs {tuple(expected[name].shape)}"
+            )
+    network.load_state_dict(tensors)
+    network.to(device).eval()
+    return ModelBundle(
+        network=network,
+        bridge=bridge,
+        preprocess=preprocess,
+        sampling=sampling,
+        default_style_key=style,
+        provenance=provenance,
+        path=path,
+        sha256=file_sha256(path),
+    )

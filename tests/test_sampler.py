@@ -1,0 +1,158 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ct2mri_cli.network import network_denoiser
+from ct2mri_cli.sampler import network_evaluations, sample_volume
+from tests.helpers import tiny_network
+
+STYLE = torch.zeros(3, 128)
+
+
+def _pair(z: int, h: int = 8, w: int = 8, a: float = 0.7, b: float = 0.1, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(z, h, w, generator=g) * 1.6 - 0.8
+    return x0, a * x0 + b
+
+
+def _oracle(a: float, b: float):
+    return lambda x_t, y, t, style: x_t - (y - b) / a
+
+
+@pytest.mark.parametrize("mode", ["independent", "coprediction", "ista"])
+@pytest.mark.parametrize("steps", [2, 10, 50])
+@pytest.mark.parametrize("z", [1, 2, 5, 6])
+def test_oracle_denoiser_recovers_x0(mode, steps, z):
+    for a, b in ((0.7, 0.1), (-1.3, -0.2)):
+        x0, ct = _pair(z, a=a, b=b)
+        out = sample_volume(_oracle(a, b), ct, STYLE, steps=steps, corrections=1, step_size=0.5, mode=mode)
+        assert out.shape == ct.shape
+        assert (out - x0).abs().max().item() < 1e-5
+
+
+def test_oracle_with_paper_correction_norm():
+    x0, ct = _pair(5)
+    out = sample_volume(_oracle(0.7, 0.1), ct, STYLE, steps=10, corrections=2, step_size=0.5, mode="ista", correction_norm="paper")
+    assert (out - x0).abs().max().item() < 1e-5
+
+
+def _positional_error_denoiser(ct: torch.Tensor, x0: torch.Tensor, amplitude: float = 0.1):
+    """Predicts x0 of every window with an error that depends on the window's position."""
+    g = torch.Generator().manual_seed(42)
+    offsets = (torch.rand(ct.shape[0], generator=g) * 2 - 1) * amplitude
+
+    def denoise(x_t, y, t, style):
+        centre = y[:, 1]
+        index = ((centre[:, None] - ct[None]).abs().flatten(2).sum(-1)).argmin(dim=1)
+        x0_windows = torch.nn.functional.pad(x0, (0, 0, 0, 0, 1, 1), value=0.0).unfold(0, 3, 1).permute(0, 3, 1, 2)
+        predicted = x0_windows[index] + offsets[index].view(-1, 1, 1, 1)
+        return x_t - predicted
+
+    return denoise
+
+
+def _neighbour_error_jump(out, x0):
+    err = (out - x0).mean(dim=(1, 2))
+    return (err[1:] - err[:-1]).abs().mean().item()
+
+
+def test_coprediction_and_ista_smooth_interslice_disagreement():
+    x0, ct = _pair(24, seed=3)
+    den = _positional_error_denoiser(ct, x0)
+    jumps = {
+        mode: _neighbour_error_jump(sample_volume(den, ct, STYLE, steps=10, corrections=1, step_size=0.5, mode=mode), x0)
+        for mode in ("independent", "coprediction", "ista")
+    }
+    assert jumps["coprediction"] < 0.6 * jumps["independent"]
+    assert jumps["ista"] < 0.6 * jumps["independent"]
+
+
+def _state_dependent_denoiser(a=0.7, b=0.1):
+    return lambda x_t, y, t, style: x_t - ((y - b) / a + 0.1 * torch.tanh(3 * x_t))
+
+
+def test_ista_without_correction_is_coprediction():
+    _, ct = _pair(7, seed=5)
+    den = _state_dependent_denoiser()
+    cp = sample_volume(den, ct, STYLE, steps=10, corrections=0, step_size=0.5, mode="coprediction")
+    assert torch.equal(sample_volume(den, ct, STYLE, steps=10, corrections=0, step_size=0.5, mode="ista"), cp)
+    assert torch.equal(sample_volume(den, ct, STYLE, steps=10, corrections=1, step_size=0.0, mode="ista"), cp)
+    corrected = sample_volume(den, ct, STYLE, steps=10, corrections=1, step_size=0.5, mode="ista")
+    assert not torch.equal(corrected, cp)
+
+
+@pytest.mark.parametrize("mode,corrections", [("ista", 1), ("ista", 2), ("coprediction", 1), ("independent", 1)])
+def test_window_count_and_batch_size(mode, corrections):
+    z, steps, batch = 9, 6, 4
+    _, ct = _pair(z)
+    seen = []
+    oracle = _oracle(0.7, 0.1)
+
+    def counting(x_t, y, t, style):
+        seen.append(x_t.shape[0])
+        assert y.shape == x_t.shape and style.shape == (x_t.shape[0], 3, 128) and t.dtype == torch.long
+        return oracle(x_t, y, t, style)
+
+    progress = []
+    sample_volume(counting, ct, STYLE, steps=steps, corrections=corrections, step_size=0.5, mode=mode, batch_size=batch,
+                  progress=lambda done, total: progress.append((done, total)))
+    m = corrections if mode == "ista" else 0
+    assert sum(seen) == z * (steps + m * (steps - 1)) == network_evaluations(z, steps, m, mode)
+    assert max(seen) <= batch
+    assert progress[-1] == (sum(seen), sum(seen))
+
+
+def test_deterministic_with_a_real_network():
+    net = tiny_network()
+    den = network_denoiser(net)
+    g = torch.Generator().manual_seed(0)
+    ct = torch.rand(5, 16, 16, generator=g) * 2 - 1
+    style = torch.rand(3, 128, generator=g)
+    a = sample_volume(den, ct, style, steps=5, corrections=1, step_size=0.5, mode="ista", batch_size=2)
+    b = sample_volume(den, ct, style, steps=5, corrections=1, step_size=0.5, mode="ista", batch_size=2)
+    assert torch.equal(a, b)
+    assert a.shape == ct.shape and torch.isfinite(a).all() and a.abs().max() <= 1
+
+
+def test_invalid_arguments():
+    _, ct = _pair(3)
+    den = _oracle(0.7, 0.1)
+    with pytest.raises(ValueError, match="mode"):
+        sample_volume(den, ct, STYLE, steps=5, corrections=1, step_size=0.5, mode="fast")
+    with pytest.raises(ValueError, match="at least 2"):
+        sample_volume(den, ct, STYLE, steps=1, corrections=1, step_size=0.5, mode="ista")
+    with pytest.raises(ValueError, match=r"\(Z, H, W\)"):
+        sample_volume(den, ct[0], STYLE, steps=5, corrections=1, step_size=0.5, mode="ista")
+    with pytest.raises(ValueError, match="style"):
+        sample_volume(den, ct, torch.zeros(128), steps=5, corrections=1, step_size=0.5, mode="ista")
+    with pytest.raises(ValueError, match="denoiser returned"):
+        sample_volume(lambda x, y, t, s: x[:, :1], ct, STYLE, steps=5, corrections=1, step_size=0.5, mode="ista")
+
+
+_PEAK_RSS_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from ct2mri_cli.sampler import sample_volume
+    torch.set_num_threads(1)
+    steps = int(sys.argv[1])
+    ct = torch.rand(16, 256, 256) * 2 - 1
+    den = lambda x_t, y, t, s: x_t - y
+    sample_volume(den, ct, torch.zeros(3, 128), steps=steps, corrections=1, step_size=0.5, mode="ista")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+)
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_steps():
+    def peak_kib(steps: int) -> int:
+        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(steps)], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    # Keeping one volume per step would add 100 x 4 MiB; the allocator's run-to-run noise is ~35 MiB.
+    volume_mib = 16 * 256 * 256 * 4 / 2**20
+    growth_mib = (min(peak_kib(100) for _ in range(2)) - min(peak_kib(5) for _ in range(2))) / 1024
+    assert growth_mib < 12 * volume_mib

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ct2mri_cli.config import PreprocessConfig, SamplingConfig
+from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.network import PRESETS, UNet
+from ct2mri_cli.weights import ModelBundle, file_sha256, load_weights, read_metadata, save_weights
+from tests.helpers import tiny_network
+
+
+def _bundle(seed: int = 0) -> ModelBundle:
+    return ModelBundle(
+        network=tiny_network(seed),
+        preprocess=PreprocessConfig(spacing_mm=2.0, in_plane=(48, 48)),
+        sampling=SamplingConfig(steps=10),
+        default_style_key=torch.rand(3, 128, generator=torch.Generator().manual_seed(seed)),
+        provenance={"training_steps": 123, "seed": 7},
+    )
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_weights(path, _bundle())
+    return path
+
+
+def test_round_trip_gives_same_outputs(weights_file):
+    original = _bundle()
+    loaded = load_weights(weights_file)
+    x, t, s = torch.randn(2, 6, 16, 16), torch.tensor([1, 800]), torch.randn(2, 3, 128)
+    with torch.no_grad():
+        assert torch.equal(loaded.network(x, t, s), original.network(x, t, s))
+    assert loaded.network_config == PRESETS["tiny"]
+    assert loaded.preprocess == original.preprocess and loaded.sampling == original.sampling
+    assert torch.equal(loaded.default_style_key, original.default_style_key)
+    assert loaded.provenance["training_steps"] == 123 and loaded.provenance["seed"] == 7
+    assert "package_version" in loaded.provenance and "date" in loaded.provenance
+    assert loaded.sha256 == file_sha256(weights_file) and len(loaded.sha256) == 64
+
+
+def test_corrupted_file(weights_file):
+    data = weights_file.read_bytes()
+    weights_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Ct2mriError, match="not a safetensors weights file"):
+        load_weights(weights_file)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(Ct2mriError, match="not found"):
+        load_weights(tmp_path / "nope.safetensors")
+
+
+def test_foreign_safetensors(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"a": torch.zeros(2)}, str(path))
+    with pytest.raises(Ct2mriError, match="not a ct2mri weights file"):
+        load_weights(path)
+
+
+def _rewrite(path, tensors=None, **metadata_changes):
+    meta = read_metadata(path)
+    meta.update(metadata_changes)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_file(tensors if tensors is not None else load_file(str(path)), str(path), metadata=meta)
+
+
+def test_other_format_version(weights_file):
+    _rewrite(weights_file, format_version="2")
+    with pytest.raises(Ct2mriError, match="format version '2'; this ct2mri reads version 1"):
+        load_weights(weights_file)
+
+
+def test_missing_metadata(weights_file):
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file), "pt") as h:
+        meta = dict(h.metadata())
+    del meta["preprocess"]
+    save_file(load_file(str(weights_file)), str(weights_file), metadata=meta)
+    with pytest.raises(Ct2mriError, match="lacks preprocess"):
+        load_weights(weights_file)
+
+
+def test_missing_tensor(weights_file):
+    tensors = load_file(str(weights_file))
+    tensors.pop(sorted(tensors)[0])
+    _rewrite(weights_file, tensors)
+    with pytest.raises(Ct2mriError, match="do not match the network config"):
+        load_weights(weights_file)
+
+
+def test_shape_mismatch(weights_file):
+    cfg = dict(PRESETS["tiny"].to_dict(), base_channels=8)
+    _rewrite(weights_file, network=json.dumps(cfg))
+    with pytest.raises(Ct2mriError, match="has shape"):
+        load_weights(weights_file)
+
+
+def test_bad_style_key_in_metadata(weights_file):
+    _rewrite(weights_file, default_style_key=json.dumps([[0.0] * 128] * 2))
+    with pytest.raises(Ct2mriError, match="3x128"):
+        load_weights(weights_file)
+
+
+def test_saved_network_size(tmp_path):
+    path = tmp_path / "s.safetensors"
+    net = UNet(PRESETS["small"])
+    save_weights(path, ModelBundle(network=net))
+    n_params = sum(p.numel() for p in net.parameters())
+    assert path.stat().st_size == pytest.approx(4 * n_params, rel=0.02)
