@@ -107,19 +107,56 @@ def _array(image) -> np.ndarray:  # type: ignore[no-untyped-def]
     return sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(bool)
 
 
+def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _convex_hull(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Counter-clockwise convex hull of integer 2D points (monotone chain)."""
+    pts = sorted(set(points))
+    if len(pts) < 3:
+        return pts
+    lower: list[tuple[int, int]] = []
+    upper: list[tuple[int, int]] = []
+    for p in pts:
+        while len(lower) >= 2 and _cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and _cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return lower[:-1] + upper[:-1]
+
+
+def _fill_convex(plane: np.ndarray) -> np.ndarray:
+    """The 2D convex hull of a boolean image, rasterised (pixel centres inside or on the edge)."""
+    rows = np.flatnonzero(plane.any(axis=1))
+    if rows.size == 0:
+        return plane.copy()
+    sub = plane[rows]
+    first = sub.argmax(axis=1)
+    last = plane.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
+    # the extreme pixels of every row carry the whole hull
+    points = [(int(r), int(c)) for r, c in zip(rows, first)] + [(int(r), int(c)) for r, c in zip(rows, last)]
+    hull = _convex_hull(points)
+    if len(hull) < 3:
+        return plane.copy()
+    ii, jj = np.ogrid[: plane.shape[0], : plane.shape[1]]
+    inside = np.ones(plane.shape, dtype=bool)
+    for a, b in zip(hull, hull[1:] + hull[:1]):
+        inside &= (b[0] - a[0]) * (jj - a[1]) - (b[1] - a[1]) * (ii - a[0]) >= 0
+    return inside | plane
+
+
 def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: BrainMaskParams) -> np.ndarray:
     import SimpleITK as sitk
 
     head = _array(_largest_component(_image(hu > params.air_hu, spacing)))
-    head = _fill_slices(head)
-
-    bone = hu > params.bone_hu
-    close = _radius_voxels(params.skull_closing_mm, spacing)
-    close[2] = 0
-    if any(close):
-        bone = _array(sitk.BinaryMorphologicalClosing(_image(bone, spacing), close, sitk.sitkBall))
-    inside = _fill_slices(bone) & ~bone & head
-
+    bone = (hu > params.bone_hu) & head
+    # the skull's axial cross-sections are close to convex; hulls tolerate bone gaps and defects
+    hull = np.stack([_fill_convex(bone[:, :, z]) for z in range(hu.shape[2])], axis=-1)
+    inside = hull & ~bone & head
     soft = inside & (hu >= params.soft_hu[0]) & (hu <= params.soft_hu[1])
     if not soft.any():
         raise Ct2mriError("no intracranial soft tissue found (is the skull in the field of view?)")
@@ -131,13 +168,11 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
         if sitk.GetArrayViewFromImage(opened).any():
             core = _largest_component(opened)
             grown = sitk.BinaryDilate(core, radius, sitk.sitkBall)
-            brain = sitk.And(grown, _image(soft, spacing))
-            brain = _largest_component(brain)
+            brain = _largest_component(sitk.And(grown, _image(soft, spacing)))
 
-    filled = sitk.BinaryFillhole(brain, fullyConnected=False)
-    mask = _array(filled) | _fill_slices(_array(filled))
-    mask = _array(_largest_component(_image(mask & inside | _array(filled), spacing)))
-    return mask
+    filled = _array(sitk.BinaryFillhole(brain, fullyConnected=False))
+    filled |= _fill_slices(filled) & inside
+    return _array(_largest_component(_image(filled, spacing)))
 
 
 def extract_brain_ct(

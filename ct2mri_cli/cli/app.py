@@ -41,9 +41,12 @@ def _global_options(
 
 
 def _register() -> None:
-    from . import info
+    from . import histogram, info
 
+    app.command("histogram")(histogram.histogram)
     app.command("info")(info.info)
+    app.command("train")(__import__(f"{__package__}.train", fromlist=["train"]).train)
+    app.command("preprocess")(__import__(f"{__package__}.preprocess", fromlist=["preprocess"]).preprocess)
 
 
 _register()

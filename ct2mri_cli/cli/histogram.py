@@ -1,0 +1,70 @@
+"""``ct2mri histogram``: the style key of one MRI, or the average key of several."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import Ct2mriError
+from . import common
+
+
+def histogram(
+    mris: List[Path] = typer.Argument(..., help="MRI volumes (NIfTI, NRRD, MHA, DICOM folder); brain-only images work best."),
+    output: Path = typer.Option(..., "--output", "-o", help="Style key file to write (.safetensors)."),
+    masks: Optional[List[Path]] = typer.Option(None, "--mask", help="Brain mask per MRI (repeat, in the same order)."),
+    normalise: str = typer.Option(
+        "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max; robust; none."
+    ),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also draw the three curves to this PNG."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Compute a style key (SKC): one volume gives its key, several their average."""
+    from ..qc import write_png
+    from ..stylekey import average_style_keys, key_curves, save_style_key
+
+    if normalise not in ("auto", "robust", "none"):
+        raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
+    if masks and len(masks) != len(mris):
+        raise Ct2mriError(f"{len(masks)} --mask given for {len(mris)} MRI volumes; give one per volume or none")
+    common.check_can_write(output, force)
+    if png is not None:
+        common.check_can_write(png, force)
+
+    keys = []
+    for i, path in enumerate(mris):
+        keys.append(mri_style_key(path, masks[i] if masks else None, normalise))
+        common.info(f"{path}: style key computed")
+    key = average_style_keys(keys)
+    sources = ";".join(str(p) for p in mris)
+    save_style_key(output, key, {"sources": sources, "count": str(len(mris)), "normalise": normalise})
+    common.info(f"wrote {output} ({'average of ' + str(len(keys)) + ' keys' if len(keys) > 1 else 'one volume'})")
+    if png is not None:
+        from ..plotting import curve_panels
+
+        write_png(curve_panels([[c] for c in key_curves(key)]), png)
+        common.info(f"wrote {png}")
+
+
+def mri_style_key(path: Path, mask_path: Optional[Path] = None, normalise: str = "auto"):
+    """Read an MRI (and optional mask), bring it to [0, 1] as asked and return its style key."""
+    import numpy as np
+
+    from ..intensity import normalize_mri
+    from ..stylekey import style_key
+    from ..volume_io import read_volume
+
+    volume = read_volume(path)
+    data = np.asarray(volume.data, dtype=np.float32)
+    mask = None
+    if mask_path is not None:
+        mask_volume = read_volume(mask_path)
+        if mask_volume.shape != volume.shape:
+            raise Ct2mriError(f"{mask_path}: mask shape {mask_volume.shape} differs from {path} {volume.shape}")
+        mask = np.asarray(mask_volume.data) > 0
+    already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
+    if normalise == "robust" or (normalise == "auto" and not already_unit):
+        data = normalize_mri(data, mask if mask is not None else data > 0, source=str(path))
+    return style_key(data, mask)

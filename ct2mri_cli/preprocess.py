@@ -1,0 +1,399 @@
+"""Paired CT/MRI preprocessing: from native scans to model-ready volumes plus a manifest.
+
+For one pair: read both scans, extract the brain from the CT (HU), register the CT to the MRI
+(rigid or affine; identity for pairs already aligned in world space), carry the CT and its brain
+mask onto the MRI grid, normalise (CT window, MRI robust min-max inside the brain), mask both
+with the brain, put them on the model grid, compute the MRI's style key and write, in
+``OUTDIR/<case>/``: ``ct.nii.gz``, ``mri.nii.gz`` (float32 in [0, 1]), ``mask.nii.gz`` (uint8),
+``style_key.safetensors`` and ``qc.png``.  ``OUTDIR/manifest.json`` lists every case with paths
+relative to OUTDIR; :func:`load_case` reads one back as (Z, H, W) arrays for training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .atomic import atomic_output
+from .brainmask import extract_brain_ct
+from .config import PreprocessConfig
+from .errors import Ct2mriError
+from .geometry import GridRecord, apply_model_grid, model_reference, model_to_xyz, to_model_grid
+from .intensity import normalize_ct, normalize_mri
+from .volume_io import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, read_volume, write_nifti
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "ct2mri-preprocessed"
+MANIFEST_VERSION = 1
+CASE_FILES = {
+    "ct": "ct.nii.gz",
+    "mri": "mri.nii.gz",
+    "mask": "mask.nii.gz",
+    "style_key": "style_key.safetensors",
+    "qc": "qc.png",
+}
+_IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
+_CT_FILL_HU = -1024.0
+
+
+@dataclass
+class CasePair:
+    """One CT/MRI pair to preprocess."""
+
+    case: str
+    ct: Path
+    mri: Path
+
+
+@dataclass
+class PreparedCase:
+    """A pair on the model grid, in memory: (Z, H, W) arrays in [0, 1] and a boolean mask."""
+
+    ct01: np.ndarray
+    mri01: np.ndarray
+    mask: np.ndarray
+    record: GridRecord
+    style_key: Any
+    registration_metric: float | None
+    registration: str
+    brain_ml: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did: manifest entries written, failures (case, message), skipped cases."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def prepare_pair(
+    ct: Volume,
+    mri: Volume,
+    config: PreprocessConfig = PreprocessConfig(),
+    register: bool = True,
+    affine: bool = False,
+) -> PreparedCase:
+    """Run the whole preprocessing of one pair in memory (no files written)."""
+    from .registration import register_ct_to_mri, resample_to_reference
+    from .stylekey import style_key
+
+    notes: list[str] = list(ct.notes) + list(mri.notes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ct_mask = extract_brain_ct(ct)
+    notes.extend(str(w.message) for w in caught)
+    brain_ml = float(ct_mask.sum() * np.prod(ct.spacing) / 1000.0)
+
+    metric: float | None = None
+    transform = None
+    kind = "none"
+    if register:
+        result = register_ct_to_mri(ct, mri, affine=affine)
+        transform, metric, kind = result.transform, result.metric, result.kind
+    ct_on_mri = resample_to_reference(ct, mri, transform, order="linear", fill=_CT_FILL_HU)
+    mask_on_mri = resample_to_reference(ct_mask.astype(np.float32), mri, transform, order="linear", fill=0.0) > 0.5
+    if not mask_on_mri.any():
+        raise Ct2mriError(f"{ct.name}: the CT brain mask does not overlap {mri.name} (are they the same head?)")
+
+    ct01 = normalize_ct(ct_on_mri, config.ct_window_hu) * mask_on_mri
+    mri01 = normalize_mri(mri.data, mask_on_mri, config.mri_percentiles, source=mri.name)
+    model_mri, record = to_model_grid(mri.with_data(mri01), mask_on_mri, config, order="linear")
+    model_ct = apply_model_grid(ct01, record, order="linear")
+    model_mask = apply_model_grid(mask_on_mri.astype(np.float32), record, order="nearest") > 0.5
+    model_ct = np.clip(model_ct, 0.0, 1.0) * model_mask
+    model_mri = np.clip(model_mri, 0.0, 1.0) * model_mask
+    if not record.brain_fits:
+        notes.append(
+            f"{mri.name}: the brain is larger than the model's in-plane size "
+            f"{config.in_plane[0]}x{config.in_plane[1]} at {config.spacing_mm:g} mm and was cut"
+        )
+    key = style_key(model_mri, model_mask)
+    return PreparedCase(
+        ct01=model_ct.astype(np.float32),
+        mri01=model_mri.astype(np.float32),
+        mask=model_mask,
+        record=record,
+        style_key=key,
+        registration_metric=metric,
+        registration=kind,
+        brain_ml=brain_ml,
+        notes=notes,
+    )
+
+
+def case_name(path: str | os.PathLike) -> str:
+    """A case's name: the file name without its image extension (a folder's own name)."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in sorted(_IMAGE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _check_case_name(case: str, source: str) -> None:
+    if not case or case in (".", "..") or case.startswith(".") or "/" in case or "\\" in case:
+        raise Ct2mriError(f"{source}: {case!r} is not a usable case name (it names a folder in the output)")
+
+
+def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
+    """The files a case is written to."""
+    return {key: out_dir / case / name for key, name in CASE_FILES.items()}
+
+
+def write_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
+    """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
+    from .qc import pair_montage, write_png
+    from .stylekey import save_style_key
+
+    _check_case_name(case, str(pair.ct))
+    reference = model_reference(prepared.record)
+    staging = Path(tempfile.mkdtemp(prefix=f".{case}.", dir=out_dir))
+    try:
+        lo, hi = config.ct_window_hu
+        write_nifti(
+            model_to_xyz(prepared.ct01), staging / CASE_FILES["ct"], reference,
+            descrip=f"ct2mri preprocess: CT {lo:g}..{hi:g} HU -> [0,1], brain-masked",
+        )
+        write_nifti(
+            model_to_xyz(prepared.mri01), staging / CASE_FILES["mri"], reference,
+            descrip="ct2mri preprocess: MRI robust min-max -> [0,1], brain-masked",
+        )
+        write_nifti(
+            model_to_xyz(prepared.mask), staging / CASE_FILES["mask"], reference,
+            descrip="ct2mri preprocess: brain mask", dtype=np.uint8,
+        )
+        save_style_key(
+            staging / CASE_FILES["style_key"], prepared.style_key,
+            {"case": case, "source": str(pair.mri), "kind": "preprocessed MRI"},
+        )
+        write_png(pair_montage(prepared.ct01, prepared.mri01, prepared.mask), staging / CASE_FILES["qc"])
+        final = out_dir / case
+        final.mkdir(exist_ok=True)
+        for name in CASE_FILES.values():
+            os.replace(staging / name, final / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        "case": case,
+        **{key: f"{case}/{name}" for key, name in CASE_FILES.items()},
+        "shape": [int(n) for n in prepared.ct01.shape],
+        "spacing_mm": float(config.spacing_mm),
+        "registration_metric": prepared.registration_metric,
+        "registration": prepared.registration,
+        "brain_ml": round(prepared.brain_ml, 3),
+        "source": {"ct": str(pair.ct), "mri": str(pair.mri)},
+        "grid": prepared.record.to_dict(),
+    }
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check ``out_dir/manifest.json``."""
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Ct2mriError(f"{path}: no manifest (run `ct2mri preprocess` first)") from None
+    except (OSError, ValueError) as exc:
+        raise Ct2mriError(f"{path}: not a readable manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise Ct2mriError(f"{path}: not a ct2mri preprocessing manifest")
+    if data.get("version") != MANIFEST_VERSION:
+        raise Ct2mriError(f"{path}: manifest version {data.get('version')} is not supported (expected {MANIFEST_VERSION})")
+    if not isinstance(data.get("cases"), list) or not isinstance(data.get("preprocess"), dict):
+        raise Ct2mriError(f"{path}: manifest lacks 'cases' or 'preprocess'")
+    return data
+
+
+def write_manifest(out_dir: Path, config: PreprocessConfig, entries: Iterable[dict[str, Any]]) -> Path:
+    """Write ``out_dir/manifest.json`` atomically."""
+    path = out_dir / MANIFEST_NAME
+    data = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "preprocess": config.to_dict(),
+        "cases": list(entries),
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def load_case(manifest_dir: str | os.PathLike, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ct01, mri01, mask) of one manifest entry as (Z, H, W) arrays: float32, float32, bool."""
+    import nibabel as nib
+
+    base = Path(manifest_dir)
+    arrays = []
+    for key in ("ct", "mri", "mask"):
+        path = base / entry[key]
+        try:
+            data = np.asanyarray(nib.load(str(path)).dataobj)
+        except FileNotFoundError:
+            raise Ct2mriError(f"{path}: missing (listed in {base / MANIFEST_NAME})") from None
+        except Exception as exc:
+            raise Ct2mriError(f"{path}: not a readable NIfTI image ({exc})") from None
+        arrays.append(data.transpose(2, 1, 0))
+    ct01, mri01, mask = arrays
+    expected = tuple(int(n) for n in entry["shape"])
+    for key, array in zip(("ct", "mri", "mask"), arrays):
+        if tuple(array.shape) != expected:
+            raise Ct2mriError(f"{base / entry[key]}: shape {array.shape} differs from the manifest's {expected}")
+    return (
+        np.ascontiguousarray(ct01, dtype=np.float32),
+        np.ascontiguousarray(mri01, dtype=np.float32),
+        np.ascontiguousarray(mask).astype(bool),
+    )
+
+
+def pairs_from_csv(path: str | os.PathLike) -> list[CasePair]:
+    """Pairs from a CSV with columns case, ct, mri (relative paths are relative to the CSV)."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
+            missing = [c for c in ("case", "ct", "mri") if c not in fields]
+            if missing:
+                raise Ct2mriError(f"{path}: CSV needs the columns case, ct, mri (missing: {', '.join(missing)})")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise Ct2mriError(f"{path}: cannot read the CSV ({exc})") from None
+    pairs: list[CasePair] = []
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=2):
+        values = {c: (row.get(fields[c]) or "").strip() for c in ("case", "ct", "mri")}
+        if not any(values.values()):
+            continue
+        if not all(values.values()):
+            raise Ct2mriError(f"{path}: line {number} has an empty case, ct or mri")
+        _check_case_name(values["case"], f"{path}: line {number}")
+        if values["case"] in seen:
+            raise Ct2mriError(f"{path}: case {values['case']} appears twice")
+        seen.add(values["case"])
+        ct, mri = Path(values["ct"]), Path(values["mri"])
+        pairs.append(CasePair(values["case"], ct if ct.is_absolute() else path.parent / ct, mri if mri.is_absolute() else path.parent / mri))
+    if not pairs:
+        raise Ct2mriError(f"{path}: the CSV lists no cases")
+    return pairs
+
+
+def _scan_inputs(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise Ct2mriError(f"{folder}: no such folder")
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or entry.name.lower().endswith(_IMAGE_SUFFIXES):
+            name = case_name(entry)
+            if name in found:
+                raise Ct2mriError(f"{folder}: two inputs are named {name} ({found[name].name}, {entry.name})")
+            found[name] = entry
+    return found
+
+
+def pairs_from_dirs(ct_dir: str | os.PathLike, mri_dir: str | os.PathLike) -> tuple[list[CasePair], list[tuple[str, str]]]:
+    """Pairs matched by case name across two folders, and the unmatched inputs as (case, message)."""
+    cts, mris = _scan_inputs(Path(ct_dir)), _scan_inputs(Path(mri_dir))
+    pairs = [CasePair(name, cts[name], mris[name]) for name in sorted(set(cts) & set(mris))]
+    unmatched = [(name, f"{cts[name]}: no MRI named {name} in {mri_dir}") for name in sorted(set(cts) - set(mris))]
+    unmatched += [(name, f"{mris[name]}: no CT named {name} in {ct_dir}") for name in sorted(set(mris) - set(cts))]
+    if not pairs and not unmatched:
+        raise Ct2mriError(f"{ct_dir}, {mri_dir}: no images found")
+    return pairs, unmatched
+
+
+ProgressCallback = Callable[[str, str, str], None]
+
+
+def preprocess_batch(
+    pairs: list[CasePair],
+    out_dir: str | os.PathLike,
+    config: PreprocessConfig = PreprocessConfig(),
+    register: bool = True,
+    affine: bool = False,
+    series_uid: str | None = None,
+    force: bool = False,
+    skip_existing: bool = False,
+    on_event: ProgressCallback | None = None,
+) -> BatchResult:
+    """Preprocess many pairs into ``out_dir``, isolating failures per case.
+
+    ``on_event(case, kind, message)`` is called with kind "start", "done", "failed", "skipped"
+    or "note".  The manifest is rewritten after every successful case, so an interrupted run
+    leaves a manifest that matches the files on disk.  Without ``force``, an existing case is a
+    failure (or skipped with ``skip_existing``); a manifest made with other settings is refused.
+    """
+    out_dir = Path(out_dir)
+    emit = on_event or (lambda case, kind, message: None)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Ct2mriError(f"{out_dir}: exists and is not a folder")
+    if not out_dir.parent.is_dir():
+        raise Ct2mriError(f"{out_dir}: the folder {out_dir.parent} does not exist")
+    created = not out_dir.exists()
+    out_dir.mkdir(exist_ok=True)
+
+    result = BatchResult()
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        if (out_dir / MANIFEST_NAME).exists():
+            manifest = read_manifest(out_dir)
+            if manifest["preprocess"] != json.loads(json.dumps(config.to_dict())):
+                if not force:
+                    raise Ct2mriError(
+                        f"{out_dir / MANIFEST_NAME}: made with other preprocessing settings "
+                        f"({manifest['preprocess']}); use another folder or --force"
+                    )
+            else:
+                entries = {e["case"]: e for e in manifest["cases"] if isinstance(e, dict) and "case" in e}
+
+        for pair in pairs:
+            emit(pair.case, "start", "")
+            started = time.perf_counter()
+            try:
+                _check_case_name(pair.case, str(pair.ct))
+                files = case_paths(out_dir, pair.case)
+                existing = [p for p in files.values() if p.exists()]
+                if existing and not force:
+                    if skip_existing and pair.case in entries and len(existing) == len(files):
+                        result.skipped.append(pair.case)
+                        emit(pair.case, "skipped", "already preprocessed")
+                        continue
+                    raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite or --skip-existing)")
+                ct = read_volume(pair.ct, series_uid)
+                mri = read_volume(pair.mri)
+                prepared = prepare_pair(ct, mri, config, register=register, affine=affine)
+                for note in prepared.notes:
+                    emit(pair.case, "note", note)
+                entry = write_case(out_dir, pair.case, pair, prepared, config)
+            except Ct2mriError as exc:
+                result.failures.append((pair.case, str(exc)))
+                emit(pair.case, "failed", str(exc))
+                continue
+            except Exception as exc:  # one broken case must not stop a batch
+                message = f"{pair.ct}: {type(exc).__name__}: {exc}"
+                result.failures.append((pair.case, message))
+                emit(pair.case, "failed", message)
+                continue
+            entries[pair.case] = entry
+            result.entries.append(entry)
+            write_manifest(out_dir, config, entries.values())
+            emit(pair.case, "done", f"{time.perf_counter() - started:.1f} s")
+    finally:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    return result

@@ -1,0 +1,285 @@
+"""Training data: a ``ct2mri preprocess`` folder held in memory as 3-slice windows with style keys.
+
+Every case of the manifest is read once.  Its CT and MRI (model grid, [0, 1]) are stored as
+float16 with one empty slice added at each end, the same virtual background slices the volume
+sampler adds, and all cases are stacked along the slice axis into two tensors.  A training
+window is then just the index of its first slice in that stack; it is kept when its centre
+slice holds brain.  Subjects held out for validation keep their whole volumes instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..config import PreprocessConfig
+from ..errors import Ct2mriError
+from ..stylekey import average_style_keys, load_style_key, style_key
+from .config import TrainConfig
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "ct2mri-preprocessed"
+MANIFEST_VERSION = 1
+WINDOW = 3
+
+
+@dataclass
+class Manifest:
+    """The parsed manifest of a preprocessed folder."""
+
+    folder: Path
+    preprocess: PreprocessConfig
+    cases: list[dict[str, Any]]
+    sha256: str
+
+
+@dataclass
+class CaseVolumes:
+    """One case in model space: CT and MRI in [0, 1], brain mask, all (Z, H, W); its style key."""
+
+    name: str
+    subject: str
+    ct: np.ndarray
+    mri: np.ndarray
+    mask: np.ndarray
+    key: torch.Tensor
+
+
+@dataclass
+class WindowSet:
+    """Training windows over stacked, padded volumes (float16 in [0, 1])."""
+
+    ct: torch.Tensor  # (sum of Z + 2, H, W)
+    mri: torch.Tensor
+    starts: torch.Tensor  # (N,) first slice of each window in the stack
+    case_of: torch.Tensor  # (N,) index into ``keys`` / ``case_names``
+    keys: torch.Tensor  # (cases, 3, 128)
+    case_names: list[str]
+
+    def __len__(self) -> int:
+        return int(self.starts.numel())
+
+    def batch(self, indices: torch.Tensor, flips: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+        """(MRI windows, CT windows) as (B, 3, H, W) float32 in [-1, 1] and styles (B, 3, 128).
+
+        ``flips`` (B,) bool mirrors the chosen windows left-right (both images together).
+        """
+        rows = self.starts[indices][:, None] + torch.arange(WINDOW)
+        x0 = self.mri[rows].float().mul_(2.0).sub_(1.0)
+        y = self.ct[rows].float().mul_(2.0).sub_(1.0)
+        if flips is not None and bool(flips.any()):
+            f = flips[:, None, None, None]
+            x0 = torch.where(f, x0.flip(-1), x0)
+            y = torch.where(f, y.flip(-1), y)
+        return x0, y, self.keys[self.case_of[indices]]
+
+
+@dataclass
+class TrainingData:
+    """What a run trains and validates on."""
+
+    manifest: Manifest
+    train: WindowSet
+    validation: list[CaseVolumes] = field(default_factory=list)
+    train_keys: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def in_plane(self) -> tuple[int, int]:
+        return (int(self.train.ct.shape[1]), int(self.train.ct.shape[2]))
+
+    def average_key(self) -> torch.Tensor:
+        """The training subjects' average style key (the exported model's default key)."""
+        return average_style_keys(self.train_keys)
+
+
+def read_manifest(data_dir: str | Path) -> Manifest:
+    """Parse and check ``DATA_DIR/manifest.json`` (format, version, preprocessing, case entries)."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise Ct2mriError(f"{folder}: data folder not found")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise Ct2mriError(f"{path}: manifest not found (write the folder with 'ct2mri preprocess')")
+    raw = path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Ct2mriError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise Ct2mriError(f"{path}: not a ct2mri preprocessed-data manifest")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise Ct2mriError(f"{path}: manifest version {manifest.get('version')!r}; this ct2mri reads version {MANIFEST_VERSION}")
+    try:
+        preprocess = PreprocessConfig.from_dict(manifest.get("preprocess") or {})
+    except (ValueError, TypeError) as exc:
+        raise Ct2mriError(f"{path}: invalid preprocessing settings ({exc})") from None
+    cases = manifest.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise Ct2mriError(f"{path}: the manifest lists no cases")
+    seen: set[str] = set()
+    for i, entry in enumerate(cases):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("case", "ct", "mri", "mask")):
+            raise Ct2mriError(f"{path}: case entry {i} lacks one of case, ct, mri, mask")
+        if entry["case"] in seen:
+            raise Ct2mriError(f"{path}: case {entry['case']!r} is listed twice")
+        seen.add(entry["case"])
+    return Manifest(folder=folder, preprocess=preprocess, cases=cases, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _read_model_array(path: Path, case: str) -> np.ndarray:
+    """A model-grid NIfTI as a (Z, H, W) float32 array."""
+    import nibabel as nib
+
+    if not path.is_file():
+        raise Ct2mriError(f"{path}: file not found (case {case!r} of the manifest)")
+    try:
+        data = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise Ct2mriError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 3:
+        raise Ct2mriError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    return np.ascontiguousarray(data.transpose(2, 1, 0))
+
+
+def read_case(folder: Path, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(CT, MRI, mask) of one manifest entry as (Z, H, W) arrays: float32 in [0, 1] and bool."""
+    name = entry["case"]
+    ct = _read_model_array(folder / entry["ct"], name)
+    mri = _read_model_array(folder / entry["mri"], name)
+    mask = _read_model_array(folder / entry["mask"], name) > 0.5
+    return ct, mri, mask
+
+
+def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
+    """Read and check one case: equal shapes, finite values, and its style key."""
+    name = entry["case"]
+    ct, mri, mask = read_case(manifest.folder, entry)
+    where = f"{manifest.folder / MANIFEST}: case {name!r}"
+    if ct.shape != mri.shape:
+        raise Ct2mriError(f"{where}: CT shape {ct.shape} differs from MRI shape {mri.shape}")
+    if mask.shape != ct.shape:
+        raise Ct2mriError(f"{where}: mask shape {mask.shape} differs from CT shape {ct.shape}")
+    for label, volume in (("CT", ct), ("MRI", mri)):
+        if not np.isfinite(volume).all():
+            raise Ct2mriError(f"{where}: the {label} holds NaN or Inf")
+    ct = np.clip(ct, 0.0, 1.0)
+    mri = np.clip(mri, 0.0, 1.0)
+    key_file = entry.get("style_key")
+    if isinstance(key_file, str) and key_file:
+        key, _ = load_style_key(manifest.folder / key_file)
+    else:
+        key = style_key(mri)
+    subject = entry.get("subject") if isinstance(entry.get("subject"), str) else name
+    return CaseVolumes(name=name, subject=subject, ct=ct, mri=mri, mask=mask, key=key)
+
+
+def split_subjects(subjects: list[str], held_out: int, seed: int) -> set[str]:
+    """The subjects held out for validation: a seeded choice among the sorted distinct names."""
+    distinct = sorted(set(subjects))
+    if held_out == 0:
+        return set()
+    if held_out >= len(distinct):
+        raise Ct2mriError(
+            f"setting val_subjects = {held_out}: the data has {len(distinct)} subject(s) and at least one must "
+            "remain for training (set val_subjects = 0 to train without validation)"
+        )
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1])).permutation(len(distinct))
+    return {distinct[i] for i in order[:held_out]}
+
+
+class _WindowBuilder:
+    """Accumulates cases in compact form (padded float16) and their brain windows."""
+
+    def __init__(self, min_brain_voxels: int) -> None:
+        self.min_brain_voxels = min_brain_voxels
+        self.cts: list[np.ndarray] = []
+        self.mris: list[np.ndarray] = []
+        self.starts: list[np.ndarray] = []
+        self.case_of: list[np.ndarray] = []
+        self.keys: list[torch.Tensor] = []
+        self.names: list[str] = []
+        self.offset = 0
+
+    def add(self, case: CaseVolumes) -> None:
+        z = case.ct.shape[0]
+        pad = ((1, 1), (0, 0), (0, 0))
+        self.cts.append(np.pad(case.ct, pad).astype(np.float16))
+        self.mris.append(np.pad(case.mri, pad).astype(np.float16))
+        centres = np.flatnonzero(case.mask.reshape(z, -1).sum(axis=1) >= self.min_brain_voxels)
+        self.starts.append(self.offset + centres)  # the window centred on slice c starts at padded index c
+        self.case_of.append(np.full(centres.size, len(self.names)))
+        self.keys.append(case.key)
+        self.names.append(case.name)
+        self.offset += z + 2
+
+    def build(self) -> WindowSet:
+        return WindowSet(
+            ct=torch.from_numpy(np.concatenate(self.cts)),
+            mri=torch.from_numpy(np.concatenate(self.mris)),
+            starts=torch.from_numpy(np.concatenate(self.starts).astype(np.int64)),
+            case_of=torch.from_numpy(np.concatenate(self.case_of).astype(np.int64)),
+            keys=torch.stack(self.keys),
+            case_names=list(self.names),
+        )
+
+
+def build_window_set(cases: list[CaseVolumes], min_brain_voxels: int) -> WindowSet:
+    """Stack padded volumes and index every window whose centre slice holds enough brain."""
+    builder = _WindowBuilder(min_brain_voxels)
+    for case in cases:
+        builder.add(case)
+    return builder.build()
+
+
+def _subject(entry: dict[str, Any]) -> str:
+    return entry["subject"] if isinstance(entry.get("subject"), str) else entry["case"]
+
+
+def load_training_data(config: TrainConfig, divisor: int = 1, on_case: Optional[Any] = None) -> TrainingData:
+    """Read the whole data folder, check it, split it by subject and build the training windows.
+
+    ``divisor`` is the network's down-sampling factor (in-plane sizes must be multiples of it).
+    ``on_case(done, total)`` reports progress while reading.  Training cases are turned into
+    their compact form as soon as they are read, so memory peaks at one float32 case.
+    """
+    manifest = read_manifest(config.data_dir)
+    where = manifest.folder / MANIFEST
+    held_out = split_subjects([_subject(e) for e in manifest.cases], config.val_subjects, config.seed)
+    builder = _WindowBuilder(config.min_brain_voxels)
+    validation: list[CaseVolumes] = []
+    in_plane: Optional[tuple[tuple[int, ...], str]] = None
+    for i, entry in enumerate(manifest.cases):
+        case = load_case_volumes(manifest, entry)
+        h, w = case.ct.shape[1:]
+        if in_plane is None:
+            in_plane = ((h, w), case.name)
+            if h % divisor or w % divisor:
+                raise Ct2mriError(f"{where}: in-plane size {h}x{w} is not a multiple of {divisor}, which the network needs")
+        elif (h, w) != in_plane[0]:
+            raise Ct2mriError(
+                f"{where}: case {case.name!r} is {h}x{w} in-plane, case {in_plane[1]!r} is "
+                f"{in_plane[0][0]}x{in_plane[0][1]}; all cases must share the model grid's in-plane size"
+            )
+        if case.subject in held_out:
+            validation.append(case)
+        else:
+            builder.add(case)
+        if on_case is not None:
+            on_case(i + 1, len(manifest.cases))
+    train = builder.build()
+    if len(train) == 0:
+        rule = f" or below min_brain_voxels = {config.min_brain_voxels}" if config.min_brain_voxels > 1 else ""
+        raise Ct2mriError(f"{manifest.folder}: no training slice holds brain (every mask is empty{rule})")
+    return TrainingData(manifest=manifest, train=train, validation=validation, train_keys=list(builder.keys))
+
+
+def windows_per_epoch(n_windows: int, world_size: int) -> int:
+    """Windows each process sees per epoch (the list is padded to a multiple of the world size)."""
+    return math.ceil(n_windows / world_size)

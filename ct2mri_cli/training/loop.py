@@ -1,0 +1,367 @@
+"""The training loop: Adam on the bridge loss, EMA, accumulation, clipping, checkpoints, validation.
+
+One optimiser step draws ``batch_size x grad_accumulation`` windows per process, a time step
+uniform on 0..T-1 and Gaussian noise for each, forms ``x_t`` and the target ``x_t - x0`` of the
+bridge, and minimises the configured loss of the network's prediction.  Every random draw comes
+from generators seeded from the run's seed (and the process rank) whose states are checkpointed,
+so on one device a run resumed from a checkpoint continues exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from rich.console import Console
+
+from ..atomic import atomic_output
+from ..bridge import BridgeSchedule, bridge_loss
+from ..errors import Ct2mriError
+from ..network import UNet, count_parameters
+from . import distributed as ddp
+from .batches import WindowSampler, derive_seed
+from .checkpoint import capture_rng, load_checkpoint, periodic_name, prune_periodic, restore_rng, save_checkpoint
+from .config import RESUMABLE, TrainConfig, validate
+from .data import TrainingData, load_training_data
+from .ema import EMA
+from .export import export_weights
+from .monitor import JsonLog, PhaseTimer, ProgressDisplay
+from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
+from .validation import validate as run_validation
+
+NOISE_TAG = 2
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    steps: int
+    final_loss: Optional[float]
+    best: Optional[dict[str, Any]]
+    parameters_sha256: str
+    world_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parameters_digest(network: torch.nn.Module) -> str:
+    """sha256 over the bytes of every parameter, in order (equal digests = identical weights)."""
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def resume_conflicts(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint and the run meant to continue it, and may not."""
+    return [k for k, v in new.to_dict().items() if k not in RESUMABLE and saved.to_dict().get(k) != v]
+
+
+class Trainer:
+    """One process's part of a run (all of it without torchrun)."""
+
+    def __init__(self, config: TrainConfig, layout: RunLayout, data: TrainingData, device: torch.device,
+                 ctx: ddp.DistContext, console: Console, quiet: bool) -> None:
+        self.config = config
+        self.layout = layout
+        self.data = data
+        self.device = device
+        self.ctx = ctx
+        self.console = console
+        self.quiet = quiet or not ctx.is_main
+        self.schedule = BridgeSchedule()
+        self.autocast_dtype = torch.bfloat16 if (config.bf16 and device.type == "cuda") else None
+
+        torch.manual_seed(config.seed)
+        self.network = UNet(config.network_config()).to(device)
+        self.ema = EMA(self.network, config.ema_decay, config.ema_start)
+        self.optimizer = torch.optim.Adam(
+            self.network.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+        )
+        self.noise = torch.Generator(device=device).manual_seed(derive_seed(config.seed, ctx.rank, NOISE_TAG))
+        self.sampler = WindowSampler(len(data.train), config.seed, ctx.rank, ctx.world_size, config.flip)
+        self.step = 0
+        self.best: Optional[dict[str, Any]] = None
+        self.last_val: Optional[dict[str, Any]] = None
+        self.last_loss: Optional[float] = None
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.model: torch.nn.Module = DistributedDataParallel(self.network, device_ids=ids)
+        else:
+            self.model = self.network
+        self.timer = PhaseTimer(device)
+        self.log = JsonLog(layout.log, enabled=ctx.is_main)
+
+    # -- state -------------------------------------------------------------------------------
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint`` (already checked for compatible settings)."""
+        self.network.load_state_dict(checkpoint["model"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.step = int(checkpoint["step"])
+        self.best = checkpoint.get("best")
+        self.last_loss = checkpoint.get("last_loss")
+        states = checkpoint["rng"]
+        if len(states) == self.ctx.world_size:
+            self.sampler.load_state_dict(restore_rng(states[self.ctx.rank], self.noise))
+        else:
+            if self.ctx.is_main:
+                from ..cli.common import warn
+
+                warn(f"the checkpoint was written by {len(states)} process(es), this run has {self.ctx.world_size}: "
+                     "the data order and noise continue from new seeds (not bit-identical)")
+            sampler_state = dict(restore_rng(states[0], self.noise))
+            sampler_state["position"] = int(sampler_state["position"]) * len(states) // self.ctx.world_size
+            self.sampler.load_state_dict(sampler_state)
+            self.sampler.flip_generator.manual_seed(derive_seed(self.config.seed, self.ctx.rank, 1, self.step))
+            self.noise.manual_seed(derive_seed(self.config.seed, self.ctx.rank, NOISE_TAG, self.step))
+        self.log = JsonLog(self.layout.log, enabled=self.ctx.is_main, keep_until_step=self.step)
+
+    def checkpoint(self, periodic: bool) -> None:
+        """Write ``last.pt`` (and a numbered copy when ``periodic``); all processes take part."""
+        rng = ddp.gather(capture_rng(self.noise, self.sampler.state_dict()), self.ctx)
+        if self.ctx.is_main:
+            payload = {
+                "step": self.step,
+                "model": self.network.state_dict(),
+                "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "config": self.config.to_dict(),
+                "rng": rng,
+                "world_size": self.ctx.world_size,
+                "best": self.best,
+                "last_loss": self.last_loss,
+                "manifest_sha256": self.data.manifest.sha256,
+            }
+            save_checkpoint(self.layout.last, payload)
+            if periodic:
+                with atomic_output(self.layout.checkpoints / periodic_name(self.step)) as tmp:
+                    shutil.copyfile(self.layout.last, tmp)
+                prune_periodic(self.layout.checkpoints, self.config.keep_checkpoints)
+        ddp.barrier(self.ctx)
+
+    # -- one step ----------------------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step; returns the step's mean loss (a detached scalar tensor)."""
+        c = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for micro in range(c.grad_accumulation):
+            indices, flips = self.sampler.next(c.batch_size)
+            x0, y, style = self.data.train.batch(indices, flips)
+            x0, y, style = (v.to(self.device, non_blocking=True) for v in (x0, y, style))
+            t = torch.randint(0, self.schedule.num_timesteps, (c.batch_size,), generator=self.noise, device=self.device)
+            noise = torch.randn(x0.shape, generator=self.noise, device=self.device)
+            x_t = self.schedule.q_sample(x0, y, t, noise)
+            target = self.schedule.target(x0, y, t, noise)
+            self.timer.mark("data")
+            last = micro == c.grad_accumulation - 1
+            no_sync = self.model.no_sync() if (self.ctx.enabled and not last) else contextlib.nullcontext()
+            with no_sync:
+                with self._autocast():
+                    prediction = self.model(torch.cat([x_t, y], dim=1), t, style)
+                loss = bridge_loss(prediction.float(), target, t, self.schedule, c.loss)
+                (loss / c.grad_accumulation).backward()
+            total += loss.detach()
+            self.timer.mark("network")
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.timer.mark("optimizer")
+        self.step += 1
+        if self.step % c.ema_every == 0:
+            self.ema.update(self.network, self.step)
+        self.timer.mark("ema")
+        return total / c.grad_accumulation
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # -- periodic work -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Rank 0 scores the EMA network on the held-out cases and keeps the best export."""
+        if self.ctx.is_main:
+            result = run_validation(self.ema.model, self.data.validation, self.config, self.device, self.autocast_dtype)
+            self.last_val = {k: result[k] for k in ("psnr", "ssim", "mae")}
+            self.log.write({"kind": "val", "step": self.step, **result})
+            improved = self.best is None or result["psnr"] > self.best["psnr"]
+            if improved:
+                self.best = {"step": self.step, **self.last_val}
+                self.export(self.layout.best)
+            if not self.quiet:
+                mark = " (best)" if improved else ""
+                self.console.print(f"step {self.step}: validation PSNR {result['psnr']:.2f} dB, "
+                                   f"SSIM {result['ssim']:.4f}, MAE {result['mae']:.4f}{mark}")
+        ddp.barrier(self.ctx)
+
+    def export(self, path: Path) -> str:
+        provenance: dict[str, Any] = {
+            "final_loss": self.last_loss,
+            "training_cases": len(self.data.train_keys),
+            "world_size": self.ctx.world_size,
+        }
+        if self.last_val is not None:
+            provenance["validation"] = self.last_val
+        if self.best is not None:
+            provenance["best_validation"] = self.best
+        return export_weights(
+            path,
+            self.ema.model,
+            config=self.config,
+            preprocess=self.data.manifest.preprocess,
+            default_style_key=self.data.average_key(),
+            step=self.step,
+            provenance=provenance,
+        )
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        c = self.config
+        start_step = self.step
+        if self.ctx.is_main and not self.quiet:
+            self._announce()
+        pending_loss = torch.zeros((), device=self.device)
+        pending_steps = 0
+        self.timer.restart()
+        with ProgressDisplay(self.console, c.steps, self.step, enabled=not self.quiet) as progress:
+            while self.step < c.steps:
+                pending_loss += self.train_step()
+                pending_steps += 1
+                final = self.step == c.steps
+                if self.step % c.log_every == 0 or final:
+                    self._log(pending_loss, pending_steps, progress)
+                    pending_loss.zero_()
+                    pending_steps = 0
+                else:
+                    progress.advance(self.step)
+                self.timer.mark("log")
+                busy = False
+                if c.val_every and self.data.validation and (self.step % c.val_every == 0 or final):
+                    self.validate()
+                    busy = True
+                if final or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
+                    self.checkpoint(periodic=bool(c.checkpoint_every) and self.step % c.checkpoint_every == 0)
+                    busy = True
+                if busy:
+                    self.timer.restart()
+        return self._finish(start_step)
+
+    def _log(self, pending_loss: torch.Tensor, pending_steps: int, progress: ProgressDisplay) -> None:
+        loss = ddp.mean_over_ranks(float(pending_loss.item()) / pending_steps, self.ctx, self.device)
+        self.last_loss = loss
+        seconds, fractions = self.timer.take()
+        windows = pending_steps * self.config.windows_per_step * self.ctx.world_size
+        speed = windows / seconds if seconds > 0 else 0.0
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "loss": loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "samples_per_s": speed,
+            "epoch": self.sampler.epoch,
+            "time": fractions,
+            "seconds": seconds,
+        }
+        self.log.write(record)
+        progress.advance(self.step, loss, speed)
+
+    def _announce(self) -> None:
+        c, d = self.config, self.data
+        h, w = d.in_plane
+        held = f", {len(d.validation)} case(s) held out" if d.validation else ", no validation"
+        procs = f" x {self.ctx.world_size} processes" if self.ctx.enabled else ""
+        self.console.print(
+            f"training on {self.device}{procs}: {len(d.train)} windows of {h}x{w} from {len(d.train_keys)} case(s){held}; "
+            f"network '{c.preset}' ({count_parameters(self.network) / 1e6:.2f} M parameters); "
+            f"steps {self.step} -> {c.steps}, {c.windows_per_step * self.ctx.world_size} windows per step"
+        )
+
+    def _finish(self, start_step: int) -> TrainResult:
+        digest = parameters_digest(self.network)
+        digests = ddp.gather(digest, self.ctx)
+        if self.ctx.is_main:
+            self.export(self.layout.model)
+            identical = all(d == digests[0] for d in digests)
+            self.log.write({"kind": "end", "step": self.step, "steps_this_run": self.step - start_step,
+                            "final_loss": self.last_loss, "best": self.best, "world_size": self.ctx.world_size,
+                            "parameters_sha256": digests, "ranks_identical": identical})
+            if not identical:
+                from ..cli.common import warn
+
+                warn("the processes ended with different weights; the distributed setup is broken")
+            if not self.quiet:
+                self.console.print(f"wrote {self.layout.model} (EMA weights after {self.step} steps)")
+        ddp.barrier(self.ctx)
+        return TrainResult(self.layout.root, self.step, self.last_loss, self.best, digest, self.ctx.world_size)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    console: Optional[Console] = None,
+) -> TrainResult:
+    """Train (or continue) a run in ``run_dir``; every check that can fail does so before training.
+
+    Launched by ``torchrun`` the processes train together with DDP; rank 0 writes the files.
+    """
+    from ..cli.common import console as default_console
+
+    console = console or default_console
+    validate(config)
+    ctx = ddp.context_from_env()
+    layout = RunLayout(Path(run_dir))
+    check_run_dir(layout, resume, force)
+    checkpoint = None
+    if resume:
+        checkpoint = load_checkpoint(layout.last)
+        try:
+            saved = TrainConfig.from_dict(checkpoint["config"])
+        except Ct2mriError as exc:
+            raise Ct2mriError(f"{layout.last}: {exc}") from None
+        conflicts = resume_conflicts(saved, config)
+        if conflicts:
+            raise Ct2mriError(f"--resume: cannot change {', '.join(conflicts)} of a run in progress; start a new run")
+        if int(checkpoint["step"]) >= config.steps:
+            raise Ct2mriError(
+                f"{layout.last}: the run already has {checkpoint['step']} steps; pass --steps above that to continue"
+            )
+    device = ddp.training_device(config.device, ctx)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if ctx.is_main and not quiet:
+        console.print(f"reading {config.data_dir} ...")
+    data = load_training_data(config, config.network_config().downsampling_factor)
+    if checkpoint is not None and checkpoint.get("manifest_sha256") != data.manifest.sha256 and ctx.is_main:
+        from ..cli.common import warn
+
+        warn(f"{config.data_dir}: the manifest differs from the one this run started with")
+
+    ddp.init(ctx, device)
+    try:
+        if ctx.is_main:
+            prepare_run_dir(layout, force and not resume)
+            write_config(layout, config)
+        ddp.barrier(ctx)
+        trainer = Trainer(config, layout, data, device, ctx, console, quiet)
+        if checkpoint is not None:
+            trainer.load(checkpoint)
+            del checkpoint
+        return trainer.run()
+    finally:
+        ddp.shutdown()

@@ -1,0 +1,95 @@
+"""The core subcommands: ``histogram`` and ``info``, plus the global options."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ct2mri_cli import __version__
+from ct2mri_cli.cli.app import main
+from ct2mri_cli.intensity import normalize_mri
+from ct2mri_cli.stylekey import load_style_key, style_key
+from ct2mri_cli.weights import ModelBundle, save_weights
+from tests.helpers import tiny_network
+
+
+def _mri(path, seed=0, scale=1000.0):
+    rng = np.random.default_rng(seed)
+    data = np.zeros((20, 20, 20), dtype=np.float32)
+    data[4:16, 4:16, 4:16] = rng.random((12, 12, 12)) * scale + 50
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return data
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"ct2mri {__version__}"
+
+
+def test_histogram_of_one_volume_matches_the_library(tmp_path):
+    data = _mri(tmp_path / "a.nii.gz")
+    out = tmp_path / "key.safetensors"
+    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), "-o", str(out), "--png", str(tmp_path / "k.png")]) == 0
+    key, meta = load_style_key(out)
+    expected = style_key(normalize_mri(data, data > 0))
+    assert torch.equal(key, expected)
+    assert meta["count"] == "1" and (tmp_path / "k.png").stat().st_size > 0
+
+
+def test_histogram_of_several_is_the_average(tmp_path):
+    a, b = _mri(tmp_path / "a.nii.gz", 0), _mri(tmp_path / "b.nii.gz", 1, scale=300.0)
+    out = tmp_path / "avg.safetensors"
+    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "-o", str(out)]) == 0
+    key, _ = load_style_key(out)
+    expected = (style_key(normalize_mri(a, a > 0)).double() + style_key(normalize_mri(b, b > 0)).double()) / 2
+    torch.testing.assert_close(key, expected.float())
+
+
+def test_histogram_refuses_to_overwrite(tmp_path, capsys):
+    _mri(tmp_path / "a.nii.gz")
+    out = tmp_path / "key.safetensors"
+    out.write_bytes(b"precious")
+    assert main(["histogram", str(tmp_path / "a.nii.gz"), "-o", str(out)]) == 1
+    assert "exists (use --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), "-o", str(out), "--force"]) == 0
+
+
+def test_histogram_bad_input_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "notes.nii.gz"
+    bad.write_text("hello")
+    out = tmp_path / "key.safetensors"
+    assert main(["histogram", str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "notes.nii.gz" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["notes.nii.gz"]
+
+
+def test_info_json(tmp_path, capsys):
+    path = tmp_path / "w.safetensors"
+    save_weights(path, ModelBundle(network=tiny_network(), provenance={"seed": 3}))
+    assert main(["info", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "ct2mri-weights v1"
+    assert summary["network"]["base_channels"] == 16
+    assert summary["parameters"] == sum(p.numel() for p in tiny_network().parameters())
+    assert summary["provenance"]["seed"] == 3
+
+
+def test_info_of_a_style_key(tmp_path, capsys):
+    _mri(tmp_path / "a.nii.gz")
+    key = tmp_path / "k.safetensors"
+    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), "-o", str(key)]) == 0
+    assert main(["info", str(key), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "style key" and summary["histogram_mass"] == pytest.approx(10.0)
+
+
+def test_info_of_a_foreign_file(tmp_path, capsys):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(b"\x00" * 10)
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "x.safetensors" in err and "Traceback" not in err
