@@ -2,15 +2,17 @@
 
 Steps, on the volume reoriented to RAS so that "axial" means the superior axis:
 
-1. head: everything denser than air (> ``air_hu``), largest component, holes filled;
-2. skull: voxels above ``bone_hu``, slightly closed in-plane to bridge thin gaps;
-3. inside the skull: per axial slice, the holes of the skull ring;
-4. intracranial soft tissue: inside the skull, within the head, in ``soft_hu``;
-5. the largest connected component;
-6. leaks through foramina (orbits, skull base, foramen magnum) are cut by an opening of radius
-   ``opening_mm``, the largest component is kept again and then dilated back by the same radius
+1. head: everything denser than air (> ``air_hu``), largest component (drops head holders and
+   table parts separated from the head by air);
+2. skull: head voxels above ``bone_hu``;
+3. inside the skull: per axial slice, the convex hull of the skull minus the bone.  Hulls
+   tolerate gaps in the ring (thin temporal bone, sutures, burr holes, defects) that defeat a
+   hole fill; what the hull adds below the skull base is removed by the next steps;
+4. intracranial soft tissue: inside the skull, in ``soft_hu``; its largest connected component;
+5. leaks through foramina (orbits, skull base, foramen magnum) are cut by an opening of radius
+   ``opening_mm``; the largest component is kept again and dilated back by the same radius,
    but only into soft tissue inside the skull;
-7. holes (calcifications, vessels) filled, largest component once more.
+6. holes (calcifications, vessels) filled.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ class BrainMaskParams:
     air_hu: float = -400.0
     bone_hu: float = 300.0
     soft_hu: tuple[float, float] = (-10.0, 90.0)
-    skull_closing_mm: float = 2.0
     opening_mm: float = 4.0
 
 
@@ -77,20 +78,6 @@ def _largest_component(image):  # type: ignore[no-untyped-def]
 
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True)
     return sitk.Equal(labels, 1)
-
-
-def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    """Fill holes in every axial slice (last axis) of a boolean (x, y, z) array."""
-    import SimpleITK as sitk
-
-    out = np.zeros_like(mask)
-    for z in range(mask.shape[2]):
-        plane = mask[:, :, z]
-        if not plane.any():
-            continue
-        filled = sitk.BinaryFillhole(sitk.GetImageFromArray(plane.astype(np.uint8)), fullyConnected=False)
-        out[:, :, z] = sitk.GetArrayFromImage(filled).astype(bool)
-    return out
 
 
 def _image(mask: np.ndarray, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
@@ -170,9 +157,7 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
             grown = sitk.BinaryDilate(core, radius, sitk.sitkBall)
             brain = _largest_component(sitk.And(grown, _image(soft, spacing)))
 
-    filled = _array(sitk.BinaryFillhole(brain, fullyConnected=False))
-    filled |= _fill_slices(filled) & inside
-    return _array(_largest_component(_image(filled, spacing)))
+    return _array(sitk.BinaryFillhole(brain, fullyConnected=False))
 
 
 def extract_brain_ct(

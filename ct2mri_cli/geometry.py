@@ -176,8 +176,11 @@ def _resample(
     affine: np.ndarray,
     order: Order,
     fill: float,
+    extrapolate: bool = False,
 ) -> np.ndarray:
-    """Resample a SimpleITK image onto the grid (size, RAS affine); returns the (x, y, z) array."""
+    """Resample a SimpleITK image onto the grid (size, RAS affine); returns the (x, y, z) array.
+
+    With ``extrapolate`` points outside the image take the nearest voxel's value, not ``fill``."""
     import SimpleITK as sitk
 
     reference = sitk_from_array(np.zeros((1, 1, 1), dtype=np.uint8), affine)
@@ -192,6 +195,7 @@ def _resample(
         reference.GetDirection(),
         float(fill),
         sitk.sitkFloat32,
+        bool(extrapolate),
     )
     return array_from_sitk(out)
 
@@ -283,8 +287,29 @@ def apply_model_grid(
     if order == "linear":
         native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
         image = _smooth(image, _sigma_for(native_spacing, np.full(3, record.spacing_mm)))
-    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value)
+    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value, extrapolate=True)
+    out[_outside_native(record)] = pad_value
     return out.transpose(2, 1, 0).astype(np.float32, copy=True)
+
+
+def _outside_native(record: GridRecord) -> np.ndarray:
+    """Model voxels (x, y, z) farther than one model voxel beyond the native field of view.
+
+    A rim one model voxel wide is kept (filled by nearest-voxel extrapolation) so that native
+    voxels on the edge of the field of view still find model values on both sides on the way
+    back; everything farther out is padding.
+    """
+    to_native = np.linalg.inv(record.native_affine) @ record.model_affine
+    native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
+    nx, ny, nz = record.model_shape_xyz
+    ii, jj, kk = (np.arange(n, dtype=np.float32) for n in (nx, ny, nz))
+    outside = np.zeros((nx, ny, nz), dtype=bool)
+    for axis in range(3):
+        row = to_native[axis].astype(np.float32)
+        cont = row[0] * ii[:, None, None] + row[1] * jj[None, :, None] + row[2] * kk[None, None, :] + row[3]
+        rim = 0.5 + record.spacing_mm / native_spacing[axis]
+        outside |= (cont < -rim) | (cont > record.native_shape[axis] - 1 + rim)
+    return outside
 
 
 def _overlap(

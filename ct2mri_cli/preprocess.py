@@ -104,7 +104,9 @@ def prepare_pair(
         result = register_ct_to_mri(ct, mri, affine=affine)
         transform, metric, kind = result.transform, result.metric, result.kind
     ct_on_mri = resample_to_reference(ct, mri, transform, order="linear", fill=_CT_FILL_HU)
-    mask_on_mri = resample_to_reference(ct_mask.astype(np.float32), mri, transform, order="linear", fill=0.0) > 0.5
+    mask_on_mri = (
+        resample_to_reference(ct_mask.astype(np.float32), mri, transform, order="linear", moving_affine=ct.affine) > 0.5
+    )
     if not mask_on_mri.any():
         raise Ct2mriError(f"{ct.name}: the CT brain mask does not overlap {mri.name} (are they the same head?)")
 

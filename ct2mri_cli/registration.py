@@ -4,8 +4,8 @@ The MRI is the fixed image and the CT the moving one, so the resulting transform
 physical points to CT physical points (ITK's convention, LPS millimetres) and the CT, its brain
 mask, or anything on the CT grid is resampled onto the MRI grid with it.  The optimisation runs
 coarse to fine (shrink factors with matching Gaussian smoothing in mm), starts from the images'
-centres of mass (moments), and samples a fixed random subset of voxels with a fixed seed so
-that the same inputs give the same transform.
+centres of mass (moments), and samples a random subset of voxels with a fixed seed, so runs
+repeat up to the rounding of multithreaded sums (about 1e-6 in the parameters).
 """
 
 from __future__ import annotations

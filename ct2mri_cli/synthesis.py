@@ -458,7 +458,8 @@ class SubjectParams:
     Geometry: ``rotation_deg`` about x, y, z; ``scale`` per axis; ``shift_mm``; ``warp_rms_mm``
     (RMS of the smooth random displacement, correlation ``warp_fwhm_mm``); ``ventricle_mm`` (how
     far tissue is pulled towards the lateral ventricles; 0 = unchanged).  CT: ``hu`` per class,
-    ``ct_inhomogeneity_hu`` (SD of a smooth additive field), ``ct_blur_fwhm_mm`` and
+    ``ct_inhomogeneity_hu`` (SD of a smooth additive field), ``bone_density_sd`` and
+    ``bone_texture_sd`` (relative SD of smooth and fine variations of bone density), ``ct_blur_fwhm_mm`` and
     ``ct_noise_fwhm_mm`` (in-plane, through-plane), ``ct_noise_sd``.  MRI: ``mri_gamma`` and
     ``mri_saturation`` (contrast curve), ``mri_bias_sd`` (log bias field SD), ``mri_noise``
     (noise SD relative to white matter) and ``mri_scale`` (white-matter intensity of the file).
@@ -473,6 +474,8 @@ class SubjectParams:
     ventricle_mm: float
     hu: dict[str, float]
     ct_inhomogeneity_hu: float
+    bone_density_sd: float
+    bone_texture_sd: float
     ct_blur_fwhm_mm: tuple[float, float]
     ct_noise_fwhm_mm: tuple[float, float]
     ct_noise_sd: float
@@ -504,13 +507,13 @@ def sample_subject(rng: np.random.Generator, source: str, ventricle_probability:
     docs/SYNTHETIC_DATA.md).
     """
     u = rng.uniform
-    wm = u(20.5, 24.5)
+    wm = u(20.0, 24.0)
     hu = {
         "csf": u(4.0, 10.0),
-        "gm": wm + u(7.0, 10.0),
+        "gm": wm + u(8.0, 11.0),
         "wm": wm,
-        "cortical": u(1250.0, 1650.0),
-        "diploe": u(550.0, 800.0),
+        "cortical": u(1150.0, 1350.0),
+        "diploe": u(500.0, 700.0),
         "fat": u(-105.0, -75.0),
         "soft": u(35.0, 50.0),
         "air": -1000.0,
@@ -527,9 +530,11 @@ def sample_subject(rng: np.random.Generator, source: str, ventricle_probability:
         ventricle_mm=u(1.0, 3.5) if enlarge else 0.0,
         hu=hu,
         ct_inhomogeneity_hu=u(0.5, 2.0),
+        bone_density_sd=u(0.10, 0.20),
+        bone_texture_sd=u(0.10, 0.20),
         ct_blur_fwhm_mm=(u(0.7, 0.9), u(1.2, 1.8)),
         ct_noise_fwhm_mm=(u(0.9, 1.1), u(1.0, 1.4)),
-        ct_noise_sd=u(6.0, 7.5),
+        ct_noise_sd=u(5.8, 7.0),
         mri_gamma=u(0.7, 1.4),
         mri_saturation=u(0.0, 0.6),
         mri_bias_sd=u(0.02, 0.10),
@@ -696,9 +701,20 @@ def correlated_noise(rng: np.random.Generator, shape: tuple[int, int, int], affi
     return noise * np.float32(sd / max(float(noise.std()), 1e-12))
 
 
-def ct_from_hu(hu: np.ndarray, affine: np.ndarray, params: SubjectParams, rng: np.random.Generator, inhomogeneity: np.ndarray | None = None) -> np.ndarray:
-    """Apply CT physics to noise-free HU: inhomogeneity, blur, correlated noise, int16 HU."""
-    ct = hu if inhomogeneity is None else hu + inhomogeneity
+def ct_from_hu(hu: np.ndarray, affine: np.ndarray, params: SubjectParams, rng: np.random.Generator, inhomogeneity: np.ndarray | None = None, density: np.ndarray | None = None) -> np.ndarray:
+    """Apply CT physics to noise-free HU: bone density variation, inhomogeneity, blur, noise.
+
+    ``density`` is a smooth unit-SD field modulating bone (the part of HU above 100) with
+    relative SD ``bone_density_sd``; a fine random texture (FWHM 2 mm) adds
+    ``bone_texture_sd``.  Returns int16 HU.
+    """
+    bone = np.maximum(hu - np.float32(100.0), 0.0)
+    variation = correlated_noise(rng, hu.shape, affine, params.bone_texture_sd, (2.0, 2.0))  # type: ignore[arg-type]
+    if density is not None:
+        variation += density * np.float32(params.bone_density_sd)
+    ct = hu + bone * variation
+    if inhomogeneity is not None:
+        ct += inhomogeneity
     blur = params.ct_blur_fwhm_mm
     ct = gaussian_blur(ct, affine, (blur[0], blur[0], blur[1]))
     ct += correlated_noise(rng, ct.shape, affine, params.ct_noise_sd, params.ct_noise_fwhm_mm)  # type: ignore[arg-type]
@@ -733,8 +749,9 @@ def synthesize_pair(anatomy: Anatomy, params: SubjectParams, rng: np.random.Gene
     low = smooth_random_field(rng, cshape, caffine, 80.0, 2)
     inhomogeneity = _upsample(low[0] * np.float32(params.ct_inhomogeneity_hu), caffine, shape, affine)
     bias = np.exp(_upsample(low[1] * np.float32(params.mri_bias_sd), caffine, shape, affine))
+    density = _upsample(smooth_random_field(rng, cshape, caffine, 15.0)[0], caffine, shape, affine)
 
-    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity)
+    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density)
     t1 = mri_appearance(t1n, params, rng, bias)
     return SyntheticPair(ct=ct, t1=t1, mask=mask.astype(np.uint8), affine=affine, params=params, seed=seed)
 

@@ -45,6 +45,7 @@ def _register() -> None:
 
     app.command("histogram")(histogram.histogram)
     app.command("info")(info.info)
+    app.command("translate")(__import__(f"{__package__}.translate", fromlist=["translate"]).translate)
     app.command("train")(__import__(f"{__package__}.train", fromlist=["train"]).train)
     app.command("preprocess")(__import__(f"{__package__}.preprocess", fromlist=["preprocess"]).preprocess)
 

@@ -24,6 +24,7 @@ def histogram(
     """Compute a style key (SKC): one volume gives its key, several their average."""
     from ..qc import write_png
     from ..stylekey import average_style_keys, key_curves, save_style_key
+    from ..styles import mri_style_key
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
@@ -47,24 +48,3 @@ def histogram(
         write_png(curve_panels([[c] for c in key_curves(key)]), png)
         common.info(f"wrote {png}")
 
-
-def mri_style_key(path: Path, mask_path: Optional[Path] = None, normalise: str = "auto"):
-    """Read an MRI (and optional mask), bring it to [0, 1] as asked and return its style key."""
-    import numpy as np
-
-    from ..intensity import normalize_mri
-    from ..stylekey import style_key
-    from ..volume_io import read_volume
-
-    volume = read_volume(path)
-    data = np.asarray(volume.data, dtype=np.float32)
-    mask = None
-    if mask_path is not None:
-        mask_volume = read_volume(mask_path)
-        if mask_volume.shape != volume.shape:
-            raise Ct2mriError(f"{mask_path}: mask shape {mask_volume.shape} differs from {path} {volume.shape}")
-        mask = np.asarray(mask_volume.data) > 0
-    already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
-    if normalise == "robust" or (normalise == "auto" and not already_unit):
-        data = normalize_mri(data, mask if mask is not None else data > 0, source=str(path))
-    return style_key(data, mask)

@@ -278,19 +278,8 @@ def validate(c: TrainConfig) -> None:
     check_device_spec(c.device)
 
 
-def merge_for_resume(saved: TrainConfig, requested: dict[str, Any]) -> TrainConfig:
-    """The saved configuration with the requested changes, refusing those that break continuation.
-
-    ``requested`` holds only the settings the user gave explicitly (file and overrides).
-    """
-    data = saved.to_dict()
-    for key, value in requested.items():
-        data[key] = value
-    merged = config_from_dict(data, "resumed configuration")
-    changed = [k for k in _FIELDS if getattr(merged, k) != getattr(saved, k) and k not in RESUMABLE]
-    if changed:
-        raise Ct2mriError(
-            f"--resume: cannot change {', '.join(changed)} of a run in progress "
-            f"(only {', '.join(sorted(RESUMABLE))}); start a new run instead"
-        )
-    return merged
+def resume_conflicts(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Settings that differ between a checkpoint's configuration and the one meant to continue it
+    and that may not change (everything outside :data:`RESUMABLE`)."""
+    old = saved.to_dict()
+    return [k for k, v in new.to_dict().items() if k not in RESUMABLE and old.get(k) != v]

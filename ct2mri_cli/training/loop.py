@@ -27,7 +27,7 @@ from ..network import UNet, count_parameters
 from . import distributed as ddp
 from .batches import WindowSampler, derive_seed
 from .checkpoint import capture_rng, load_checkpoint, periodic_name, prune_periodic, restore_rng, save_checkpoint
-from .config import RESUMABLE, TrainConfig, validate
+from .config import TrainConfig, resume_conflicts, validate
 from .data import TrainingData, load_training_data
 from .ema import EMA
 from .export import export_weights
@@ -58,11 +58,6 @@ def parameters_digest(network: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def resume_conflicts(saved: TrainConfig, new: TrainConfig) -> list[str]:
-    """Settings that differ between a checkpoint and the run meant to continue it, and may not."""
-    return [k for k, v in new.to_dict().items() if k not in RESUMABLE and saved.to_dict().get(k) != v]
 
 
 class Trainer:

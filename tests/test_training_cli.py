@@ -1,0 +1,83 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ct2mri_cli.cli.app import main
+from ct2mri_cli.training.monitor import read_log
+from tests.training_helpers import write_dataset
+
+FAST = ["--preset", "tiny", "--device", "cpu", "--batch-size", "2", "--set", "num_threads=1", "--set", "val_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data") / "pairs", n_cases=2)
+
+
+def _fails(capsys, argv, message):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    last = err.splitlines()[-1]
+    assert last.startswith("error:") and message in last, err  # the reason is one line
+    return last
+
+
+def test_bad_configurations_fail_before_training(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    _fails(capsys, ["train", str(tmp_path / "missing"), "-o", str(run), *FAST], "data folder not found")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--set", "colour=red"],
+           "unknown training setting 'colour'")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--steps", "0"], "setting steps = 0: must be >= 1")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--set", "lr=-1"], "setting lr = -1")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--device", "gpu"], "expected auto, cpu")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(tmp_path / "none.toml")],
+           "configuration file not found")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stepz = 3\n")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(bad)],
+           "unknown training setting 'stepz'")
+    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--resume"], "nothing to resume")
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "no" / "run"), *FAST], "does not exist")
+
+    empty = write_dataset(tmp_path / "empty", n_cases=2, empty_masks=True)
+    _fails(capsys, ["train", str(empty), "-o", str(run), *FAST], "no training slice holds brain")
+    mismatched = write_dataset(tmp_path / "mismatched", n_cases=2)
+    nib.save(nib.Nifti1Image(np.zeros((32, 16, 12), np.float32), np.eye(4)), str(mismatched / "case00_ct.nii.gz"))
+    _fails(capsys, ["train", str(mismatched), "-o", str(run), *FAST], "differs from MRI shape")
+    missing = write_dataset(tmp_path / "missing_file", n_cases=2)
+    (missing / "case01_mask.nii.gz").unlink()
+    _fails(capsys, ["train", str(missing), "-o", str(run), *FAST], "case01_mask.nii.gz: file not found")
+    assert not run.exists()  # nothing was written for any of them
+
+
+def test_train_resume_force_and_quiet(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = tmp_path / "run.toml"
+    config.write_text("log_every = 1\nval_every = 2\ncheckpoint_every = 2\n[network]\nbase_channels = 8\n")
+    argv = ["train", str(dataset), "-o", str(run), *FAST, "--config", str(config), "--steps", "2"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "train" in err and "samples/s" in err and "wrote" in err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["network"] == {"base_channels": 8} and saved["steps"] == 2 and saved["val_every"] == 2
+
+    _fails(capsys, argv, "holds a training run (use --resume to continue it or --force to start over)")
+    _fails(capsys, [*argv, "--resume", "--set", "lr=1e-3", "--steps", "3"], "cannot change lr")
+    _fails(capsys, [*argv, "--resume"], "already has 2 steps")
+
+    # resuming takes the saved settings (the network override included) without repeating them
+    assert main(["-q", "train", str(dataset), "-o", str(run), "--steps", "3", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+    records = read_log(run / "log.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+
+    (run / "stray.txt").write_text("mine")
+    assert main(["-q", *argv, "--force"]) == 0
+    records = read_log(run / "log.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
+    assert (run / "stray.txt").read_text() == "mine"  # --force removes only the run's own files
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_00000002.pt"]
