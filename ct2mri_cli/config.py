@@ -43,7 +43,7 @@ class PreprocessConfig(SettingsMixin):
     _what = "preprocessing"
 
     spacing_mm: float = 1.0
-    in_plane: tuple[int, int] = (160, 160)
+    in_plane: tuple[int, int] = (192, 160)  # a whole adult brain at 1 mm: AP 192, LR 160
     margin_mm: float = 4.0
     ct_window_hu: tuple[float, float] = (0.0, 80.0)
     mri_percentiles: tuple[float, float] = (0.5, 99.5)

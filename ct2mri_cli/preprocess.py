@@ -67,6 +67,7 @@ class PreparedCase:
     registration_metric: float | None
     registration: str
     brain_ml: float
+    transform: Any = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -132,6 +133,7 @@ def prepare_pair(
         registration_metric=metric,
         registration=kind,
         brain_ml=brain_ml,
+        transform=transform,
         notes=notes,
     )
 
@@ -159,6 +161,7 @@ def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
 def write_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
     from .qc import pair_montage, write_png
+    from .registration import transform_to_dict
     from .stylekey import save_style_key
 
     _check_case_name(case, str(pair.ct))
@@ -196,6 +199,7 @@ def write_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase,
         "spacing_mm": float(config.spacing_mm),
         "registration_metric": prepared.registration_metric,
         "registration": prepared.registration,
+        "registration_transform": transform_to_dict(prepared.transform) if prepared.transform is not None else None,
         "brain_ml": round(prepared.brain_ml, 3),
         "source": {"ct": str(pair.ct), "mri": str(pair.mri)},
         "grid": prepared.record.to_dict(),

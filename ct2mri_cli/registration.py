@@ -71,6 +71,7 @@ def _run(
     initial: Any,
     settings: RegistrationSettings,
     fixed_mask: Any | None,
+    label: str,
     scales_shift_mm: float = 1.0,
 ) -> tuple[Any, float, str]:
     import SimpleITK as sitk
@@ -98,7 +99,7 @@ def _run(
         result = method.Execute(fixed, moving)
     except RuntimeError as exc:
         message = str(exc).strip().splitlines()
-        raise Ct2mriError(f"registration failed ({message[-1] if message else 'ITK error'})") from None
+        raise Ct2mriError(f"{label}: registration failed ({message[-1] if message else 'ITK error'})") from None
     return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
 
 
@@ -126,7 +127,8 @@ def register_ct_to_mri(
         )
     except RuntimeError as exc:
         raise Ct2mriError(f"{ct.name} -> {mri.name}: cannot initialise the registration ({exc})") from None
-    rigid, metric, stop = _run(fixed, moving, start, settings, fixed_mask)
+    label = f"{ct.name} -> {mri.name}"
+    rigid, metric, stop = _run(fixed, moving, start, settings, fixed_mask, label)
     transform = rigid
     kind = "rigid"
     if affine:
@@ -144,7 +146,7 @@ def register_ct_to_mri(
             learning_rate=settings.learning_rate * 0.5,
             seed=settings.seed,
         )
-        transform, metric, stop = _run(fixed, moving, start_affine, finer, fixed_mask)
+        transform, metric, stop = _run(fixed, moving, start_affine, finer, fixed_mask, label)
         kind = "affine"
     return RegistrationResult(transform=_flatten(transform), metric=metric, kind=kind, stop_condition=stop)
 
@@ -197,6 +199,42 @@ def resample_to_reference(
         sitk.sitkFloat32,
     )
     return array_from_sitk(out)
+
+
+_TRANSFORM_TYPES = ("Euler3DTransform", "VersorRigid3DTransform", "AffineTransform", "TranslationTransform")
+
+
+def transform_to_dict(transform: Any) -> dict[str, Any]:
+    """A JSON-friendly description of a rigid or affine ITK transform (LPS, MRI -> CT)."""
+    plain = _flatten(transform)
+    name = plain.GetName()
+    if name not in _TRANSFORM_TYPES:
+        raise ValueError(f"cannot describe a {name}")
+    return {
+        "type": name,
+        "parameters": [float(v) for v in plain.GetParameters()],
+        "fixed_parameters": [float(v) for v in plain.GetFixedParameters()],
+        "convention": "ITK, LPS mm, maps MRI points to CT points",
+    }
+
+
+def transform_from_dict(data: dict[str, Any]) -> Any:
+    """The ITK transform described by :func:`transform_to_dict`."""
+    import SimpleITK as sitk
+
+    makers = {
+        "Euler3DTransform": sitk.Euler3DTransform,
+        "VersorRigid3DTransform": sitk.VersorRigid3DTransform,
+        "AffineTransform": lambda: sitk.AffineTransform(3),
+        "TranslationTransform": lambda: sitk.TranslationTransform(3),
+    }
+    try:
+        transform = makers[data["type"]]()
+        transform.SetFixedParameters([float(v) for v in data["fixed_parameters"]])
+        transform.SetParameters([float(v) for v in data["parameters"]])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise Ct2mriError(f"not a usable transform description ({exc})") from None
+    return transform
 
 
 def transform_points_ras(transform: Any, points_ras: np.ndarray) -> np.ndarray:

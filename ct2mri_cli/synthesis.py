@@ -67,7 +67,7 @@ def _morph(mask: np.ndarray, affine: np.ndarray, op: str, mm: float) -> np.ndarr
     if op == "open":
         return _morph(_morph(mask, affine, "erode", mm), affine, "dilate", mm)
     radius = _radius(mm, affine)
-    if max(radius) <= 3:
+    if max(radius) <= 8:
         img = _image(mask.astype(np.uint8), affine)
         if op == "dilate":
             return array_from_sitk(sitk.BinaryDilate(img, radius, sitk.sitkBall)).astype(bool)
@@ -203,15 +203,18 @@ def partial_volume_memberships(t1: np.ndarray, means: tuple[float, float, float]
 class Anatomy:
     """A source brain prepared for synthesis, on its own grid.
 
-    ``fractions`` (len(CLASSES), X, Y, Z) uint8 sum to 255 in every voxel; ``t1`` is float32
-    with white matter = 1; ``icv`` is the intracranial mask (brain, ventricles, subarachnoid
-    CSF); ``ventricle_pull`` is a unit-free vector field (3, ...) on ``coarse_affine`` pointing
-    towards the lateral ventricles; ``licence`` is the notice that must travel with derived data.
+    Inside the intracranial mask ``icv`` (brain, ventricles, subarachnoid CSF) the tissue is a
+    partial-volume mixture given by ``brain_fractions`` (3, X, Y, Z) uint8: CSF, GM, WM in
+    1/255 steps summing to 255; outside it every voxel has one extracerebral class, ``labels``
+    (index into CLASSES).  ``t1`` is float32 with white matter = 1; ``ventricle_pull`` is a
+    unit-free vector field (3, ...) on ``coarse_affine`` pointing towards the lateral
+    ventricles; ``licence`` is the notice that must travel with derived data.
     """
 
     name: str
     affine: np.ndarray
-    fractions: np.ndarray
+    labels: np.ndarray
+    brain_fractions: np.ndarray
     t1: np.ndarray
     icv: np.ndarray
     centre_mm: np.ndarray
@@ -224,22 +227,31 @@ class Anatomy:
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.t1.shape)  # type: ignore[return-value]
 
+    def fractions(self) -> np.ndarray:
+        """All class fractions (len(CLASSES), X, Y, Z) as float32 in [0, 1]."""
+        out = np.zeros((len(CLASSES),) + self.shape, dtype=np.float32)
+        out[:3] = self.brain_fractions / np.float32(255.0)
+        for k in range(3, len(CLASSES)):
+            out[k] = (self.labels == k) & ~self.icv
+        return out
+
     def hu_ideal(self, hu: dict[str, float]) -> np.ndarray:
         """Noise-free HU of the unblurred anatomy for per-class values ``hu``."""
-        out = np.zeros(self.shape, dtype=np.float32)
-        for i, name in enumerate(CLASSES):
-            out += self.fractions[i].astype(np.float32) * np.float32(hu[name] / 255.0)
+        lut = np.array([0.0, 0.0, 0.0] + [hu[name] for name in CLASSES[3:]], dtype=np.float32)
+        out = lut[self.labels]
+        for i, name in enumerate(BRAIN_CLASSES):
+            out += self.brain_fractions[i] * np.float32(hu[name] / 255.0)
         return out
 
 
-def _to_uint8_fractions(fractions: np.ndarray) -> np.ndarray:
-    """Quantise fractions (K, ...) to uint8 summing exactly to 255 (the largest class absorbs rounding)."""
-    total = np.maximum(fractions.sum(axis=0, keepdims=True), 1e-6)
-    q = np.rint(fractions / total * 255.0).astype(np.int16)
-    top = np.argmax(fractions, axis=0)
-    diff = 255 - q.sum(axis=0)
-    np.put_along_axis(q, top[None], np.take_along_axis(q, top[None], axis=0) + diff[None], axis=0)
-    return np.clip(q, 0, 255).astype(np.uint8)
+def _quantise_brain(brain_fr: np.ndarray, icv: np.ndarray) -> np.ndarray:
+    """CSF/GM/WM fractions to uint8 summing exactly to 255 inside ``icv`` (0 outside)."""
+    wm = np.rint(np.clip(brain_fr[2], 0, 1) * 255.0).astype(np.int16)
+    gm = np.minimum(np.rint(np.clip(brain_fr[1], 0, 1) * 255.0).astype(np.int16), 255 - wm)
+    csf = 255 - wm - gm
+    out = np.stack([csf, gm, wm]).astype(np.uint8)
+    out *= icv[None]
+    return out
 
 
 def _ventricle_pull(csf: np.ndarray, icv: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,17 +353,15 @@ def _colin_parts() -> dict[str, Any]:
 
 
 def _assemble(name: str, affine: np.ndarray, brain_fr: np.ndarray, labels: np.ndarray, icv: np.ndarray, t1n: np.ndarray, levels: dict[str, float], licence: str | None) -> Anatomy:
-    fractions = np.zeros((len(CLASSES),) + icv.shape, dtype=np.float32)
-    fractions[:3] = brain_fr * icv
-    for k in range(3, len(CLASSES)):
-        fractions[k] = (labels == k) & ~icv
-    pull, coarse_affine = _ventricle_pull(brain_fr[0], icv, affine)
-    idx = np.argwhere(icv)
+    labels = np.where(icv, np.uint8(0), labels).astype(np.uint8)
+    pull, coarse_affine = _ventricle_pull(brain_fr[0] * icv, icv, affine)
+    idx = np.argwhere(icv[::2, ::2, ::2]) * 2.0
     centre = affine[:3, :3] @ idx.mean(axis=0) + affine[:3, 3]
     return Anatomy(
         name=name,
         affine=affine,
-        fractions=_to_uint8_fractions(fractions),
+        labels=labels,
+        brain_fractions=_quantise_brain(brain_fr, icv),
         t1=t1n,
         icv=icv,
         centre_mm=centre,
@@ -420,7 +430,7 @@ def _prepare_mni() -> Anatomy:
     colin_icv = _resample_onto(colin["icv"].astype(np.uint8), colin["affine"], icv.shape, affine, pull, sitk.sitkNearestNeighbor, 0)
     colin_t1 = _resample_onto(colin["t1n"], colin["affine"], icv.shape, affine, pull, sitk.sitkLinear, 0.0)
     icv = _fill_holes(icv | (colin_icv > 0), affine)
-    inner_table = (_distance_mm(icv, affine) <= 1.5) & ~icv & (labels != CLASSES.index("air"))
+    inner_table = _morph(icv, affine, "dilate", 1.5) & ~icv & (labels != CLASSES.index("air"))
     labels[inner_table] = CLASSES.index("cortical")
     bone_level = float(np.median(colin["t1n"][colin["labels"] == CLASSES.index("cortical")]))
     colin_t1[inner_table] = np.minimum(colin_t1[inner_table], bone_level)
@@ -507,10 +517,10 @@ def sample_subject(rng: np.random.Generator, source: str, ventricle_probability:
     docs/SYNTHETIC_DATA.md).
     """
     u = rng.uniform
-    wm = u(20.0, 24.0)
+    wm = u(18.5, 22.5)
     hu = {
         "csf": u(4.0, 10.0),
-        "gm": wm + u(8.0, 11.0),
+        "gm": wm + u(9.0, 12.0),
         "wm": wm,
         "cortical": u(1150.0, 1350.0),
         "diploe": u(500.0, 700.0),
@@ -673,9 +683,23 @@ def _warp(array: np.ndarray, src_affine: np.ndarray, transform: sitk.Transform, 
 
 
 def _upsample(coarse: np.ndarray, caffine: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    src = _image(coarse.astype(np.float32), caffine)
-    ref = _image(np.zeros(shape, dtype=np.uint8), affine)
-    return array_from_sitk(sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    """Linear interpolation of a coarse field onto a fine grid with the same axis directions.
+
+    Separable (one axis at a time), which is much cheaper than a general resampling.
+    """
+    out = np.asarray(coarse, dtype=np.float32)
+    for axis in range(3):
+        step_c = float(caffine[:3, :3][:, axis] @ np.sign(affine[:3, :3][:, axis]))
+        step_f = float(np.abs(affine[:3, :3][:, axis]).sum())
+        offset = float((affine[:3, 3] - caffine[:3, 3]) @ np.sign(affine[:3, :3][:, axis]))
+        pos = np.clip((offset + step_f * np.arange(shape[axis])) / step_c, 0, out.shape[axis] - 1)
+        lo = np.minimum(np.floor(pos).astype(np.int64), out.shape[axis] - 2)
+        w = (pos - lo).astype(np.float32)
+        bshape = [1, 1, 1]
+        bshape[axis] = -1
+        w = w.reshape(bshape)
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, lo + 1, axis=axis) * w
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -223,15 +223,25 @@ def _read_with_sitk(path: Path, description: str | None) -> Volume:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         image = reader.Execute()
-        io_name = reader.GetImageIO()
     except Exception as exc:
         reason = _one_line(exc)
         if "Unable to determine ImageIO reader" in str(exc) or "Could not create IO object" in str(exc):
             reason = "unknown or unsupported image format"
         raise Ct2mriError(f"{path}: not a readable image ({reason})") from None
     if description is None:
-        description = io_name.replace("ImageIO", "") or "image"
+        description = f"{path.suffix.lstrip('.').upper() or 'image'} (SimpleITK)"
+    if (image.GetDimension() == 2 or image.GetSize()[2] == 1) and _is_dicom_file(path):
+        raise Ct2mriError(f"{path}: a single DICOM slice (2D); give the folder holding the whole series")
     return _volume_from_sitk(image, path, description)
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:

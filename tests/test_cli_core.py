@@ -93,3 +93,10 @@ def test_info_of_a_foreign_file(tmp_path, capsys):
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
     assert "x.safetensors" in err and "Traceback" not in err
+
+
+def test_usage_errors_exit_2_without_traceback(capsys):
+    assert main(["frobnicate"]) == 2
+    assert main(["histogram"]) == 2
+    err = capsys.readouterr().err
+    assert "No such command" in err and "Traceback" not in err

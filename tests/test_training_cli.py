@@ -46,10 +46,10 @@ def test_bad_configurations_fail_before_training(dataset, tmp_path, capsys):
     _fails(capsys, ["train", str(empty), "-o", str(run), *FAST], "no training slice holds brain")
     mismatched = write_dataset(tmp_path / "mismatched", n_cases=2)
     nib.save(nib.Nifti1Image(np.zeros((32, 16, 12), np.float32), np.eye(4)), str(mismatched / "case00_ct.nii.gz"))
-    _fails(capsys, ["train", str(mismatched), "-o", str(run), *FAST], "differs from MRI shape")
+    _fails(capsys, ["train", str(mismatched), "-o", str(run), *FAST], "differs from the manifest's (12, 32, 32)")
     missing = write_dataset(tmp_path / "missing_file", n_cases=2)
     (missing / "case01_mask.nii.gz").unlink()
-    _fails(capsys, ["train", str(missing), "-o", str(run), *FAST], "case01_mask.nii.gz: file not found")
+    _fails(capsys, ["train", str(missing), "-o", str(run), *FAST], "case01_mask.nii.gz: missing")
     assert not run.exists()  # nothing was written for any of them
 
 

@@ -9,7 +9,7 @@ from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.stylekey import style_key
 from ct2mri_cli.training.batches import WindowSampler
 from ct2mri_cli.training.config import config_from_dict
-from ct2mri_cli.training.data import load_training_data, read_case, split_subjects
+from ct2mri_cli.training.data import load_case_volumes, load_training_data, read_manifest, split_subjects
 from tests.training_helpers import synthetic_case, write_dataset
 
 
@@ -22,13 +22,15 @@ def dataset(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("data") / "pairs", n_cases=3)
 
 
-def test_reader_gives_model_order(dataset):
-    ct, mri, mask = read_case(dataset, json.loads((dataset / "manifest.json").read_text())["cases"][1])
+def test_cases_are_read_in_model_order(dataset):
+    manifest = read_manifest(dataset)
+    case = load_case_volumes(manifest, manifest.cases[1])
     ct_ref, mri_ref, mask_ref = synthetic_case(1)
-    assert ct.shape == (12, 32, 32)
-    np.testing.assert_array_equal(ct, ct_ref)
-    np.testing.assert_array_equal(mri, mri_ref)
-    np.testing.assert_array_equal(mask, mask_ref)
+    assert case.name == case.subject == "case01" and case.ct.shape == (12, 32, 32)
+    np.testing.assert_array_equal(case.ct, ct_ref)
+    np.testing.assert_array_equal(case.mri, mri_ref)
+    np.testing.assert_array_equal(case.mask, mask_ref)
+    assert manifest.preprocess.in_plane == (32, 32) and len(manifest.sha256) == 64
 
 
 def test_windows_are_centred_on_brain_slices(dataset):
@@ -121,18 +123,25 @@ def _message(config):
 def test_bad_data_folders(tmp_path):
     assert "data folder not found" in _message(_config(tmp_path / "nothing"))
     (tmp_path / "empty").mkdir()
-    assert "manifest not found" in _message(_config(tmp_path / "empty"))
+    assert "no manifest (run `ct2mri preprocess` first)" in _message(_config(tmp_path / "empty"))
     folder = write_dataset(tmp_path / "d", n_cases=2)
     (folder / "case01_ct.nii.gz").unlink()
-    assert "case01_ct.nii.gz: file not found (case 'case01'" in _message(_config(folder))
+    assert "case01_ct.nii.gz: missing (listed in" in _message(_config(folder))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["cases"][0]["shape"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert "case entry 0 lacks one of case, ct, mri, mask, shape" in _message(_config(folder))
+    manifest["cases"] = []
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert "the manifest lists no cases" in _message(_config(folder))
     (folder / "manifest.json").write_text('{"format": "something"}')
-    assert "not a ct2mri preprocessed-data manifest" in _message(_config(folder))
+    assert "not a ct2mri preprocessing manifest" in _message(_config(folder))
 
 
 def test_mismatched_shapes(tmp_path):
     folder = write_dataset(tmp_path / "d", n_cases=2)
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 10), np.float32), np.eye(4)), str(folder / "case01_mri.nii.gz"))
-    assert "case 'case01': CT shape (12, 32, 32) differs from MRI shape (10, 32, 32)" in _message(_config(folder))
+    assert "case01_mri.nii.gz: shape (10, 32, 32) differs from the manifest's (12, 32, 32)" in _message(_config(folder))
     other = write_dataset(tmp_path / "e", n_cases=2, shapes=[(12, 32, 32), (12, 32, 16)])
     assert "all cases must share the model grid's in-plane size" in _message(_config(other))
     odd = write_dataset(tmp_path / "f", n_cases=2, shape=(12, 30, 30))

@@ -321,3 +321,11 @@ def test_real_invesalius_ct_reads_as_a_head_in_hu_with_the_assumed_orientation(h
     assert holder_rows.size > 0
     y_of = lambda j: (head_ct.affine @ [128, j, 60, 1])[1]  # noqa: E731
     assert y_of(holder_rows.max()) < y_of(head_rows.min()) < y_of(head_rows.max())
+
+
+def test_single_dicom_file_asks_for_the_folder(tmp_path):
+    nifti = save_nifti(tmp_path / "ref.nii.gz", hu_volume(shape=(16, 12, 3)), np.eye(4))
+    write_dicom_series(sitk.Cast(sitk.ReadImage(str(nifti)), sitk.sitkInt16), tmp_path / "d", "1.2.3.9")
+    one = sorted((tmp_path / "d").iterdir())[0]
+    with pytest.raises(Ct2mriError, match="single DICOM slice"):
+        read_volume(one)

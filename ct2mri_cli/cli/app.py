@@ -48,6 +48,7 @@ def _register() -> None:
     app.command("translate")(__import__(f"{__package__}.translate", fromlist=["translate"]).translate)
     app.command("train")(__import__(f"{__package__}.train", fromlist=["train"]).train)
     app.command("preprocess")(__import__(f"{__package__}.preprocess", fromlist=["preprocess"]).preprocess)
+    app.command("synthesize")(__import__(f"{__package__}.synthesize", fromlist=["synthesize"]).synthesize)
 
 
 _register()
@@ -70,10 +71,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         common.console.print("[red]aborted[/red]")
         return 130
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error: click prints it with the command's usage line
             return exc.exit_code
         if common.settings.verbose:
             traceback.print_exc()

@@ -10,11 +10,9 @@ slice holds brain.  Subjects held out for validation keep their whole volumes in
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -25,8 +23,6 @@ from ..stylekey import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "ct2mri-preprocessed"
-MANIFEST_VERSION = 1
 WINDOW = 3
 
 
@@ -66,19 +62,25 @@ class WindowSet:
     def __len__(self) -> int:
         return int(self.starts.numel())
 
-    def batch(self, indices: torch.Tensor, flips: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+    def batch(
+        self,
+        indices: torch.Tensor,
+        flips: Optional[torch.Tensor] = None,
+        device: torch.device | str = "cpu",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(MRI windows, CT windows) as (B, 3, H, W) float32 in [-1, 1] and styles (B, 3, 128).
 
+        The windows are gathered in float16 and converted on ``device`` (half the transfer).
         ``flips`` (B,) bool mirrors the chosen windows left-right (both images together).
         """
         rows = self.starts[indices][:, None] + torch.arange(WINDOW)
-        x0 = self.mri[rows].float().mul_(2.0).sub_(1.0)
-        y = self.ct[rows].float().mul_(2.0).sub_(1.0)
+        x0 = self.mri[rows].to(device, non_blocking=True).float() * 2.0 - 1.0
+        y = self.ct[rows].to(device, non_blocking=True).float() * 2.0 - 1.0
         if flips is not None and bool(flips.any()):
-            f = flips[:, None, None, None]
+            f = flips.to(device)[:, None, None, None]
             x0 = torch.where(f, x0.flip(-1), x0)
             y = torch.where(f, y.flip(-1), y)
-        return x0, y, self.keys[self.case_of[indices]]
+        return x0, y, self.keys[self.case_of[indices]].to(device)
 
 
 @dataclass
@@ -101,66 +103,38 @@ class TrainingData:
 
 def read_manifest(data_dir: str | Path) -> Manifest:
     """Parse and check ``DATA_DIR/manifest.json`` (format, version, preprocessing, case entries)."""
+    from ..preprocess import read_manifest as read_preprocess_manifest
+
     folder = Path(data_dir)
     if not folder.is_dir():
         raise Ct2mriError(f"{folder}: data folder not found")
+    manifest = read_preprocess_manifest(folder)
     path = folder / MANIFEST
-    if not path.is_file():
-        raise Ct2mriError(f"{path}: manifest not found (write the folder with 'ct2mri preprocess')")
-    raw = path.read_bytes()
     try:
-        manifest = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Ct2mriError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise Ct2mriError(f"{path}: not a ct2mri preprocessed-data manifest")
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise Ct2mriError(f"{path}: manifest version {manifest.get('version')!r}; this ct2mri reads version {MANIFEST_VERSION}")
-    try:
-        preprocess = PreprocessConfig.from_dict(manifest.get("preprocess") or {})
+        preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
     except (ValueError, TypeError) as exc:
         raise Ct2mriError(f"{path}: invalid preprocessing settings ({exc})") from None
-    cases = manifest.get("cases")
-    if not isinstance(cases, list) or not cases:
+    cases = manifest["cases"]
+    if not cases:
         raise Ct2mriError(f"{path}: the manifest lists no cases")
     seen: set[str] = set()
     for i, entry in enumerate(cases):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("case", "ct", "mri", "mask")):
-            raise Ct2mriError(f"{path}: case entry {i} lacks one of case, ct, mri, mask")
+        fields_ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("case", "ct", "mri", "mask"))
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not fields_ok or not (isinstance(shape, list) and len(shape) == 3):
+            raise Ct2mriError(f"{path}: case entry {i} lacks one of case, ct, mri, mask, shape")
         if entry["case"] in seen:
             raise Ct2mriError(f"{path}: case {entry['case']!r} is listed twice")
         seen.add(entry["case"])
-    return Manifest(folder=folder, preprocess=preprocess, cases=cases, sha256=hashlib.sha256(raw).hexdigest())
-
-
-def _read_model_array(path: Path, case: str) -> np.ndarray:
-    """A model-grid NIfTI as a (Z, H, W) float32 array."""
-    import nibabel as nib
-
-    if not path.is_file():
-        raise Ct2mriError(f"{path}: file not found (case {case!r} of the manifest)")
-    try:
-        data = np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-    except Exception as exc:  # nibabel raises many types for damaged files
-        raise Ct2mriError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    if data.ndim != 3:
-        raise Ct2mriError(f"{path}: expected a 3D volume, got shape {data.shape}")
-    return np.ascontiguousarray(data.transpose(2, 1, 0))
-
-
-def read_case(folder: Path, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(CT, MRI, mask) of one manifest entry as (Z, H, W) arrays: float32 in [0, 1] and bool."""
-    name = entry["case"]
-    ct = _read_model_array(folder / entry["ct"], name)
-    mri = _read_model_array(folder / entry["mri"], name)
-    mask = _read_model_array(folder / entry["mask"], name) > 0.5
-    return ct, mri, mask
+    return Manifest(folder=folder, preprocess=preprocess, cases=cases, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
     """Read and check one case: equal shapes, finite values, and its style key."""
+    from ..preprocess import load_case
+
     name = entry["case"]
-    ct, mri, mask = read_case(manifest.folder, entry)
+    ct, mri, mask = load_case(manifest.folder, entry)
     where = f"{manifest.folder / MANIFEST}: case {name!r}"
     if ct.shape != mri.shape:
         raise Ct2mriError(f"{where}: CT shape {ct.shape} differs from MRI shape {mri.shape}")
@@ -242,7 +216,11 @@ def _subject(entry: dict[str, Any]) -> str:
     return entry["subject"] if isinstance(entry.get("subject"), str) else entry["case"]
 
 
-def load_training_data(config: TrainConfig, divisor: int = 1, on_case: Optional[Any] = None) -> TrainingData:
+def load_training_data(
+    config: TrainConfig,
+    divisor: int = 1,
+    on_case: Optional[Callable[[int, int], None]] = None,
+) -> TrainingData:
     """Read the whole data folder, check it, split it by subject and build the training windows.
 
     ``divisor`` is the network's down-sampling factor (in-plane sizes must be multiples of it).
@@ -279,7 +257,3 @@ def load_training_data(config: TrainConfig, divisor: int = 1, on_case: Optional[
         raise Ct2mriError(f"{manifest.folder}: no training slice holds brain (every mask is empty{rule})")
     return TrainingData(manifest=manifest, train=train, validation=validation, train_keys=list(builder.keys))
 
-
-def windows_per_epoch(n_windows: int, world_size: int) -> int:
-    """Windows each process sees per epoch (the list is padded to a multiple of the world size)."""
-    return math.ceil(n_windows / world_size)

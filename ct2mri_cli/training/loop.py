@@ -31,7 +31,7 @@ from .config import TrainConfig, resume_conflicts, validate
 from .data import TrainingData, load_training_data
 from .ema import EMA
 from .export import export_weights
-from .monitor import JsonLog, PhaseTimer, ProgressDisplay
+from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
 from .validation import validate as run_validation
 
@@ -153,8 +153,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for micro in range(c.grad_accumulation):
             indices, flips = self.sampler.next(c.batch_size)
-            x0, y, style = self.data.train.batch(indices, flips)
-            x0, y, style = (v.to(self.device, non_blocking=True) for v in (x0, y, style))
+            x0, y, style = self.data.train.batch(indices, flips, self.device)
             t = torch.randint(0, self.schedule.num_timesteps, (c.batch_size,), generator=self.noise, device=self.device)
             noise = torch.randn(x0.shape, generator=self.noise, device=self.device)
             x_t = self.schedule.q_sample(x0, y, t, noise)
@@ -339,9 +338,8 @@ def train(
     device = ddp.training_device(config.device, ctx)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    if ctx.is_main and not quiet:
-        console.print(f"reading {config.data_dir} ...")
-    data = load_training_data(config, config.network_config().downsampling_factor)
+    with ReadingProgress(console, enabled=ctx.is_main and not quiet) as reading:
+        data = load_training_data(config, config.network_config().downsampling_factor, reading.update)
     if checkpoint is not None and checkpoint.get("manifest_sha256") != data.manifest.sha256 and ctx.is_main:
         from ..cli.common import warn
 

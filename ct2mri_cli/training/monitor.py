@@ -135,3 +135,24 @@ class ProgressDisplay:
 
     def print(self, message: str) -> None:
         self.progress.console.print(message)
+
+
+class ReadingProgress:
+    """A transient bar while the data folder is read; ``update(done, total)`` is the callback."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]reading[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("cases"),
+            TimeElapsedColumn(), console=console, disable=not enabled, transient=True,
+        )
+        self.task = self.progress.add_task("read", total=None)
+
+    def __enter__(self) -> "ReadingProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
