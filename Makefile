@@ -22,6 +22,12 @@ $(NILEARN_WHEEL):
 	mkdir -p $(CACHE)
 	$(BIN)/pip download -q --no-deps nilearn==0.14.1 -d $(CACHE)
 
+demo: install
+	mkdir -p out
+	$(BIN)/ct2mri translate examples/example_ct.nii.gz out/example_synT1.nii.gz \
+		--qc out/example_qc.png --save-mask out/example_brainmask.nii.gz
+	@echo "wrote out/example_synT1.nii.gz, out/example_synT1.json and out/example_qc.png"
+
 test: install $(NILEARN_WHEEL)
 	$(BIN)/python -m pytest -q
 

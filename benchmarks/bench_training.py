@@ -31,8 +31,7 @@ def _list(text: str, cast=str) -> list:
     return [cast(v) for v in text.split(",") if v]
 
 
-def measure(data: Path, work: Path, preset: str, device: str, steps: int, batch: int, threads: int) -> dict:
-    run = work / f"run-{preset}-{device.replace(':', '')}"
+def measure(run: Path, data: Path, preset: str, device: str, steps: int, batch: int, threads: int) -> dict:
     log_every = max(steps // 5, 1)
     config = config_from_dict({
         "data_dir": str(data), "preset": preset, "device": device, "steps": steps, "batch_size": batch,
@@ -75,8 +74,9 @@ def main() -> None:
         work = Path(tmp)
         data = write_dataset(work / "pairs", n_cases=2, shape=(args.slices, args.size, args.size))
         for device in devices:
-            for preset, n, batch in zip(presets, steps, batches):
-                r = measure(data, work, preset, device, n, batch, args.threads)
+            for i, (preset, n, batch) in enumerate(zip(presets, steps, batches)):
+                run = work / f"run-{device.replace(':', '')}-{i}"
+                r = measure(run, data, preset, device, n, batch, args.threads)
                 outside = r["data"] + r["ema"] + r["log"]
                 params = count_parameters(UNet(PRESETS[preset])) / 1e6
                 print(f"{device:<8}{preset:<10}{params:>8.1f}M{batch:>7}{n:>7}{r['samples_per_s']:>11.2f}"

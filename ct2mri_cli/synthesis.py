@@ -134,8 +134,12 @@ def gaussian_blur(array: np.ndarray, affine: np.ndarray, fwhm_mm: tuple[float, f
         return np.asarray(array, dtype=np.float32)
     img = _image(np.asarray(array, dtype=np.float32), affine)
     spacing = _spacing(affine)
-    width = int(max(3, 2 * math.ceil(3 * math.sqrt(max(variance)) / float(spacing.min())) + 1))
-    out = sitk.DiscreteGaussian(img, variance, width, 0.001, True)
+    sigma_voxels = np.sqrt(variance) / spacing
+    if sigma_voxels.min() >= 2.0:  # wide kernels: the recursive filter costs the same at any width
+        out = sitk.SmoothingRecursiveGaussian(img, [float(v) for v in np.sqrt(variance)])
+    else:
+        width = int(max(3, 2 * math.ceil(3 * float(sigma_voxels.max())) + 1))
+        out = sitk.DiscreteGaussian(img, variance, width, 0.001, True)
     return array_from_sitk(out).astype(np.float32, copy=False)
 
 
@@ -143,7 +147,12 @@ def gaussian_blur(array: np.ndarray, affine: np.ndarray, fwhm_mm: tuple[float, f
 # tissue memberships
 
 
-def fit_gmm_1d(values: np.ndarray, classes: int = 3, iterations: int = 200, bins: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_gmm_1d(
+    values: np.ndarray,
+    classes: int = 3,
+    iterations: int = 200,
+    bins: int = 256,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit a 1D Gaussian mixture by EM on a histogram of ``values``.
 
     Returns (means, standard deviations, weights), sorted by mean.  Starts from evenly spaced
@@ -258,7 +267,8 @@ def _ventricle_pull(csf: np.ndarray, icv: np.ndarray, affine: np.ndarray) -> tup
     """Unit vector field (3, ...) on a 2 mm grid pointing up the smoothed lateral-ventricle mask."""
     deep = _morph(icv, affine, "erode", 14.0)
     ventricles = (csf > 0.5) & deep
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(_image(ventricles.astype(np.uint8), affine)), 2000)
+    min_voxels = int(math.ceil(1000.0 / float(np.prod(_spacing(affine)))))  # 1 ml: drop deep sulci
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(_image(ventricles.astype(np.uint8), affine)), min_voxels)
     ventricles = array_from_sitk(labels) > 0
     step = max(1, int(round(2.0 / float(_spacing(affine).min()))))
     coarse = ventricles[::step, ::step, ::step].astype(np.float32)
@@ -287,9 +297,10 @@ def _head_classes(t1n: np.ndarray, icv: np.ndarray, affine: np.ndarray) -> tuple
 
     The skull is the dark band hugging the intracranial volume, closed over small gaps; its
     core (more than 1.5 mm from either surface) is diploe, the rest cortical bone (the inner and
-    outer tables).  Elsewhere in the head, bright voxels are
-    fat, dark bulky regions air (sinuses, airway, mastoids: what survives an opening of 4 mm
-    radius, in pieces of at least 1.5 ml, see :func:`_cavities`), dark thin structures bone and the rest soft tissue (skin, muscle, eyes).
+    outer tables).  Elsewhere in the head, bright voxels are fat; dark bulky regions are air
+    (sinuses, airway, mastoids: what survives an opening of 4 mm radius, in pieces of at least
+    1.5 ml, see :func:`_cavities`); other dark voxels are bone; the rest is soft tissue (skin,
+    muscle, eyes).  Returns the labels and the head mask.
     """
     smooth = gaussian_blur(t1n, affine, (1.5, 1.5, 1.5))
     head = _largest_component(smooth > 0.12, affine)
@@ -339,20 +350,29 @@ def _colin_parts() -> dict[str, Any]:
     means, wm_level = _brain_levels(tpl.t1, icv)
     t1n = (tpl.t1 / wm_level).astype(np.float32)
     brain_fr = partial_volume_memberships(t1n, tuple(means / wm_level)) * icv
-    labels, head = _head_classes(t1n, icv, affine)
+    labels, _ = _head_classes(t1n, icv, affine)
     return {
-        "template": tpl,
         "affine": affine,
         "icv": icv,
         "t1n": t1n,
         "brain_fractions": brain_fr,
         "labels": labels,
-        "head": head,
         "levels": {name: float(m / wm_level) for name, m in zip(BRAIN_CLASSES, means)},
     }
 
 
-def _assemble(name: str, affine: np.ndarray, brain_fr: np.ndarray, labels: np.ndarray, icv: np.ndarray, t1n: np.ndarray, levels: dict[str, float], licence: str | None) -> Anatomy:
+def make_anatomy(
+    name: str,
+    affine: np.ndarray,
+    brain_fr: np.ndarray,
+    labels: np.ndarray,
+    icv: np.ndarray,
+    t1n: np.ndarray,
+    levels: dict[str, float],
+    licence: str | None,
+) -> Anatomy:
+    """Build an :class:`Anatomy` from float CSF/GM/WM fractions (3, ...) inside ``icv`` and hard
+    extracerebral ``labels`` outside it (also the ventricle pull field and the brain centre)."""
     labels = np.where(icv, np.uint8(0), labels).astype(np.uint8)
     pull, coarse_affine = _ventricle_pull(brain_fr[0] * icv, icv, affine)
     idx = np.argwhere(icv[::2, ::2, ::2]) * 2.0
@@ -374,12 +394,24 @@ def _assemble(name: str, affine: np.ndarray, brain_fr: np.ndarray, labels: np.nd
 
 def _prepare_colin27() -> Anatomy:
     parts = _colin_parts()
-    return _assemble(
-        "colin27", parts["affine"], parts["brain_fractions"], parts["labels"], parts["icv"], parts["t1n"], parts["levels"], None
+    return make_anatomy(
+        "colin27",
+        parts["affine"],
+        parts["brain_fractions"],
+        parts["labels"],
+        parts["icv"],
+        parts["t1n"],
+        parts["levels"],
+        None,
     )
 
 
-def _moment_fit(moving: np.ndarray, moving_affine: np.ndarray, fixed: np.ndarray, fixed_affine: np.ndarray) -> np.ndarray:
+def _moment_fit(
+    moving: np.ndarray,
+    moving_affine: np.ndarray,
+    fixed: np.ndarray,
+    fixed_affine: np.ndarray,
+) -> np.ndarray:
     """Pull-back affine (4x4, RAS mm) mapping ``fixed`` world points onto ``moving`` ones.
 
     Matches the centroids and per-axis spreads of two masks already in the same orientation
@@ -399,7 +431,15 @@ def _moment_fit(moving: np.ndarray, moving_affine: np.ndarray, fixed: np.ndarray
     return out
 
 
-def _resample_onto(array: np.ndarray, affine: np.ndarray, ref_shape: tuple[int, ...], ref_affine: np.ndarray, pullback: np.ndarray, interpolator: int, default: float) -> np.ndarray:
+def _resample_onto(
+    array: np.ndarray,
+    affine: np.ndarray,
+    ref_shape: tuple[int, ...],
+    ref_affine: np.ndarray,
+    pullback: np.ndarray,
+    interpolator: int,
+    default: float,
+) -> np.ndarray:
     """Resample ``array`` onto a reference grid, sampling the source at ``pullback`` @ x."""
     src = _image(array, affine)
     ref = _image(np.zeros(ref_shape, dtype=np.uint8), ref_affine)
@@ -409,6 +449,19 @@ def _resample_onto(array: np.ndarray, affine: np.ndarray, ref_shape: tuple[int, 
     transform.SetTranslation([float(v) for v in flip @ pullback[:3, 3]])
     out = sitk.Resample(src, ref, transform, interpolator, default, src.GetPixelID())
     return array_from_sitk(out)
+
+
+def sharpen_gm_wm(gm: np.ndarray, wm: np.ndarray, steepness: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    """Make the GM/WM split of averaged probability maps more like one brain's.
+
+    The template's maps are averages over 152 brains, so the GM/WM boundary is spread over a
+    few mm and CT histograms made from them are too narrow.  The WM share r = WM / (GM + WM) is
+    pushed away from 1/2 by a tanh curve (fixed points 0, 1/2, 1); GM + WM is unchanged.
+    """
+    total = gm + wm
+    r = np.divide(wm, total, out=np.zeros_like(total), where=total > 1e-6)
+    r = 0.5 + 0.5 * np.tanh(steepness * (r - 0.5)) / math.tanh(steepness / 2.0)
+    return (total * (1.0 - r)).astype(np.float32), (total * r).astype(np.float32)
 
 
 def _prepare_mni() -> Anatomy:
@@ -426,17 +479,19 @@ def _prepare_mni() -> Anatomy:
 
     colin = _colin_parts()
     pull = _moment_fit(colin["icv"], colin["affine"], icv, affine)
-    labels = _resample_onto(colin["labels"], colin["affine"], icv.shape, affine, pull, sitk.sitkNearestNeighbor, CLASSES.index("air"))
-    colin_icv = _resample_onto(colin["icv"].astype(np.uint8), colin["affine"], icv.shape, affine, pull, sitk.sitkNearestNeighbor, 0)
-    colin_t1 = _resample_onto(colin["t1n"], colin["affine"], icv.shape, affine, pull, sitk.sitkLinear, 0.0)
+    def onto_mni(array: np.ndarray, interpolator: int, default: float) -> np.ndarray:
+        return _resample_onto(array, colin["affine"], icv.shape, affine, pull, interpolator, default)
+
+    labels = onto_mni(colin["labels"], sitk.sitkNearestNeighbor, CLASSES.index("air"))
+    colin_icv = onto_mni(colin["icv"].astype(np.uint8), sitk.sitkNearestNeighbor, 0)
+    colin_t1 = onto_mni(colin["t1n"], sitk.sitkLinear, 0.0)
     icv = _fill_holes(icv | (colin_icv > 0), affine)
     inner_table = _morph(icv, affine, "dilate", 1.5) & ~icv & (labels != CLASSES.index("air"))
     labels[inner_table] = CLASSES.index("cortical")
     bone_level = float(np.median(colin["t1n"][colin["labels"] == CLASSES.index("cortical")]))
     colin_t1[inner_table] = np.minimum(colin_t1[inner_table], bone_level)
 
-    gm = np.asarray(tpl.gm) * brain
-    wm = np.asarray(tpl.wm) * brain
+    gm, wm = sharpen_gm_wm(np.asarray(tpl.gm) * brain, np.asarray(tpl.wm) * brain)
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * icv
     brain_fr = np.stack([csf, gm, wm]).astype(np.float32)
     wm_level = float(np.median(tpl.t1[np.asarray(tpl.wm) > 0.9]))
@@ -444,7 +499,7 @@ def _prepare_mni() -> Anatomy:
     csf_level = float(np.median(t1n[(csf > 0.95) & brain]))
     head_t1 = np.where(icv, np.where(brain, t1n, csf_level), colin_t1).astype(np.float32)
     levels = {"csf": csf_level, "gm": float(np.median(t1n[np.asarray(tpl.gm) > 0.9])), "wm": 1.0}
-    return _assemble("mni", affine, brain_fr, labels, icv, head_t1, levels, mni_license_text())
+    return make_anatomy("mni", affine, brain_fr, labels, icv, head_t1, levels, mni_license_text())
 
 
 @functools.lru_cache(maxsize=2)
@@ -469,8 +524,9 @@ class SubjectParams:
     (RMS of the smooth random displacement, correlation ``warp_fwhm_mm``); ``ventricle_mm`` (how
     far tissue is pulled towards the lateral ventricles; 0 = unchanged).  CT: ``hu`` per class,
     ``ct_inhomogeneity_hu`` (SD of a smooth additive field), ``bone_density_sd`` and
-    ``bone_texture_sd`` (relative SD of smooth and fine variations of bone density), ``ct_blur_fwhm_mm`` and
-    ``ct_noise_fwhm_mm`` (in-plane, through-plane), ``ct_noise_sd``.  MRI: ``mri_gamma`` and
+    ``bone_texture_sd`` (relative SD of smooth and fine variations of bone density),
+    ``ct_blur_fwhm_mm`` and ``ct_noise_fwhm_mm`` (in-plane, through-plane), ``ct_noise_sd``.
+    MRI: ``mri_gamma`` and
     ``mri_saturation`` (contrast curve), ``mri_bias_sd`` (log bias field SD), ``mri_noise``
     (noise SD relative to white matter) and ``mri_scale`` (white-matter intensity of the file).
     """
@@ -517,18 +573,18 @@ def sample_subject(rng: np.random.Generator, source: str, ventricle_probability:
     docs/SYNTHETIC_DATA.md).
     """
     u = rng.uniform
-    wm = u(18.5, 22.5)
+    wm = u(17.5, 21.5)
     hu = {
         "csf": u(4.0, 10.0),
         "gm": wm + u(9.0, 12.0),
         "wm": wm,
         "cortical": u(1150.0, 1350.0),
-        "diploe": u(500.0, 700.0),
+        "diploe": u(450.0, 650.0),
         "fat": u(-105.0, -75.0),
         "soft": u(35.0, 50.0),
         "air": -1000.0,
     }
-    global_scale = u(0.94, 1.06)
+    global_scale = u(0.87, 0.96)  # MNI space is larger than real heads (real CT: 1445 ml)
     enlarge = bool(rng.uniform() < ventricle_probability)
     return SubjectParams(
         source=source,
@@ -543,8 +599,8 @@ def sample_subject(rng: np.random.Generator, source: str, ventricle_probability:
         bone_density_sd=u(0.10, 0.20),
         bone_texture_sd=u(0.10, 0.20),
         ct_blur_fwhm_mm=(u(0.7, 0.9), u(1.2, 1.8)),
-        ct_noise_fwhm_mm=(u(0.9, 1.1), u(1.0, 1.4)),
-        ct_noise_sd=u(5.8, 7.0),
+        ct_noise_fwhm_mm=(u(1.5, 1.9), u(1.8, 2.4)),
+        ct_noise_sd=u(6.3, 7.6),
         mri_gamma=u(0.7, 1.4),
         mri_saturation=u(0.0, 0.6),
         mri_bias_sd=u(0.02, 0.10),
@@ -608,7 +664,11 @@ def trilinear(volume: np.ndarray, affine: np.ndarray, points: np.ndarray, fill: 
     return out
 
 
-def _coarse_grid(shape: tuple[int, int, int], affine: np.ndarray, step_mm: float = COARSE_MM) -> tuple[tuple[int, int, int], np.ndarray]:
+def _coarse_grid(
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    step_mm: float = COARSE_MM,
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """A coarse grid covering a fine one with one extra node beyond each face."""
     spacing = _spacing(affine)
     direction = affine[:3, :3] / spacing
@@ -625,7 +685,13 @@ def _grid_points(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     return idx @ affine[:3, :3].T + affine[:3, 3]
 
 
-def smooth_random_field(rng: np.random.Generator, shape: tuple[int, ...], affine: np.ndarray, fwhm_mm: float, components: int = 1) -> np.ndarray:
+def smooth_random_field(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    fwhm_mm: float,
+    components: int = 1,
+) -> np.ndarray:
     """Gaussian random field(s) with correlation ``fwhm_mm``, each scaled to unit SD.
 
     Returns (components, X, Y, Z) float32.
@@ -638,7 +704,13 @@ def smooth_random_field(rng: np.random.Generator, shape: tuple[int, ...], affine
     return out
 
 
-def pullback_field(anatomy: Anatomy, params: SubjectParams, rng: np.random.Generator, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pullback_field(
+    anatomy: Anatomy,
+    params: SubjectParams,
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Where each node of a coarse grid over the output samples the source (world mm, RAS).
 
     Returns (points (X, Y, Z, 3), coarse affine).  Composes, from output to source: the inverse
@@ -675,7 +747,14 @@ def _displacement_transform(points: np.ndarray, caffine: np.ndarray) -> sitk.Tra
     return sitk.DisplacementFieldTransform(field_img)
 
 
-def _warp(array: np.ndarray, src_affine: np.ndarray, transform: sitk.Transform, shape: tuple[int, int, int], affine: np.ndarray, default: float) -> np.ndarray:
+def _warp(
+    array: np.ndarray,
+    src_affine: np.ndarray,
+    transform: sitk.Transform,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    default: float,
+) -> np.ndarray:
     src = _image(np.asarray(array, dtype=np.float32), src_affine)
     ref = _image(np.zeros(shape, dtype=np.uint8), affine)
     out = sitk.Resample(src, ref, transform, sitk.sitkLinear, float(default), sitk.sitkFloat32)
@@ -718,14 +797,27 @@ class SyntheticPair:
     seed: int
 
 
-def correlated_noise(rng: np.random.Generator, shape: tuple[int, int, int], affine: np.ndarray, sd: float, fwhm_mm: tuple[float, float]) -> np.ndarray:
+def correlated_noise(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    sd: float,
+    fwhm_mm: tuple[float, float],
+) -> np.ndarray:
     """Gaussian noise with SD ``sd`` correlated by a Gaussian kernel (in-plane, through-plane FWHM)."""
     white = rng.standard_normal(shape, dtype=np.float32)
     noise = gaussian_blur(white, affine, (fwhm_mm[0], fwhm_mm[0], fwhm_mm[1]))
     return noise * np.float32(sd / max(float(noise.std()), 1e-12))
 
 
-def ct_from_hu(hu: np.ndarray, affine: np.ndarray, params: SubjectParams, rng: np.random.Generator, inhomogeneity: np.ndarray | None = None, density: np.ndarray | None = None) -> np.ndarray:
+def ct_from_hu(
+    hu: np.ndarray,
+    affine: np.ndarray,
+    params: SubjectParams,
+    rng: np.random.Generator,
+    inhomogeneity: np.ndarray | None = None,
+    density: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply CT physics to noise-free HU: bone density variation, inhomogeneity, blur, noise.
 
     ``density`` is a smooth unit-SD field modulating bone (the part of HU above 100) with
@@ -745,7 +837,12 @@ def ct_from_hu(hu: np.ndarray, affine: np.ndarray, params: SubjectParams, rng: n
     return np.clip(np.rint(ct), HU_MIN, HU_MAX).astype(np.int16)
 
 
-def mri_appearance(t1n: np.ndarray, params: SubjectParams, rng: np.random.Generator, bias: np.ndarray | None = None) -> np.ndarray:
+def mri_appearance(
+    t1n: np.ndarray,
+    params: SubjectParams,
+    rng: np.random.Generator,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
     """T1 (white matter = 1) to an int16 scan: contrast curve, bias, noise and scale."""
     y = np.power(np.maximum(t1n, 0.0), np.float32(params.mri_gamma))
     k = np.float32(params.mri_saturation)
@@ -760,7 +857,13 @@ def mri_appearance(t1n: np.ndarray, params: SubjectParams, rng: np.random.Genera
     return np.clip(np.rint(y), 0, 32767).astype(np.int16)
 
 
-def synthesize_pair(anatomy: Anatomy, params: SubjectParams, rng: np.random.Generator, spacing_mm: float | None = None, seed: int = -1) -> SyntheticPair:
+def synthesize_pair(
+    anatomy: Anatomy,
+    params: SubjectParams,
+    rng: np.random.Generator,
+    spacing_mm: float | None = None,
+    seed: int = -1,
+) -> SyntheticPair:
     """Make one aligned CT/T1/mask triple of subject ``params`` from ``anatomy``."""
     shape, affine = output_grid(anatomy, spacing_mm)
     points, caffine = pullback_field(anatomy, params, rng, shape, affine)

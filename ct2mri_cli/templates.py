@@ -162,7 +162,13 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(canonical.dataobj, dtype=np.float32), np.asarray(canonical.affine, dtype=np.float64)
 
 
-def _check_same_grid(name: str, ref_path: Path, ref: tuple[np.ndarray, np.ndarray], path: Path, other: tuple[np.ndarray, np.ndarray]) -> None:
+def _check_same_grid(
+    name: str,
+    ref_path: Path,
+    ref: tuple[np.ndarray, np.ndarray],
+    path: Path,
+    other: tuple[np.ndarray, np.ndarray],
+) -> None:
     if other[0].shape != ref[0].shape or not np.allclose(other[1], ref[1], atol=1e-4):
         raise Ct2mriError(f"{path}: not on the grid of {ref_path} ({name} files must match)")
 

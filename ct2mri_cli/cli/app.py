@@ -41,14 +41,15 @@ def _global_options(
 
 
 def _register() -> None:
-    from . import histogram, info
+    """Subcommands in the order ``--help`` lists them (their modules import heavy code lazily)."""
+    from . import histogram, info, preprocess, synthesize, train, translate
 
+    app.command("translate")(translate.translate)
+    app.command("preprocess")(preprocess.preprocess)
+    app.command("train")(train.train)
     app.command("histogram")(histogram.histogram)
+    app.command("synthesize")(synthesize.synthesize)
     app.command("info")(info.info)
-    app.command("translate")(__import__(f"{__package__}.translate", fromlist=["translate"]).translate)
-    app.command("train")(__import__(f"{__package__}.train", fromlist=["train"]).train)
-    app.command("preprocess")(__import__(f"{__package__}.preprocess", fromlist=["preprocess"]).preprocess)
-    app.command("synthesize")(__import__(f"{__package__}.synthesize", fromlist=["synthesize"]).synthesize)
 
 
 _register()

@@ -123,6 +123,24 @@ def write_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
     }
 
 
+def check_request(out_dir: Path, n: int, source: str, spacing_mm: Optional[float], force: bool) -> list[str]:
+    """Validate a request before any work; returns the source of each case."""
+    if n < 1:
+        raise Ct2mriError(f"-n {n}: need at least one pair")
+    if spacing_mm is not None and not 0.25 <= spacing_mm <= 8.0:
+        raise Ct2mriError(f"--spacing {spacing_mm:g}: use a voxel size between 0.25 and 8 mm")
+    plan = sources_for(source, n)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Ct2mriError(f"{out_dir}: exists and is not a folder")
+    if not out_dir.parent.is_dir():
+        raise Ct2mriError(f"{out_dir}: the folder {out_dir.parent} does not exist")
+    if not force:
+        existing = [p for p in planned_outputs(out_dir, n) if p.exists()]
+        if existing:
+            raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite)")
+    return plan
+
+
 EventCallback = Callable[[str, str, str], None]
 
 
@@ -144,19 +162,7 @@ def write_pairs(
     from ..templates import mni_license_text
 
     emit = on_event or (lambda case, kind, message: None)
-    if n < 1:
-        raise Ct2mriError(f"-n {n}: need at least one pair")
-    if spacing_mm is not None and not 0.25 <= spacing_mm <= 8.0:
-        raise Ct2mriError(f"--spacing {spacing_mm:g}: use a voxel size between 0.25 and 8 mm")
-    plan = sources_for(source, n)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Ct2mriError(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.is_dir():
-        raise Ct2mriError(f"{out_dir}: the folder {out_dir.parent} does not exist")
-    if not force:
-        existing = [p for p in planned_outputs(out_dir, n) if p.exists()]
-        if existing:
-            raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite)")
+    plan = check_request(out_dir, n, source, spacing_mm, force)
     for name in sorted(set(plan)):  # fail early (missing templates) before writing anything
         emit(name, "prepare", "")
         prepare_anatomy(name)
@@ -190,10 +196,18 @@ def synthesize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> int:
     """Write N aligned synthetic CT/T1 pairs (with brain masks) made from the MNI and Colin27 brains."""
+    from ..synthesis import prepare_anatomy
+
     if quiet:
         common.settings.quiet = True
+    plan = check_request(out, n, source, spacing, force)
     if model_space and not force and (out / MODEL_DIR).exists():
         raise Ct2mriError(f"{out / MODEL_DIR} exists (use --force to overwrite)")
+    started = time.perf_counter()
+    for name in sorted(set(plan)):  # built once per process, before the progress bar
+        status = common.console.status(f"preparing the {name} anatomy") if not common.settings.quiet else nullcontext()
+        with status:
+            prepare_anatomy(name)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -218,7 +232,6 @@ def synthesize(
                 common.console.print(f"done {name} ({message})", soft_wrap=True)
             progress.advance(task)
 
-    started = time.perf_counter()
     with progress:
         task = progress.add_task("synthesize", total=n)
         entries = write_pairs(out, n, seed, source, spacing, force, on_event)

@@ -41,7 +41,13 @@ def export_weights(
         network=network,
         bridge=BridgeConfig(),
         preprocess=preprocess,
-        sampling=SamplingConfig(),
+        # The sampler the model was validated with becomes its default for translate.
+        sampling=SamplingConfig(
+            steps=config.val_steps,
+            corrections=config.val_corrections,
+            step_size=config.val_step_size,
+            correction_norm=config.val_correction_norm,
+        ),
         default_style_key=default_style_key,
         provenance=record,
     )
