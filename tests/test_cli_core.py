@@ -100,3 +100,15 @@ def test_usage_errors_exit_2_without_traceback(capsys):
     assert main(["histogram"]) == 2
     err = capsys.readouterr().err
     assert "No such command" in err and "Traceback" not in err
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    _mri(tmp_path / "a.nii.gz")
+    out = tmp_path / "key.safetensors"
+    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), "-o", str(out)]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

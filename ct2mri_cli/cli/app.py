@@ -50,6 +50,9 @@ def _register() -> None:
     app.command("histogram")(histogram.histogram)
     app.command("synthesize")(synthesize.synthesize)
     app.command("info")(info.info)
+    from . import evaluate
+
+    app.command("evaluate")(evaluate.evaluate)
 
 
 _register()

@@ -1,0 +1,137 @@
+"""``ct2mri evaluate``: score synthetic MRIs against reference MRIs (one pair, folders or a CSV)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.measure import Measurement
+from rich.table import Table
+
+from ..errors import Ct2mriError
+from . import common
+
+_COLUMNS = (
+    ("mae", "MAE", "{:.4f}"),
+    ("psnr", "PSNR dB", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("nrmse", "NRMSE", "{:.4f}"),
+    ("flicker", "flicker", "{:.3g}"),
+    ("z_gradient_ratio", "z-grad ratio", "{:.3g}"),
+    ("wasserstein", "W1", "{:.4f}"),
+)
+
+
+def evaluate(
+    inputs: Optional[List[Path]] = typer.Argument(None, help="PRED REF: a synthetic MRI and its reference on the same grid."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the same grid (with PRED REF)."),
+    pred_dir: Optional[Path] = typer.Option(None, "--pred-dir", help="Folder of synthetic MRIs (matched to --ref-dir by case name)."),
+    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference MRIs."),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of brain masks (<case> or <case>_brainmask)."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV with columns case, pred, ref[, mask]."),
+    whole_volume: bool = typer.Option(
+        False, "--whole-volume", help="Score every voxel (the paper's unmasked variant) instead of the mask's."
+    ),
+    normalise: str = typer.Option(
+        "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max in the mask; robust; none."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this .csv or .json file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    """Score synthetic MRIs against references: MAE, PSNR, SSIM, NRMSE, slice consistency, W1."""
+    from ..evaluate import check_output_name, evaluate_case, write_results
+    from ..metrics import NORMALISE_MODES
+
+    if normalise not in NORMALISE_MODES:
+        raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
+    cases, failures, batch = _plan(list(inputs or []), mask, pred_dir, ref_dir, mask_dir, csv_file)
+    if out is not None:
+        check_output_name(out)
+        common.check_can_write(out, force)
+
+    scores = []
+    for case in cases:
+        try:
+            score = evaluate_case(case, whole_volume=whole_volume, normalise=normalise)
+        except Ct2mriError as exc:
+            if not batch:
+                raise
+            failures.append((case.case, str(exc)))
+            common.console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            continue
+        except Exception as exc:  # one case must not stop a batch
+            if not batch:
+                raise
+            failures.append((case.case, f"{type(exc).__name__}: {exc}"))
+            common.console.print(f"[red]error:[/red] {case.case}: {type(exc).__name__}: {exc}", soft_wrap=True)
+            continue
+        for note in score.notes:
+            common.warn(note)
+        common.info(f"{case.case}: PSNR {score.metrics['psnr']:.2f} dB, SSIM {score.metrics['ssim']:.4f}")
+        scores.append(score)
+
+    if scores:
+        _print_table(scores, batch, whole_volume)
+    if out is not None:
+        write_results(out, scores, failures, whole_volume, normalise, with_mean=batch)
+        common.info(f"wrote {out}")
+    if batch:
+        summary = f"{len(scores)} evaluated, {len(failures)} failed"
+        if failures:
+            common.console.print(f"[red]{summary}[/red]")
+        else:
+            common.info(summary)
+        for case_name, message in failures:
+            common.console.print(f"  [red]failed[/red] {case_name}: {message}", soft_wrap=True)
+    if failures:
+        raise typer.Exit(code=1)
+
+
+def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):  # noqa: ANN001, ANN202
+    """The cases to score, the failures found while pairing, and whether this is a batch."""
+    from ..evaluate import EvalCase, cases_from_csv, cases_from_dirs
+    from ..preprocess import case_name
+
+    forms = sum([bool(inputs), pred_dir is not None or ref_dir is not None, csv_file is not None])
+    if forms != 1:
+        raise Ct2mriError("give PRED REF, or --pred-dir DIR --ref-dir DIR, or --csv FILE (exactly one of them)")
+    if mask is not None and not inputs:
+        raise Ct2mriError("--mask goes with PRED REF; use --mask-dir with folders or a mask column in --csv")
+    if mask_dir is not None and pred_dir is None:
+        raise Ct2mriError("--mask-dir goes with --pred-dir and --ref-dir")
+    if inputs:
+        if len(inputs) != 2:
+            raise Ct2mriError(f"give exactly two files, PRED REF (got {len(inputs)})")
+        return [EvalCase(case_name(inputs[0]), inputs[0], inputs[1], mask)], [], False
+    if csv_file is not None:
+        return cases_from_csv(csv_file), [], True
+    if pred_dir is None or ref_dir is None:
+        raise Ct2mriError("--pred-dir and --ref-dir go together")
+    cases, failures = cases_from_dirs(pred_dir, ref_dir, mask_dir)
+    for name, message in failures:
+        common.console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return cases, list(failures), True
+
+
+def _fmt(template: str, value: float) -> str:
+    return template.format(value) if math.isfinite(value) else str(value)
+
+
+def _print_table(scores, batch: bool, whole_volume: bool) -> None:  # noqa: ANN001
+    from ..evaluate import mean_metrics
+
+    title = "whole volume" if whole_volume else "inside the mask" if any(s.case.mask for s in scores) else "whole volume (no mask)"
+    table = Table(title=f"ct2mri evaluate: {title}", title_justify="left")
+    table.add_column("case", no_wrap=True)
+    for _, header, _ in _COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    for score in scores:
+        table.add_row(score.case.case, *(_fmt(t, score.metrics[k]) for k, _, t in _COLUMNS))
+    if batch:
+        mean = mean_metrics(scores)
+        table.add_section()
+        table.add_row(f"mean ({len(scores)})", *(_fmt(t, mean[k]) for k, _, t in _COLUMNS), style="bold")
+    width = max(common.stdout.width, Measurement.get(common.stdout, common.stdout.options, table).maximum)
+    common.stdout.print(table, width=width)
