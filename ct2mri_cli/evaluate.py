@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .atomic import atomic_output
+from .casetable import read_case_csv, relative_to_table
 from .errors import Ct2mriError
 from .metrics import METRIC_NAMES, evaluate_volumes, to_unit_range
 from .volume_io import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, read_volume
@@ -186,47 +187,18 @@ def cases_from_csv(path: str | os.PathLike) -> list[EvalCase]:
 
     Relative paths are relative to the CSV's folder; an empty mask cell means no mask.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise Ct2mriError(f"{path}: no such file")
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
-            missing = [c for c in ("case", "pred", "ref") if c not in fields]
-            if missing:
-                raise Ct2mriError(f"{path}: the CSV needs the columns case, pred, ref[, mask] (missing: {', '.join(missing)})")
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise Ct2mriError(f"{path}: cannot read the CSV ({exc})") from None
-    cases: list[EvalCase] = []
-    seen: set[str] = set()
-    for number, row in enumerate(rows, start=2):
-        values = {c: (row.get(fields[c]) or "").strip() for c in ("case", "pred", "ref", "mask") if c in fields}
-        if not any(values.values()):
-            continue
-        if not (values["case"] and values["pred"] and values["ref"]):
-            raise Ct2mriError(f"{path}: line {number} has an empty case, pred or ref")
-        if values["case"] in seen:
-            raise Ct2mriError(f"{path}: case {values['case']} appears twice")
-        seen.add(values["case"])
-        mask = values.get("mask") or None
+    cases = []
+    for row in read_case_csv(path, ("case", "pred", "ref"), ("mask",)):
+        mask = row.get("mask") or None
         cases.append(
             EvalCase(
-                values["case"],
-                _relative_to(path, values["pred"]),
-                _relative_to(path, values["ref"]),
-                _relative_to(path, mask) if mask else None,
+                row["case"],
+                relative_to_table(path, row["pred"]),
+                relative_to_table(path, row["ref"]),
+                relative_to_table(path, mask) if mask else None,
             )
         )
-    if not cases:
-        raise Ct2mriError(f"{path}: the CSV lists no cases")
     return cases
-
-
-def _relative_to(csv_path: Path, value: str) -> Path:
-    p = Path(value)
-    return p if p.is_absolute() else csv_path.parent / p
 
 
 # --- output ------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ relative to OUTDIR; :func:`load_case` reads one back as (Z, H, W) arrays for tra
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 from .atomic import atomic_output
 from .brainmask import extract_brain_ct
 from .config import PreprocessConfig
+from .casetable import read_case_csv, relative_to_table
 from .errors import Ct2mriError
 from .geometry import GridRecord, apply_model_grid, model_reference, model_to_xyz, to_model_grid
 from .intensity import normalize_ct, normalize_mri
@@ -267,33 +267,10 @@ def load_case(manifest_dir: str | os.PathLike, entry: dict[str, Any]) -> tuple[n
 
 def pairs_from_csv(path: str | os.PathLike) -> list[CasePair]:
     """Pairs from a CSV with columns case, ct, mri (relative paths are relative to the CSV)."""
-    path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
-            missing = [c for c in ("case", "ct", "mri") if c not in fields]
-            if missing:
-                raise Ct2mriError(f"{path}: CSV needs the columns case, ct, mri (missing: {', '.join(missing)})")
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise Ct2mriError(f"{path}: cannot read the CSV ({exc})") from None
-    pairs: list[CasePair] = []
-    seen: set[str] = set()
-    for number, row in enumerate(rows, start=2):
-        values = {c: (row.get(fields[c]) or "").strip() for c in ("case", "ct", "mri")}
-        if not any(values.values()):
-            continue
-        if not all(values.values()):
-            raise Ct2mriError(f"{path}: line {number} has an empty case, ct or mri")
-        _check_case_name(values["case"], f"{path}: line {number}")
-        if values["case"] in seen:
-            raise Ct2mriError(f"{path}: case {values['case']} appears twice")
-        seen.add(values["case"])
-        ct, mri = Path(values["ct"]), Path(values["mri"])
-        pairs.append(CasePair(values["case"], ct if ct.is_absolute() else path.parent / ct, mri if mri.is_absolute() else path.parent / mri))
-    if not pairs:
-        raise Ct2mriError(f"{path}: the CSV lists no cases")
+    pairs = []
+    for row in read_case_csv(path, ("case", "ct", "mri")):
+        _check_case_name(row["case"], f"{path}: line {row['_line']}")
+        pairs.append(CasePair(row["case"], relative_to_table(path, row["ct"]), relative_to_table(path, row["mri"])))
     return pairs
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -25,7 +26,9 @@ _COLUMNS = (
 
 
 def evaluate(
-    inputs: Optional[List[Path]] = typer.Argument(None, help="PRED REF: a synthetic MRI and its reference on the same grid."),
+    inputs: Optional[List[Path]] = typer.Argument(
+        None, metavar="PRED REF", help="A synthetic MRI and its reference MRI on the same grid.", show_default=False
+    ),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the same grid (with PRED REF)."),
     pred_dir: Optional[Path] = typer.Option(None, "--pred-dir", help="Folder of synthetic MRIs (matched to --ref-dir by case name)."),
     ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference MRIs."),
@@ -110,7 +113,7 @@ def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):  # noqa: ANN001,
     if pred_dir is None or ref_dir is None:
         raise Ct2mriError("--pred-dir and --ref-dir go together")
     cases, failures = cases_from_dirs(pred_dir, ref_dir, mask_dir)
-    for name, message in failures:
+    for _, message in failures:
         common.console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return cases, list(failures), True
 
@@ -124,14 +127,18 @@ def _print_table(scores, batch: bool, whole_volume: bool) -> None:  # noqa: ANN0
 
     title = "whole volume" if whole_volume else "inside the mask" if any(s.case.mask for s in scores) else "whole volume (no mask)"
     table = Table(title=f"ct2mri evaluate: {title}", title_justify="left")
-    table.add_column("case", no_wrap=True)
+    table.add_column("case", overflow="fold")
     for _, header, _ in _COLUMNS:
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(header, justify="right", overflow="fold")
     for score in scores:
         table.add_row(score.case.case, *(_fmt(t, score.metrics[k]) for k, _, t in _COLUMNS))
     if batch:
         mean = mean_metrics(scores)
         table.add_section()
         table.add_row(f"mean ({len(scores)})", *(_fmt(t, mean[k]) for k, _, t in _COLUMNS), style="bold")
-    width = max(common.stdout.width, Measurement.get(common.stdout, common.stdout.options, table).maximum)
-    common.stdout.print(table, width=width)
+    console = common.stdout
+    natural = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    if not console.is_terminal and natural > console.width:
+        # a file or pipe has no width of its own: keep every digit rather than fit 80 columns
+        console = Console(file=console.file, width=natural, highlight=False)
+    console.print(table)

@@ -66,18 +66,7 @@ def preprocess(
             raise Ct2mriError("--ct-dir and --mri-dir go together")
         pairs, unmatched = pairs_from_dirs(ct_dir, mri_dir)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=common.console,
-        disable=common.settings.quiet,
-        transient=True,
-    )
+    progress = common.progress_bar()
     failures_seen: list[str] = []
 
     def on_event(name: str, kind: str, message: str) -> None:

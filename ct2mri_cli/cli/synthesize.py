@@ -209,18 +209,7 @@ def synthesize(
         with status:
             prepare_anatomy(name)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=common.console,
-        disable=common.settings.quiet,
-        transient=True,
-    )
+    progress = common.progress_bar()
 
     def on_event(name: str, kind: str, message: str) -> None:
         if kind == "prepare":

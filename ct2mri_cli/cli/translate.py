@@ -112,9 +112,7 @@ def translate(
         raise Ct2mriError("--mask applies to one input only")
     for job in jobs:
         for target in _targets(job):
-            if not target.parent.is_dir():
-                if len(jobs) > 1 and target.parent == (output or target.parent):
-                    continue
+            if target.parent != output and not target.parent.is_dir():  # an -o folder is created
                 raise Ct2mriError(f"{target}: the folder {target.parent} does not exist")
 
     started = time.perf_counter()
@@ -134,7 +132,7 @@ def translate(
     style_key, style_source = resolve_style(style, bundle.default_style_key)
     translator = Translator(bundle, torch_device, options, batch_size, precision, compile=compile_network)
     load_seconds = time.perf_counter() - started
-    if len(jobs) > 1 and output is not None:
+    if output is not None and not _is_nifti_name(output):
         output.mkdir(exist_ok=True)
 
     failures: list[tuple[str, str]] = []
@@ -145,7 +143,7 @@ def translate(
             common.info(f"{job.case}: {job.output} exists, skipped")
             skipped += 1
             continue
-        explicitly_named = len(jobs) == 1 and output is None
+        explicitly_named = len(jobs) == 1 and (output is None or _is_nifti_name(output))  # the user named the file
         if existing and not (force or explicitly_named):
             failures.append((job.case, f"{existing[0]} exists (use --force or --skip-existing)"))
             common.console.print(f"[red]error:[/red] {job.case}: {failures[-1][1]}")
@@ -173,8 +171,6 @@ def translate(
 
 def _run_job(job, translator, bundle, style_key, style_source, mask_path, series, load_seconds, device) -> None:  # noqa: ANN001
     import numpy as np
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from .. import __version__
     from ..qc import pair_montage, write_png
     from ..translate import DESCRIP
@@ -187,18 +183,8 @@ def _run_job(job, translator, bundle, style_key, style_source, mask_path, series
     if mask_path is not None:
         given_mask = np.asarray(read_volume(mask_path).data) > 0
 
-    with Progress(
-        TextColumn(f"{job.case}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("windows"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=common.console,
-        disable=common.settings.quiet,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("sampling", total=None)
+    with common.progress_bar("windows", remaining=True) as bar:
+        task = bar.add_task(job.case, total=None)
         result = translator.translate(
             ct, style_key, given_mask, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )

@@ -1,0 +1,55 @@
+"""Case tables: CSV files listing one case per row, with file paths relative to the CSV."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .errors import Ct2mriError
+
+
+def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Rows of a case CSV as ``{column: value}`` (stripped; column names case-insensitive).
+
+    ``required`` columns must exist and be non-empty on every row (the first is the case name,
+    unique); ``optional`` columns may be missing or empty.  Blank rows are skipped; a CSV without
+    cases, or any problem, is a one-line :class:`Ct2mriError` naming the file (and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Ct2mriError(f"{path}: no such file")
+    wanted = ", ".join(required) + "".join(f"[, {c}]" for c in optional)
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = {(name or "").strip().lower(): name for name in (reader.fieldnames or [])}
+            missing = [c for c in required if c not in fields]
+            if missing:
+                raise Ct2mriError(f"{path}: the CSV needs the columns {wanted} (missing: {', '.join(missing)})")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise Ct2mriError(f"{path}: cannot read the CSV ({exc})") from None
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    key = required[0]
+    for number, row in enumerate(rows, start=2):
+        values = {c: (row.get(fields[c]) or "").strip() for c in (*required, *optional) if c in fields}
+        if not any(values.values()):
+            continue
+        if not all(values[c] for c in required):
+            raise Ct2mriError(f"{path}: line {number} has an empty {' or '.join(required)}")
+        if values[key] in seen:
+            raise Ct2mriError(f"{path}: {key} {values[key]} appears twice")
+        seen.add(values[key])
+        out.append({"_line": str(number), **values})
+    if not out:
+        raise Ct2mriError(f"{path}: the CSV lists no cases")
+    return out
+
+
+def relative_to_table(table: str | os.PathLike, value: str) -> Path:
+    """A path from a case table: absolute as written, else relative to the table's folder."""
+    p = Path(value)
+    return p if p.is_absolute() else Path(table).parent / p
