@@ -38,7 +38,7 @@ def resolve_device(spec: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
-        from .cli.common import warn
+        from .reporting import warn
 
         warn("no GPU found (CUDA or MPS): running on the CPU, which is much slower")
         return torch.device("cpu")

@@ -1,36 +1,16 @@
-"""What every subcommand shares: the console, verbosity and device selection."""
+"""What every subcommand shares: consoles, verbosity, progress bars, overwrite checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import Ct2mriError
+from ..reporting import console, info, settings, warn  # noqa: F401  (re-exported for subcommands)
 
-
-@dataclass
-class Settings:
-    verbose: bool = False
-    quiet: bool = False
-
-
-settings = Settings()
-console = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
-
-
-def info(message: str) -> None:
-    """Print a status line unless ``--quiet``."""
-    if not settings.quiet:
-        console.print(message)
-
-
-def warn(message: str) -> None:
-    """Print a warning; warnings are shown even with ``--quiet``."""
-    console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
 
 
 def check_can_write(path: Path, force: bool) -> None:

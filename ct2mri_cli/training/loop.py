@@ -121,7 +121,7 @@ class Trainer:
             self.sampler.load_state_dict(restore_rng(states[self.ctx.rank], self.noise))
         else:
             if self.ctx.is_main:
-                from ..cli.common import warn
+                from ..reporting import warn
 
                 warn(f"the checkpoint was written by {len(states)} process(es), this run has {self.ctx.world_size}: "
                      "the data order and noise continue from new seeds (not bit-identical)")
@@ -302,7 +302,7 @@ class Trainer:
                             "final_loss": self.last_loss, "best": self.best, "world_size": self.ctx.world_size,
                             "parameters_sha256": digests, "ranks_identical": identical})
             if not identical:
-                from ..cli.common import warn
+                from ..reporting import warn
 
                 warn("the processes ended with different weights; the distributed setup is broken")
             if not self.quiet:
@@ -324,7 +324,7 @@ def train(
 
     Launched by ``torchrun`` the processes train together with DDP; rank 0 writes the files.
     """
-    from ..cli.common import console as default_console
+    from ..reporting import console as default_console
 
     console = console or default_console
     validate(config)
@@ -351,7 +351,7 @@ def train(
     with ReadingProgress(console, enabled=ctx.is_main and not quiet) as reading:
         data = load_training_data(config, config.network_config().downsampling_factor, reading.update)
     if checkpoint is not None and checkpoint.get("manifest_sha256") != data.manifest.sha256 and ctx.is_main:
-        from ..cli.common import warn
+        from ..reporting import warn
 
         warn(f"{config.data_dir}: the manifest differs from the one this run started with")
 
