@@ -28,13 +28,13 @@ def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Se
             missing = [c for c in required if c not in fields]
             if missing:
                 raise Ct2mriError(f"{path}: the CSV needs the columns {wanted} (missing: {', '.join(missing)})")
-            rows = list(reader)
+            rows = [(reader.line_num, row) for row in reader]  # line_num: the file's line, blank lines counted
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise Ct2mriError(f"{path}: cannot read the CSV ({exc})") from None
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     key = required[0]
-    for number, row in enumerate(rows, start=2):
+    for number, row in rows:
         values = {c: (row.get(fields[c]) or "").strip() for c in (*required, *optional) if c in fields}
         if not any(values.values()):
             continue

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import SettingsMixin
+from .sampler import Denoiser
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,6 @@ class UNet(nn.Module):
             else:
                 h = stage(torch.cat([h, skips.pop()], dim=1), emb, style)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def network_denoiser(

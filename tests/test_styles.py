@@ -1,0 +1,56 @@
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.stylekey import save_style_key, style_key
+from ct2mri_cli.styles import mri_style_key, resolve_style
+
+DEFAULT = torch.full((3, 128), 0.5)
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    (folder / "keys").mkdir(parents=True)
+    monkeypatch.setenv("CT2MRI_MODELS", str(folder))
+    return folder
+
+
+def test_default_and_bundled_names(models):
+    assert resolve_style(None, DEFAULT) == (DEFAULT, "model default")
+    key = torch.rand(3, 128)
+    save_style_key(models / "keys" / "colin27.safetensors", key)
+    resolved, source = resolve_style("colin27", DEFAULT)
+    assert torch.equal(resolved, key) and source == "bundled:colin27"
+
+
+def test_key_file_and_mri_volume(models, tmp_path):
+    key = torch.rand(3, 128)
+    save_style_key(tmp_path / "mine.safetensors", key)
+    assert torch.equal(resolve_style(str(tmp_path / "mine.safetensors"), DEFAULT)[0], key)
+    data = np.zeros((10, 10, 10), np.float32)
+    data[2:8, 2:8, 2:8] = np.random.default_rng(0).random((6, 6, 6)) * 500 + 100
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "t1.nii.gz"))
+    resolved, source = resolve_style(str(tmp_path / "t1.nii.gz"), DEFAULT)
+    lo, hi = np.percentile(data[data > 0], [0.5, 99.5])
+    expected = style_key(np.where(data > 0, np.clip((data - lo) / (hi - lo), 0, 1), 0))
+    torch.testing.assert_close(resolved, expected)
+    assert source.startswith("mri:")
+
+
+def test_unknown_style_lists_bundled_names(models):
+    save_style_key(models / "keys" / "average.safetensors", torch.rand(3, 128))
+    with pytest.raises(Ct2mriError, match=r"--style nope: no such file, and not a bundled key \(average\)"):
+        resolve_style("nope", DEFAULT)
+
+
+def test_normalise_modes(tmp_path):
+    data = np.zeros((8, 8, 8), np.float32)
+    data[2:6, 2:6, 2:6] = np.linspace(0.1, 0.9, 64).reshape(4, 4, 4)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "unit.nii.gz"))
+    assert torch.equal(mri_style_key(tmp_path / "unit.nii.gz"), style_key(data))
+    assert not torch.equal(mri_style_key(tmp_path / "unit.nii.gz", normalise="robust"), style_key(data))
+    with pytest.raises(Ct2mriError, match="auto, robust or none"):
+        mri_style_key(tmp_path / "unit.nii.gz", normalise="zscore")
