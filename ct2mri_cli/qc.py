@@ -124,6 +124,12 @@ def pair_montage(
     return montage(rows)
 
 
+def enlarge(image: np.ndarray, min_side: int = 480) -> np.ndarray:
+    """Repeat pixels by the smallest integer factor that makes the shorter side >= ``min_side``."""
+    factor = max(1, -(-min_side // max(1, min(image.shape[:2]))))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write a uint8 grey (H, W) or RGB (H, W, 3) image as PNG, atomically."""
     import SimpleITK as sitk

@@ -86,3 +86,13 @@ def test_write_png_round_trip_and_atomicity(tmp_path):
     with pytest.raises(ValueError):
         write_png(grey.astype(np.float32), tmp_path / "f.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "qc.png"]
+
+
+def test_enlarge_repeats_pixels_by_an_integer_factor():
+    from ct2mri_cli.qc import enlarge
+
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    big = enlarge(image, min_side=5)
+    assert big.shape == (6, 9)
+    assert (big[::3, ::3] == image).all() and (big[2, 8] == image[0, 2])
+    assert enlarge(image, min_side=1).shape == image.shape

@@ -172,7 +172,7 @@ def translate(
 def _run_job(job, translator, bundle, style_key, style_source, mask_path, series, load_seconds, device) -> None:  # noqa: ANN001
     import numpy as np
     from .. import __version__
-    from ..qc import pair_montage, write_png
+    from ..qc import enlarge, pair_montage, write_png
     from ..translate import DESCRIP
     from ..volume_io import read_volume, write_nifti
 
@@ -196,7 +196,7 @@ def _run_job(job, translator, bundle, style_key, style_source, mask_path, series
     if job.mask is not None:
         write_nifti(result.mask.astype(np.uint8), job.mask, ct, descrip="ct2mri brain mask", dtype=np.uint8)
     if job.qc is not None:
-        write_png(pair_montage(result.ct_model01, result.mri_model01, result.mask_model), job.qc)
+        write_png(enlarge(pair_montage(result.ct_model01, result.mri_model01, result.mask_model)), job.qc)
     seconds = {"load_model": load_seconds, "read": read_seconds, **result.seconds, "write": time.perf_counter() - started}
     o = translator.options
     sidecar = {
