@@ -58,7 +58,7 @@ def test_value_parsing():
         ({"lr": "fast"}, "setting lr = 'fast': expected a number"),
         ({"ema_decay": 1.0}, "must be in [0, 1)"),
         ({"loss": "l2"}, "expected one of l1, weighted_l2"),
-        ({"preset": "huge"}, "expected one of released, small, tiny"),
+        ({"preset": "huge"}, "expected one of " + ", ".join(sorted(PRESETS))),
         ({"device": "gpu"}, "expected auto, cpu, cuda, cuda:N or mps"),
         ({"val_steps": 1}, "must be >= 2"),
         ({"network": {"in_channels": 4}}, "fixed by the method at 6"),
