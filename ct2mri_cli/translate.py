@@ -159,7 +159,7 @@ class Translator:
             mri_model01=mri_model,
             mask_model=mask_model,
             record=record,
-            evaluations=network_evaluations(ct_model.shape[0], o.steps, o.corrections, o.mode),
+            evaluations=network_evaluations(ct_model.shape[0], o.steps, o.corrections if o.step_size else 0, o.mode),
             batch_size=batch,
             seconds=seconds,
             notes=notes,

@@ -35,9 +35,10 @@ def _files(folder):
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_real_head_ct_end_to_end(tmp_path, weights, head_ct_nifti):
+def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
+    """The bundled model (few steps, to stay quick) on the real head CT."""
     out = tmp_path / "mri.nii.gz"
-    args = ["-q", "translate", str(head_ct_nifti), str(out), "--weights", str(weights), "--device", "cpu",
+    args = ["-q", "translate", str(head_ct_nifti), str(out), "--steps", "3", "--device", "cpu",
             "--save-mask", str(tmp_path / "mask.nii.gz"), "--qc", str(tmp_path / "qc.png")]
     assert main(args) == 0
     ct_img, mri_img = nib.load(str(head_ct_nifti)), nib.load(str(out))
@@ -51,7 +52,8 @@ def test_real_head_ct_end_to_end(tmp_path, weights, head_ct_nifti):
     assert np.isfinite(mri).all()
     assert (mri[~mask] == 0).all() and mri[mask].max() > 0
     sidecar = json.loads((tmp_path / "mri.json").read_text())
-    assert sidecar["weights_sha256"] and sidecar["style_source"] == "model default"
+    assert sidecar["weights"].endswith("ct2mri-demo-2mm.safetensors") and len(sidecar["weights_sha256"]) == 64
+    assert sidecar["style_source"] == "model default"
     assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * (3 + 1 * 2)
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}
     assert (tmp_path / "qc.png").stat().st_size > 1000
