@@ -24,6 +24,8 @@ _EXPORTS = {
     "save_weights": "ct2mri_cli.weights",
     "load_weights": "ct2mri_cli.weights",
     "PreprocessConfig": "ct2mri_cli.config",
+    "Translator": "ct2mri_cli.translate",
+    "read_volume": "ct2mri_cli.volume_io",
     "Ct2mriError": "ct2mri_cli.errors",
 }
 
