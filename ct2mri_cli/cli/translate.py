@@ -99,8 +99,6 @@ def translate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
 ) -> None:
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
-    import torch
-
     from ..bundled import default_weights
     from ..device import resolve_device
     from ..styles import resolve_style
