@@ -58,6 +58,13 @@ class GridRecord:
     crop_start: tuple[int, int, int]
     brain_fits: bool = True
 
+    def cut_note(self, name: str) -> str | None:
+        """A warning for the user when the model's slice size cut the brain, else None."""
+        if self.brain_fits:
+            return None
+        _, h, w = self.model_shape
+        return f"{name}: the brain is larger than the model's {h}x{w} slices at {self.spacing_mm:g} mm and was cut at the edges"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form."""
         return {
@@ -218,6 +225,12 @@ def to_model_grid(
     Returns the (Z, H, W) float32 model array and the :class:`GridRecord`; ``pad_value`` fills
     model voxels outside the native field of view.
     """
+    record = plan_model_grid(volume, brain_mask, config)
+    return apply_model_grid(volume.data, record, order=order, pad_value=pad_value), record
+
+
+def plan_model_grid(volume: Volume, brain_mask: np.ndarray, config: PreprocessConfig) -> GridRecord:
+    """The model grid of ``volume`` around ``brain_mask`` (same grid as the volume), without resampling."""
     mask = np.asarray(brain_mask).astype(bool)
     if mask.shape != volume.shape:
         raise Ct2mriError(f"{volume.name}: brain mask shape {mask.shape} differs from the volume {volume.shape}")
@@ -254,7 +267,7 @@ def to_model_grid(
     model_affine = grid_affine.copy()
     model_affine[:3, 3] = grid_affine[:3, :3] @ start + grid_affine[:3, 3]
     fits = bool(np.all(lo[:2] >= start[:2] - 1e-6) and np.all(hi[:2] <= start[:2] + np.array([nx, ny]) - 1 + 1e-6))
-    record = GridRecord(
+    return GridRecord(
         native_shape=shape,
         native_affine=affine.copy(),
         spacing_mm=spacing,
@@ -265,7 +278,6 @@ def to_model_grid(
         crop_start=(int(x0), int(y0), int(z0)),
         brain_fits=fits,
     )
-    return apply_model_grid(volume.data, record, order=order, pad_value=pad_value), record
 
 
 def apply_model_grid(

@@ -25,8 +25,8 @@ import numpy as np
 
 from .atomic import atomic_output
 from .brainmask import extract_brain_ct
-from .config import PreprocessConfig
 from .casetable import read_case_csv, relative_to_table
+from .config import PreprocessConfig
 from .errors import Ct2mriError
 from .geometry import GridRecord, apply_model_grid, model_reference, model_to_xyz, to_model_grid
 from .intensity import normalize_ct, normalize_mri
@@ -80,6 +80,26 @@ class BatchResult:
     skipped: list[str] = field(default_factory=list)
 
 
+def brain_mask_with_notes(ct: Volume) -> tuple[np.ndarray, list[str]]:
+    """Automatic CT brain extraction; its warnings (intensities unlike HU) come back as notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = extract_brain_ct(ct)
+    return mask, [str(w.message) for w in caught]
+
+
+def ct_to_model_space(
+    ct_hu: np.ndarray, mask: np.ndarray, record: GridRecord, window_hu: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's view of a CT: windowed to [0, 1] on its native grid, zero outside the brain,
+    then on the model grid with the brain mask.  Training data and translation both go through
+    here, so a model sees at inference exactly what it saw in training."""
+    ct01 = normalize_ct(np.asarray(ct_hu, dtype=np.float32), window_hu) * mask
+    model_mask = apply_model_grid(np.asarray(mask, dtype=np.float32), record, order="nearest") > 0.5
+    model_ct = np.clip(apply_model_grid(ct01, record, order="linear"), 0.0, 1.0) * model_mask
+    return model_ct.astype(np.float32), model_mask
+
+
 def prepare_pair(
     ct: Volume,
     mri: Volume,
@@ -92,10 +112,8 @@ def prepare_pair(
     from .stylekey import style_key
 
     notes: list[str] = list(ct.notes) + list(mri.notes)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ct_mask = extract_brain_ct(ct)
-    notes.extend(str(w.message) for w in caught)
+    ct_mask, mask_notes = brain_mask_with_notes(ct)
+    notes.extend(mask_notes)
     brain_ml = float(ct_mask.sum() * np.prod(ct.spacing) / 1000.0)
 
     metric: float | None = None
@@ -111,18 +129,13 @@ def prepare_pair(
     if not mask_on_mri.any():
         raise Ct2mriError(f"{ct.name}: the CT brain mask does not overlap {mri.name} (are they the same head?)")
 
-    ct01 = normalize_ct(ct_on_mri, config.ct_window_hu) * mask_on_mri
     mri01 = normalize_mri(mri.data, mask_on_mri, config.mri_percentiles, source=mri.name)
     model_mri, record = to_model_grid(mri.with_data(mri01), mask_on_mri, config, order="linear")
-    model_ct = apply_model_grid(ct01, record, order="linear")
-    model_mask = apply_model_grid(mask_on_mri.astype(np.float32), record, order="nearest") > 0.5
-    model_ct = np.clip(model_ct, 0.0, 1.0) * model_mask
+    model_ct, model_mask = ct_to_model_space(ct_on_mri, mask_on_mri, record, config.ct_window_hu)
     model_mri = np.clip(model_mri, 0.0, 1.0) * model_mask
-    if not record.brain_fits:
-        notes.append(
-            f"{mri.name}: the brain is larger than the model's in-plane size "
-            f"{config.in_plane[0]}x{config.in_plane[1]} at {config.spacing_mm:g} mm and was cut"
-        )
+    cut = record.cut_note(mri.name)
+    if cut:
+        notes.append(cut)
     key = style_key(model_mri, model_mask)
     return PreparedCase(
         ct01=model_ct.astype(np.float32),

@@ -8,18 +8,16 @@ zeroes everything outside the brain) so a model sees at inference what it saw in
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from .brainmask import extract_brain_ct
 from .errors import Ct2mriError
-from .geometry import GridRecord, apply_model_grid, from_model_grid, to_model_grid
-from .intensity import normalize_ct
+from .geometry import GridRecord, from_model_grid, plan_model_grid
 from .network import network_denoiser
+from .preprocess import brain_mask_with_notes, ct_to_model_space
 from .sampler import MODES, network_evaluations, sample_volume
 from .volume_io import Volume
 from .weights import ModelBundle
@@ -95,16 +93,6 @@ class Translator:
             network = torch.compile(network)  # type: ignore[assignment]
         self.denoiser = network_denoiser(network, autocast_dtype=self.autocast, channels_last=self.channels_last)
 
-    def brain_mask(self, ct: Volume) -> tuple[np.ndarray, list[str]]:
-        """Automatic CT brain extraction; warnings about unusual HU come back as notes."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            mask = extract_brain_ct(ct)
-        notes = [str(w.message) for w in caught]
-        if not mask.any():
-            raise Ct2mriError(f"{ct.name}: no brain found in the CT")
-        return mask, notes
-
     def translate(
         self,
         ct: Volume,
@@ -119,8 +107,10 @@ class Translator:
 
         start = time.perf_counter()
         if mask is None:
-            mask, mask_notes = self.brain_mask(ct)
+            mask, mask_notes = brain_mask_with_notes(ct)
             notes += mask_notes
+            if not mask.any():
+                raise Ct2mriError(f"{ct.name}: no brain found in the CT")
         else:
             mask = np.asarray(mask) > 0
             if mask.shape != ct.shape:
@@ -130,15 +120,11 @@ class Translator:
         seconds["brain_mask"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        ct01 = normalize_ct(np.asarray(ct.data, dtype=np.float32), config.ct_window_hu) * mask
-        ct_model, record = to_model_grid(ct.with_data(ct01), mask, config, order="linear")
-        mask_model = apply_model_grid(mask.astype(np.float32), record, order="nearest") > 0.5
-        ct_model = np.clip(ct_model, 0.0, 1.0) * mask_model
-        if not record.brain_fits:
-            notes.append(
-                f"{ct.name}: the brain is larger than the model's {config.in_plane[0]}x{config.in_plane[1]} "
-                f"slices at {config.spacing_mm:g} mm and was cut at the edges"
-            )
+        record = plan_model_grid(ct, mask, config)
+        ct_model, mask_model = ct_to_model_space(ct.data, mask, record, config.ct_window_hu)
+        cut = record.cut_note(ct.name)
+        if cut:
+            notes.append(cut)
         seconds["to_model_grid"] = time.perf_counter() - start
 
         start = time.perf_counter()
