@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import save_file
 
 from ct2mri_cli.cli.app import main
-from tests.conftest import INVESALIUS_CT
 from tests.helpers import fast_weights
 
 
