@@ -8,7 +8,8 @@ brain mask) and translated on the model grid with ``sample_volume``.  Scores are
 brain, from :func:`ct2mri_cli.metrics.evaluate_volumes` (PSNR, SSIM, NRMSE, slice flicker and
 z-gradient ratio of the error).  The lambda sweep runs ISTA at the smallest step count with both
 correction scales (Eq. 5 as printed, ``paper``, and the released code's ``released``, a factor
-sqrt(H*W) smaller).  Prints markdown tables and optionally writes every row to CSV.
+sqrt(H*W) smaller).  Prints markdown tables and optionally writes every row to CSV as it is
+measured, so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=default_weights())
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[0.05, 0.5, 5.0, 50.0])
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[0.05, 0.15, 0.5, 1.5, 5.0, 15.0, 50.0])
     parser.add_argument("--cases", type=int, default=len(HELD_OUT), help="how many held-out pairs")
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
@@ -84,6 +85,17 @@ def main() -> None:
     print(f"weights {args.weights.name} ({bundle.sha256[:12]}); {platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     ablation, sweep = [], []
+    handle = args.csv.open("w", newline="") if args.csv else None
+    writer = csv.DictWriter(handle, fieldnames=COLUMNS) if handle else None
+    if writer:
+        writer.writeheader()
+
+    def record(rows, row):
+        rows.append(row)
+        if writer:
+            writer.writerow(row)
+            handle.flush()
+
     for index, (case, prepared) in enumerate(held_out_cases(bundle.preprocess)):
         if index >= args.cases:
             break
@@ -91,18 +103,15 @@ def main() -> None:
         for steps in args.steps:
             for mode in ("independent", "coprediction", "ista"):
                 for name, key in styles.items():
-                    ablation.append(run(denoiser, case, prepared, key, name, mode, steps, 1, 0.5, "released"))
+                    record(ablation, run(denoiser, case, prepared, key, name, mode, steps, 1, 0.5, "released"))
         for norm in ("released", "paper"):
             for lam in args.lambdas:
-                sweep.append(run(denoiser, case, prepared, bundle.default_style_key, "average", "ista", min(args.steps), 1, lam, norm))
+                record(sweep, run(denoiser, case, prepared, bundle.default_style_key, "average", "ista",
+                                  min(args.steps), 1, lam, norm))
+    if handle:
+        handle.close()
     table(ablation, "Ablation: sampler x steps x style (ISTA: M = 1, lambda 0.5, released scale)")
     table(sweep, f"Correction step size (ISTA, S = {min(args.steps)}, M = 1, average key)")
-    if args.csv:
-        with args.csv.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(ablation + sweep)
-
 
 if __name__ == "__main__":
     main()

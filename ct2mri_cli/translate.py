@@ -23,7 +23,8 @@ from .volume_io import Volume
 from .weights import ModelBundle
 
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
-CPU_AUTO_BATCH = 32
+# Windows per network call on CPUs: small batches stay in cache (docs/BENCHMARKS.md, Speed).
+CPU_AUTO_BATCH = 8
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Translator:
         if precision not in ("auto", "fp32", "bf16"):
             raise Ct2mriError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
         self.autocast = torch.bfloat16 if (precision == "bf16" or (precision == "auto" and cuda)) else None
-        self.channels_last = cuda if channels_last is None else channels_last
+        # NHWC convolutions are faster on CUDA and on x86 CPUs (oneDNN) alike.
+        self.channels_last = device.type in ("cuda", "cpu") if channels_last is None else channels_last
         network = bundle.network.to(device).eval()
         if compile:
             network = torch.compile(network)  # type: ignore[assignment]

@@ -11,6 +11,7 @@ from ct2mri_cli import synthesis
 from ct2mri_cli.cli import synthesize as cli_synth
 from ct2mri_cli.cli.app import main
 from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.synthesis import anatomy
 
 FAST = ["--spacing", "4"]
 
@@ -153,9 +154,10 @@ def test_output_that_is_a_file(tmp_path, capsys):
 
 
 def test_missing_template_writes_nothing(tmp_path, monkeypatch, capsys):
-    # bypass the per-process caches so the lookup really happens
+    # bypass the per-process caches so the lookup really happens; each is patched where it is
+    # looked up: prepare_anatomy by the command (via the package), _colin_parts by the anatomy module
     monkeypatch.setattr(synthesis, "prepare_anatomy", synthesis.prepare_anatomy.__wrapped__)
-    monkeypatch.setattr(synthesis, "_colin_parts", synthesis._colin_parts.__wrapped__)
+    monkeypatch.setattr(anatomy, "_colin_parts", anatomy._colin_parts.__wrapped__)
     monkeypatch.setenv("CT2MRI_COLIN27_DIR", str(tmp_path / "empty"))
     out = tmp_path / "o"
     assert main(["synthesize", "-o", str(out), "-n", "1", "--source", "colin27"]) == 1

@@ -55,6 +55,7 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     assert sidecar["style_source"] == "model default"
     assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * (3 + 1 * 2)
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}
+    assert (sidecar["device"], sidecar["batch_size"], sidecar["channels_last"], sidecar["precision"]) == ("cpu", 8, True, "fp32")
     assert (tmp_path / "qc.png").stat().st_size > 1000
 
     again = tmp_path / "again.nii.gz"

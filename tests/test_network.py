@@ -1,9 +1,10 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
-from ct2mri_cli.network import PRESETS, UNet, UNetConfig, count_parameters, network_denoiser
+from ct2mri_cli.network import PRESETS, UNet, UNetConfig, count_parameters, forward_flops, network_denoiser
 from tests.helpers import tiny_network
 
 
@@ -69,3 +70,45 @@ def test_attention_levels_add_transformer_blocks():
     assert count_parameters(UNet(cfg)) > count_parameters(UNet(plain))
     out = UNet(cfg)(torch.randn(1, 6, 16, 16), torch.tensor([5]), torch.randn(1, 3, 128))
     assert out.shape == (1, 3, 16, 16)
+
+
+def _hooked_flops(config, height, width):
+    """FLOPs from layer shapes seen by forward hooks: an independent count for forward_flops."""
+    from ct2mri_cli.network import Attention
+
+    net = UNet(config).eval()
+    total = 0
+
+    def conv(module, inputs, output):
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total += 2 * output.numel() * (module.in_channels // module.groups) * k
+
+    def linear(module, inputs, output):
+        nonlocal total
+        total += 2 * output.numel() * module.in_features
+
+    def attention(module, args, kwargs, output):
+        nonlocal total
+        x = args[0]
+        context = kwargs.get("context", args[1] if len(args) > 1 else None)
+        b, n, d = x.shape
+        m = n if context is None else context.shape[1]
+        total += 2 * 2 * b * n * m * d  # q k^T and attention x v
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(conv)
+        elif isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(linear)
+        elif isinstance(module, Attention):
+            module.register_forward_hook(attention, with_kwargs=True)
+    with torch.no_grad():
+        net(torch.zeros(1, config.in_channels, height, width), torch.zeros(1, dtype=torch.long),
+            torch.zeros(1, config.style_tokens, config.style_dim))
+    return total
+
+
+@pytest.mark.parametrize("config", [PRESETS["tiny"], replace(PRESETS["tiny"], attention_levels=(1,))])
+def test_forward_flops_matches_a_count_from_layer_shapes(config):
+    assert forward_flops(config, 32, 24) == _hooked_flops(config, 32, 24)

@@ -191,7 +191,7 @@ def test_upsampling_reproduces_a_linear_field_exactly():
     coarse_world = S._grid_points(cshape, caffine)
     a = np.array([0.3, -0.2, 0.5])
     field = (coarse_world @ a + 7.0).astype(np.float32)
-    fine = S._upsample(field, caffine, shape, affine)
+    fine = S.upsample_coarse(field, caffine, shape, affine)
     expected = S._grid_points(shape, affine) @ a + 7.0
     np.testing.assert_allclose(fine, expected, atol=1e-4)
 

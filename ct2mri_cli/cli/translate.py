@@ -214,6 +214,7 @@ def _run_job(job, translator, bundle, style_key, style_source, mask_path, series
         "batch_size": result.batch_size,
         "device": str(device),
         "precision": "bf16" if translator.autocast is not None else "fp32",
+        "channels_last": translator.channels_last,
         "brain_mask": str(mask_path) if mask_path is not None else "automatic",
         "model_grid": result.record.to_dict(),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},

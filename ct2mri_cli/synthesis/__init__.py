@@ -1,0 +1,143 @@
+"""Synthetic, exactly aligned CT/T1 pairs made from real T1 brains.
+
+A source brain (:mod:`ct2mri_cli.templates`) is first turned into an *anatomy*: per-voxel
+fractions of eight tissue classes (CSF, grey and white matter inside the intracranial volume;
+cortical bone, diploe, fat, soft tissue and air outside it), the T1 intensities normalised to
+white matter = 1, and the intracranial mask.  A *subject* is then drawn from a seed:
+
+- geometry: a small rotation, scaling and shift, a random smooth deformation of a few mm and an
+  optional enlargement of the ventricles, all folded into one displacement field that resamples
+  the CT, the T1 and the mask together, so every pair stays exactly aligned;
+- CT physics: HU by partial-volume mixing of the class fractions with per-subject tissue values,
+  a mild smooth inhomogeneity, an anisotropic Gaussian blur (thicker through-plane) and spatially
+  correlated Gaussian noise;
+- MRI appearance: a gamma/saturation contrast curve, a multiplicative bias field, a little noise
+  and an arbitrary scanner scale, so histograms (style keys) differ between subjects.
+
+Everything random comes from one ``numpy.random.Generator``; the same seed gives the same pair.
+
+This module assembles a pair; the pieces live in submodules: :mod:`.imaging` (generic image
+helpers), :mod:`.tissue` (tissue classes from T1), :mod:`.anatomy` (the prepared source brains),
+:mod:`.subject` (the parameters drawn per subject), :mod:`.deformation` (output grid and warp)
+and :mod:`.physics` (CT and MRI appearance, CT measurements).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy import Anatomy, make_anatomy, prepare_anatomy
+from .anatomy import _quantise_brain as _quantise_brain
+from .deformation import (
+    COARSE_MM,
+    displacement_transform,
+    output_grid,
+    pullback_field,
+    smooth_random_field,
+    upsample_coarse,
+    warp_onto,
+)
+from .deformation import _coarse_grid as _coarse_grid
+from .deformation import _grid_points as _grid_points
+from .imaging import _morph as _morph
+from .imaging import gaussian_blur, trilinear
+from .physics import (
+    HU_MAX,
+    HU_MIN,
+    correlated_noise,
+    ct_from_hu,
+    ct_statistics,
+    mri_appearance,
+)
+from .subject import SubjectParams, sample_subject
+from .tissue import (
+    BRAIN_CLASSES,
+    CLASSES,
+    fit_gmm_1d,
+    partial_volume_memberships,
+    sharpen_gm_wm,
+)
+
+# The public API of the package.  The private helpers imported ``as`` themselves above are
+# re-exported only for the tests, which reach them as ``synthesis._name``.
+__all__ = [
+    "BRAIN_CLASSES",
+    "CLASSES",
+    "COARSE_MM",
+    "HU_MAX",
+    "HU_MIN",
+    "Anatomy",
+    "SubjectParams",
+    "SyntheticPair",
+    "case_seed",
+    "correlated_noise",
+    "ct_from_hu",
+    "ct_statistics",
+    "fit_gmm_1d",
+    "gaussian_blur",
+    "generate_pair",
+    "make_anatomy",
+    "mri_appearance",
+    "output_grid",
+    "partial_volume_memberships",
+    "prepare_anatomy",
+    "pullback_field",
+    "sample_subject",
+    "sharpen_gm_wm",
+    "smooth_random_field",
+    "synthesize_pair",
+    "trilinear",
+]
+
+
+@dataclass
+class SyntheticPair:
+    """One aligned pair on one grid: CT in HU (int16), T1 (int16), intracranial mask (uint8)."""
+
+    ct: np.ndarray
+    t1: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    params: SubjectParams
+    seed: int
+
+
+def synthesize_pair(
+    anatomy: Anatomy,
+    params: SubjectParams,
+    rng: np.random.Generator,
+    spacing_mm: float | None = None,
+    seed: int = -1,
+) -> SyntheticPair:
+    """Make one aligned CT/T1/mask triple of subject ``params`` from ``anatomy``."""
+    shape, affine = output_grid(anatomy, spacing_mm)
+    points, caffine = pullback_field(anatomy, params, rng, shape, affine)
+    transform = displacement_transform(points, caffine)
+    hu = warp_onto(anatomy.hu_ideal(params.hu), anatomy.affine, transform, shape, affine, params.hu["air"])
+    t1n = warp_onto(anatomy.t1, anatomy.affine, transform, shape, affine, 0.0)
+    mask = warp_onto(anatomy.icv.astype(np.float32), anatomy.affine, transform, shape, affine, 0.0) > 0.5
+
+    cshape = points.shape[:3]
+    low = smooth_random_field(rng, cshape, caffine, 80.0, 2)
+    inhomogeneity = upsample_coarse(low[0] * np.float32(params.ct_inhomogeneity_hu), caffine, shape, affine)
+    bias = np.exp(upsample_coarse(low[1] * np.float32(params.mri_bias_sd), caffine, shape, affine))
+    density = upsample_coarse(smooth_random_field(rng, cshape, caffine, 15.0)[0], caffine, shape, affine)
+
+    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density)
+    t1 = mri_appearance(t1n, params, rng, bias)
+    return SyntheticPair(ct=ct, t1=t1, mask=mask.astype(np.uint8), affine=affine, params=params, seed=seed)
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` of a run seeded with ``seed`` (independent streams per case)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def generate_pair(source: str, seed: int, spacing_mm: float | None = None) -> SyntheticPair:
+    """Draw a subject from ``seed`` and synthesise its pair from source ``source``."""
+    anatomy = prepare_anatomy(source)
+    rng = np.random.default_rng(seed)
+    params = sample_subject(rng, source)
+    return synthesize_pair(anatomy, params, rng, spacing_mm, seed)
