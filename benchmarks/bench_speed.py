@@ -136,9 +136,7 @@ def translate_rows(device: torch.device, threads_list: list[Optional[int]]) -> l
     bundle = load_weights(default_weights())
     ct = read_volume(ROOT / "examples" / "example_ct.nii.gz")
     s = bundle.sampling
-    options = SamplerOptions(steps=s.steps, corrections=s.corrections, step_size=s.step_size, mode=s.mode,
-                             correction_norm=s.correction_norm)
-    translator = Translator(bundle, device, options)
+    translator = Translator(bundle, device, SamplerOptions.from_config(s))
     rows = []
     for threads in threads_list:
         if threads is not None:

@@ -84,7 +84,7 @@ def main() -> None:
             ("ISTA, own key", "ista", own_key),
             ("ISTA, colin27 key", "ista", colin),
         ):
-            options = SamplerOptions(d.steps, d.corrections, d.step_size, mode, d.correction_norm)
+            options = SamplerOptions.from_config(d, mode=mode)
             start = time.perf_counter()
             out = Translator(bundle, torch.device("cpu"), options).translate(ct, key)
             results[label] = (out, time.perf_counter() - start)
@@ -115,7 +115,7 @@ def main() -> None:
 
     real = {}
     if REAL_CT.exists():
-        options = SamplerOptions(d.steps, d.corrections, d.step_size, d.mode, d.correction_norm)
+        options = SamplerOptions.from_config(d)
         start = time.perf_counter()
         volume = read_volume(REAL_CT)
         out = Translator(bundle, torch.device("cpu"), options).translate(volume, average)

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .config import SamplingConfig
 from .errors import Ct2mriError
 from .geometry import GridRecord, from_model_grid, plan_model_grid
 from .network import network_denoiser
@@ -36,6 +37,24 @@ class SamplerOptions:
     step_size: float
     mode: str
     correction_norm: str
+
+    @classmethod
+    def from_config(
+        cls,
+        defaults: SamplingConfig,
+        steps: Optional[int] = None,
+        corrections: Optional[int] = None,
+        step_size: Optional[float] = None,
+        mode: Optional[str] = None,
+    ) -> "SamplerOptions":
+        """A model's default sampler settings with the given ones (those not None) replacing them."""
+        return cls(
+            steps=defaults.steps if steps is None else steps,
+            corrections=defaults.corrections if corrections is None else corrections,
+            step_size=defaults.step_size if step_size is None else step_size,
+            mode=defaults.mode if mode is None else mode,
+            correction_norm=defaults.correction_norm,
+        )
 
     def check(self) -> None:
         if self.steps < 2:

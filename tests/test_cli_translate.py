@@ -126,3 +126,13 @@ def test_bad_inputs_fail_cleanly(tmp_path, weights, capsys):
     _one_line_error(capsys, "--sampler")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.nii.gz", "key.safetensors", "notes.txt", "t1.nii.gz"]
+
+
+def test_sampler_options_take_the_model_defaults_unless_given():
+    from ct2mri_cli.config import SamplingConfig
+    from ct2mri_cli.translate import SamplerOptions
+
+    defaults = SamplingConfig(steps=10, corrections=1, step_size=0.5, mode="ista", correction_norm="released")
+    assert SamplerOptions.from_config(defaults) == SamplerOptions(10, 1, 0.5, "ista", "released")
+    assert SamplerOptions.from_config(defaults, steps=3, step_size=0.0, mode="coprediction") == SamplerOptions(
+        3, 1, 0.0, "coprediction", "released")

@@ -119,14 +119,7 @@ def translate(
         raise Ct2mriError(f"the bundled model {weights_path} is missing; pass --weights")
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
-    defaults = bundle.sampling
-    options = SamplerOptions(
-        steps=defaults.steps if steps is None else steps,
-        corrections=defaults.corrections if corrections is None else corrections,
-        step_size=defaults.step_size if step_size is None else step_size,
-        mode=defaults.mode if sampler is None else sampler,
-        correction_norm=defaults.correction_norm,
-    )
+    options = SamplerOptions.from_config(bundle.sampling, steps, corrections, step_size, sampler)
     style_key, style_source = resolve_style(style, bundle.default_style_key)
     translator = Translator(bundle, torch_device, options, batch_size, precision, compile=compile_network)
     load_seconds = time.perf_counter() - started
