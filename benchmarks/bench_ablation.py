@@ -5,7 +5,7 @@
 Each held-out pair (subject seeds the bundled training set does not use) is preprocessed like
 training data (``prepare_pair`` without registration: model grid, windowed CT, normalised T1,
 brain mask) and translated on the model grid with ``sample_volume``.  Scores are inside the
-brain, from :func:`ct2mri_cli.metrics.evaluate_volumes` (PSNR, SSIM, NRMSE, slice flicker and
+brain, from :func:`ct2mri_cli.evaluation.metrics.evaluate_volumes` (PSNR, SSIM, NRMSE, slice flicker and
 z-gradient ratio of the error).  The lambda sweep runs ISTA at the smallest step count with both
 correction scales (Eq. 5 as printed, ``paper``, and the released code's ``released``, a factor
 sqrt(H*W) smaller).  Prints markdown tables and optionally writes every row to CSV as it is
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ct2mri_cli.bundled import default_weights
-from ct2mri_cli.metrics import evaluate_volumes
-from ct2mri_cli.network import network_denoiser
-from ct2mri_cli.sampler import network_evaluations, sample_volume
-from ct2mri_cli.volume_io import Volume
+from ct2mri_cli.evaluation.metrics import evaluate_volumes
+from ct2mri_cli.network.unet import network_denoiser
+from ct2mri_cli.diffusion.sampler import network_evaluations, sample_volume
+from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.weights import load_weights
 
 HELD_OUT = (("mni", 90001), ("colin27", 90002))
@@ -36,8 +36,8 @@ COLUMNS = ("case", "sampler", "steps", "corrections", "lambda", "norm", "style",
 
 
 def held_out_cases(config):
-    from ct2mri_cli.preprocess import prepare_pair
-    from ct2mri_cli.synthesis import generate_pair
+    from ct2mri_cli.preprocessing.pairs import prepare_pair
+    from ct2mri_cli.data.synthesis import generate_pair
 
     for source, seed in HELD_OUT:
         pair = generate_pair(source, seed)

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ct2mri_cli.cli.synthesize import case_name, sources_for, write_case  # noqa: E402
-from ct2mri_cli.synthesis import case_seed, generate_pair, prepare_anatomy  # noqa: E402
+from ct2mri_cli.data.synthesis import case_seed, generate_pair, prepare_anatomy  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

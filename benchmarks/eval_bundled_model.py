@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from ct2mri_cli.bundled import bundled_key_path, default_weights
-from ct2mri_cli.intensity import normalize_ct, normalize_mri
-from ct2mri_cli.metrics import psnr, ssim
-from ct2mri_cli.stylekey import LOWER_EDGE, NUM_BINS, UPPER_EDGE, load_style_key, style_key
-from ct2mri_cli.translate import SamplerOptions, Translator
-from ct2mri_cli.volume_io import Volume, read_volume
+from ct2mri_cli.preprocessing.intensity import normalize_ct, normalize_mri
+from ct2mri_cli.evaluation.metrics import psnr, ssim
+from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, load_style_key, style_key
+from ct2mri_cli.inference.translator import SamplerOptions, Translator
+from ct2mri_cli.io.volumes import Volume, read_volume
 from ct2mri_cli.weights import load_weights
 
 HELD_OUT = (("mni", 90001), ("colin27", 90002))
@@ -63,7 +63,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ct2mri_cli.synthesis import generate_pair
+    from ct2mri_cli.data.synthesis import generate_pair
 
     bundle = load_weights(args.weights)
     d = bundle.sampling

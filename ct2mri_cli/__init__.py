@@ -12,20 +12,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "sample_volume": "ct2mri_cli.sampler",
-    "BridgeSchedule": "ct2mri_cli.bridge",
-    "UNet": "ct2mri_cli.network",
-    "UNetConfig": "ct2mri_cli.network",
-    "network_denoiser": "ct2mri_cli.network",
-    "style_key": "ct2mri_cli.stylekey",
-    "average_style_keys": "ct2mri_cli.stylekey",
-    "save_style_key": "ct2mri_cli.stylekey",
-    "load_style_key": "ct2mri_cli.stylekey",
+    "sample_volume": "ct2mri_cli.diffusion.sampler",
+    "BridgeSchedule": "ct2mri_cli.diffusion.bridge",
+    "UNet": "ct2mri_cli.network.unet",
+    "UNetConfig": "ct2mri_cli.network.unet",
+    "network_denoiser": "ct2mri_cli.network.unet",
+    "style_key": "ct2mri_cli.style.key",
+    "average_style_keys": "ct2mri_cli.style.key",
+    "save_style_key": "ct2mri_cli.style.key",
+    "load_style_key": "ct2mri_cli.style.key",
     "save_weights": "ct2mri_cli.weights",
     "load_weights": "ct2mri_cli.weights",
-    "PreprocessConfig": "ct2mri_cli.config",
-    "Translator": "ct2mri_cli.translate",
-    "read_volume": "ct2mri_cli.volume_io",
+    "PreprocessConfig": "ct2mri_cli.settings",
+    "Translator": "ct2mri_cli.inference.translator",
+    "read_volume": "ct2mri_cli.io.volumes",
     "Ct2mriError": "ct2mri_cli.errors",
 }
 

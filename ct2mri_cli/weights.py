@@ -19,12 +19,12 @@ from typing import Any, Optional
 import torch
 
 from . import __version__
-from .atomic import atomic_output
-from .bridge import BridgeConfig
-from .config import PreprocessConfig, SamplingConfig
+from .io.atomic import atomic_output
+from .diffusion.bridge import BridgeConfig
+from .settings import PreprocessConfig, SamplingConfig
 from .errors import Ct2mriError
-from .network import UNet, UNetConfig
-from .stylekey import validate_style_key
+from .network.unet import UNet, UNetConfig
+from .style.key import validate_style_key
 
 FORMAT = "ct2mri-weights"
 FORMAT_VERSION = 1

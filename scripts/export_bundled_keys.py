@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ct2mri_cli.bundled import bundled_key_path
-from ct2mri_cli.stylekey import save_style_key
-from ct2mri_cli.styles import mri_style_key
+from ct2mri_cli.style.key import save_style_key
+from ct2mri_cli.style.sources import mri_style_key
 from ct2mri_cli.weights import load_weights
 
 COLIN_BRAIN = Path("/usr/share/mricron/templates/ch2bet.nii.gz")

@@ -22,7 +22,7 @@ def _require(path: Path, package: str) -> None:
 @pytest.fixture(scope="session")
 def head_ct():
     """The real head CT (HU) of Debian's invesalius-examples, as a Volume."""
-    from ct2mri_cli.volume_io import read_volume
+    from ct2mri_cli.io.volumes import read_volume
 
     _require(INVESALIUS_CT, "invesalius-examples")
     return read_volume(INVESALIUS_CT)
@@ -31,7 +31,7 @@ def head_ct():
 @pytest.fixture(scope="session")
 def head_ct_mask(head_ct):
     """Brain mask of the real head CT (computed once per session)."""
-    from ct2mri_cli.brainmask import extract_brain_ct
+    from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
 
     return extract_brain_ct(head_ct)
 
@@ -39,7 +39,7 @@ def head_ct_mask(head_ct):
 @pytest.fixture(scope="session")
 def colin():
     """Colin27 T1 head and its brain mask (Debian mricron-data) as Volumes."""
-    from ct2mri_cli.volume_io import read_volume
+    from ct2mri_cli.io.volumes import read_volume
 
     _require(COLIN_T1, "mricron-data")
     _require(COLIN_BRAIN, "mricron-data")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct2mri_cli.brainmask import BrainMaskParams, _convex_hull, _fill_convex, check_hu, extract_brain_ct
+from ct2mri_cli.preprocessing.brainmask import BrainMaskParams, _convex_hull, _fill_convex, check_hu, extract_brain_ct
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.volume_io import Volume
+from ct2mri_cli.io.volumes import Volume
 
 
 def components(mask: np.ndarray) -> int:

@@ -1,6 +1,6 @@
 import pytest
 
-from ct2mri_cli.casetable import read_case_csv, relative_to_table
+from ct2mri_cli.io.cases import read_case_csv, relative_to_table
 from ct2mri_cli.errors import Ct2mriError
 
 

@@ -9,8 +9,8 @@ import torch
 
 from ct2mri_cli import __version__
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.intensity import normalize_mri
-from ct2mri_cli.stylekey import load_style_key, style_key
+from ct2mri_cli.preprocessing.intensity import normalize_mri
+from ct2mri_cli.style.key import load_style_key, style_key
 from ct2mri_cli.weights import ModelBundle, save_weights
 from tests.helpers import tiny_network
 

@@ -7,11 +7,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ct2mri_cli import synthesis
+from ct2mri_cli.data import synthesis
 from ct2mri_cli.cli import synthesize as cli_synth
 from ct2mri_cli.cli.app import main
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.synthesis import anatomy
+from ct2mri_cli.data.synthesis import anatomy
 
 FAST = ["--spacing", "4"]
 
@@ -69,7 +69,7 @@ def test_writes_pairs_csv_manifest_and_licence(generated):
 
 @pytest.mark.realdata
 def test_pairs_csv_feeds_preprocess(generated):
-    from ct2mri_cli.preprocess import pairs_from_csv
+    from ct2mri_cli.preprocessing.pairs import pairs_from_csv
 
     pairs = pairs_from_csv(generated / "pairs.csv")
     assert [p.case for p in pairs] == ["case_0000", "case_0001"]
@@ -112,7 +112,7 @@ def test_progress_lines_and_quiet(tmp_path, capsys):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_model_space_is_training_ready(tmp_path):
-    from ct2mri_cli.preprocess import load_case, read_manifest
+    from ct2mri_cli.preprocessing.pairs import load_case, read_manifest
 
     _need_sources("colin27")
     out = tmp_path / "set"

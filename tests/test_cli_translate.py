@@ -21,7 +21,7 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def head_ct_nifti(tmp_path_factory, head_ct):
     """The real head CT written as NIfTI (the common input format)."""
-    from ct2mri_cli.volume_io import write_nifti
+    from ct2mri_cli.io.volumes import write_nifti
 
     path = tmp_path_factory.mktemp("ct") / "cranium.nii.gz"
     write_nifti(head_ct.data.astype(np.int16), path, head_ct, dtype=np.int16)
@@ -129,8 +129,8 @@ def test_bad_inputs_fail_cleanly(tmp_path, weights, capsys):
 
 
 def test_sampler_options_take_the_model_defaults_unless_given():
-    from ct2mri_cli.config import SamplingConfig
-    from ct2mri_cli.translate import SamplerOptions
+    from ct2mri_cli.settings import SamplingConfig
+    from ct2mri_cli.inference.translator import SamplerOptions
 
     defaults = SamplingConfig(steps=10, corrections=1, step_size=0.5, mode="ista", correction_norm="released")
     assert SamplerOptions.from_config(defaults) == SamplerOptions(10, 1, 0.5, "ista", "released")

@@ -11,8 +11,8 @@ import pytest
 
 from ct2mri_cli.cli.app import main
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.evaluate import EvalCase, cases_from_csv, cases_from_dirs, evaluate_case, slice_axis
-from ct2mri_cli.metrics import METRIC_NAMES, evaluate_volumes
+from ct2mri_cli.evaluation.scoring import EvalCase, cases_from_csv, cases_from_dirs, evaluate_case, slice_axis
+from ct2mri_cli.evaluation.metrics import METRIC_NAMES, evaluate_volumes
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # (x, y, z) arrays: the slice axis is 2
 SHAPE = (16, 14, 12)

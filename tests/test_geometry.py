@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ct2mri_cli.config import PreprocessConfig
+from ct2mri_cli.settings import PreprocessConfig
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.geometry import (
+from ct2mri_cli.preprocessing.geometry import (
     GridRecord,
     apply_model_grid,
     from_model_grid,
@@ -18,7 +18,7 @@ from ct2mri_cli.geometry import (
     model_to_xyz,
     to_model_grid,
 )
-from ct2mri_cli.volume_io import Volume, read_volume, write_nifti
+from ct2mri_cli.io.volumes import Volume, read_volume, write_nifti
 
 SHAPE = (50, 60, 40)
 CONFIG = PreprocessConfig(spacing_mm=1.0, in_plane=(56, 48), margin_mm=3.0)

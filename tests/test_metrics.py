@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mri_cli import metrics
-from ct2mri_cli.metrics import (
+from ct2mri_cli.evaluation import metrics
+from ct2mri_cli.evaluation.metrics import (
     evaluate_volumes,
     gaussian_taps,
     mae,

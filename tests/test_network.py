@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ct2mri_cli.network import PRESETS, UNet, UNetConfig, count_parameters, forward_flops, network_denoiser
+from ct2mri_cli.network.unet import PRESETS, UNet, UNetConfig, count_parameters, forward_flops, network_denoiser
 from tests.helpers import tiny_network
 
 
@@ -74,7 +74,7 @@ def test_attention_levels_add_transformer_blocks():
 
 def _hooked_flops(config, height, width):
     """FLOPs from layer shapes seen by forward hooks: an independent count for forward_flops."""
-    from ct2mri_cli.network import Attention
+    from ct2mri_cli.network.unet import Attention
 
     net = UNet(config).eval()
     total = 0

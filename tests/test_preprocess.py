@@ -11,16 +11,16 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.config import PreprocessConfig
-from ct2mri_cli.geometry import GridRecord, from_model_grid
-from ct2mri_cli.preprocess import case_name, load_case, pairs_from_csv, read_manifest
-from ct2mri_cli.registration import (
+from ct2mri_cli.settings import PreprocessConfig
+from ct2mri_cli.preprocessing.geometry import GridRecord, from_model_grid
+from ct2mri_cli.preprocessing.pairs import case_name, load_case, pairs_from_csv, read_manifest
+from ct2mri_cli.preprocessing.registration import (
     mean_displacement_mm,
     resample_to_reference,
     transform_from_dict,
 )
-from ct2mri_cli.stylekey import load_style_key, style_key
-from ct2mri_cli.volume_io import Volume
+from ct2mri_cli.style.key import load_style_key, style_key
+from ct2mri_cli.io.volumes import Volume
 
 from tests.conftest import INVESALIUS_CT, make_head_phantom, t1_from_hu
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.qc import checkerboard, mask_centre, montage, pair_montage, planes, to_uint8, write_png
+from ct2mri_cli.evaluation.qc import checkerboard, mask_centre, montage, pair_montage, planes, to_uint8, write_png
 
 
 def test_montage_places_tiles_with_gaps():
@@ -89,7 +89,7 @@ def test_write_png_round_trip_and_atomicity(tmp_path):
 
 
 def test_enlarge_repeats_pixels_by_an_integer_factor():
-    from ct2mri_cli.qc import enlarge
+    from ct2mri_cli.evaluation.qc import enlarge
 
     image = np.arange(6, dtype=np.uint8).reshape(2, 3)
     big = enlarge(image, min_side=5)

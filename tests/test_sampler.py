@@ -5,8 +5,8 @@ import textwrap
 import pytest
 import torch
 
-from ct2mri_cli.network import network_denoiser
-from ct2mri_cli.sampler import network_evaluations, sample_volume
+from ct2mri_cli.network.unet import network_denoiser
+from ct2mri_cli.diffusion.sampler import network_evaluations, sample_volume
 from tests.helpers import tiny_network
 
 STYLE = torch.zeros(3, 128)
@@ -135,7 +135,7 @@ def test_invalid_arguments():
 _PEAK_RSS_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch
-    from ct2mri_cli.sampler import sample_volume
+    from ct2mri_cli.diffusion.sampler import sample_volume
     torch.set_num_threads(1)
     steps = int(sys.argv[1])
     ct = torch.rand(16, 256, 256) * 2 - 1

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.stylekey import save_style_key, style_key
-from ct2mri_cli.styles import mri_style_key, resolve_style
+from ct2mri_cli.style.key import save_style_key, style_key
+from ct2mri_cli.style.sources import mri_style_key, resolve_style
 
 DEFAULT = torch.full((3, 128), 0.5)
 

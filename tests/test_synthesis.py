@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct2mri_cli import synthesis as S
+from ct2mri_cli.data import synthesis as S
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.volume_io import Volume, array_from_sitk, sitk_from_array
+from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 
 SPACING = 2.0
 
@@ -388,7 +388,7 @@ def test_real_anatomy_is_plausible(source):
 def test_generated_ct_numbers_match_the_real_ct(source, real_stats):
     """Brain HU median and IQR, noise SD and bone percentiles within 20 % of the real CT's,
     measured the same way (extract_brain_ct on both).  1.5 mm: the real CT's slice spacing."""
-    from ct2mri_cli.brainmask import extract_brain_ct
+    from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
 
     _anatomy_or_skip(source)
     pair = S.generate_pair(source, S.case_seed(2024, 0), 1.5)
@@ -401,7 +401,7 @@ def test_generated_ct_numbers_match_the_real_ct(source, real_stats):
 @pytest.mark.realdata
 @pytest.mark.parametrize("source", ["colin27", "mni"])
 def test_ct_brain_extraction_matches_the_t1_mask(source):
-    from ct2mri_cli.brainmask import extract_brain_ct
+    from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
 
     _anatomy_or_skip(source)
     pair = S.generate_pair(source, S.case_seed(99, 1), 2.0)
@@ -426,8 +426,8 @@ def test_real_pairs_are_deterministic_and_seeds_differ():
 @pytest.mark.realdata
 def test_t1_histograms_differ_between_subjects():
     """Contrast and bias vary, so style keys (histograms of the normalised T1) differ."""
-    from ct2mri_cli.intensity import normalize_mri
-    from ct2mri_cli.stylekey import style_key
+    from ct2mri_cli.preprocessing.intensity import normalize_mri
+    from ct2mri_cli.style.key import style_key
 
     _anatomy_or_skip("colin27")
     keys = []

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ct2mri_cli import templates
+from ct2mri_cli.data import templates
 from ct2mri_cli.errors import Ct2mriError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.stylekey import style_key
+from ct2mri_cli.style.key import style_key
 from ct2mri_cli.training.batches import WindowSampler
 from ct2mri_cli.training.config import config_from_dict
 from ct2mri_cli.training.data import load_case_volumes, load_training_data, read_manifest, split_subjects

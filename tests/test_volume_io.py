@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.volume_io import Volume, affine_from_sitk, invesalius_affine, read_volume, write_nifti
+from ct2mri_cli.io.volumes import Volume, affine_from_sitk, invesalius_affine, read_volume, write_nifti
 
 
 def rotation(deg_z: float, deg_x: float) -> np.ndarray:

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ct2mri_cli.config import PreprocessConfig, SamplingConfig
+from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.network import PRESETS, UNet
+from ct2mri_cli.network.unet import PRESETS, UNet
 from ct2mri_cli.weights import ModelBundle, file_sha256, load_weights, read_metadata, save_weights
 from tests.helpers import tiny_network
 

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import nibabel as nib
 import numpy as np
 
-from ct2mri_cli.stylekey import save_style_key, style_key
+from ct2mri_cli.style.key import save_style_key, style_key
 
 
 def synthetic_case(seed: int, shape: tuple[int, int, int] = (12, 32, 32), brain_slices: Optional[range] = None):

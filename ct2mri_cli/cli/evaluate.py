@@ -44,8 +44,8 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
     """Score synthetic MRIs against references: MAE, PSNR, SSIM, NRMSE, slice consistency, W1."""
-    from ..evaluate import check_output_name, evaluate_case, write_results
-    from ..metrics import NORMALISE_MODES
+    from ..evaluation.scoring import check_output_name, evaluate_case, write_results
+    from ..evaluation.metrics import NORMALISE_MODES
 
     if normalise not in NORMALISE_MODES:
         raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
@@ -94,8 +94,8 @@ def evaluate(
 
 def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):  # noqa: ANN001, ANN202
     """The cases to score, the failures found while pairing, and whether this is a batch."""
-    from ..evaluate import EvalCase, cases_from_csv, cases_from_dirs
-    from ..preprocess import case_name
+    from ..evaluation.scoring import EvalCase, cases_from_csv, cases_from_dirs
+    from ..preprocessing.pairs import case_name
 
     forms = sum([bool(inputs), pred_dir is not None or ref_dir is not None, csv_file is not None])
     if forms != 1:
@@ -123,7 +123,7 @@ def _fmt(template: str, value: float) -> str:
 
 
 def _print_table(scores, batch: bool, whole_volume: bool) -> None:  # noqa: ANN001
-    from ..evaluate import mean_metrics
+    from ..evaluation.scoring import mean_metrics
 
     title = "whole volume" if whole_volume else "inside the mask" if any(s.case.mask for s in scores) else "whole volume (no mask)"
     table = Table(title=f"ct2mri evaluate: {title}", title_justify="left")

@@ -22,9 +22,9 @@ def histogram(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Compute a style key (SKC): one volume gives its key, several their average."""
-    from ..qc import write_png
-    from ..stylekey import average_style_keys, key_curves, save_style_key
-    from ..styles import mri_style_key
+    from ..evaluation.qc import write_png
+    from ..style.key import average_style_keys, key_curves, save_style_key
+    from ..style.sources import mri_style_key
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
@@ -43,7 +43,7 @@ def histogram(
     save_style_key(output, key, {"sources": sources, "count": str(len(mris)), "normalise": normalise})
     common.info(f"wrote {output} ({'average of ' + str(len(keys)) + ' keys' if len(keys) > 1 else 'one volume'})")
     if png is not None:
-        from ..plotting import curve_panels
+        from ..evaluation.plotting import curve_panels
 
         write_png(curve_panels([[c] for c in key_curves(key)]), png)
         common.info(f"wrote {png}")

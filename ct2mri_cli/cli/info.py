@@ -16,7 +16,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON on stdout."),
 ) -> None:
     """Print a weights file's format, network, bridge, preprocessing, sampling and provenance."""
-    from ..stylekey import KEY_FORMAT, load_style_key
+    from ..style.key import KEY_FORMAT, load_style_key
     from ..weights import file_sha256, read_metadata
 
     if _format_of(path) == KEY_FORMAT:

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import typer
 
-from ..config import PreprocessConfig
+from ..settings import PreprocessConfig
 from ..errors import Ct2mriError
 from . import common
 
@@ -33,7 +33,7 @@ def preprocess(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip cases already in the output's manifest."),
 ) -> int:
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
-    from ..preprocess import CasePair, case_name, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..preprocessing.pairs import CasePair, case_name, pairs_from_csv, pairs_from_dirs, preprocess_batch
 
     single = ct is not None or mri is not None
     modes = int(single) + int(csv_file is not None) + int(ct_dir is not None or mri_dir is not None)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from .. import __version__
-from ..atomic import atomic_output
+from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
 from . import common
 
@@ -100,7 +100,7 @@ def write_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
     """Write one pair's three NIfTI files into ``out_dir/case/`` and return its manifest entry."""
     import numpy as np
 
-    from ..volume_io import Volume, write_nifti
+    from ..io.volumes import Volume, write_nifti
 
     folder = out_dir / case
     folder.mkdir(exist_ok=True)
@@ -158,8 +158,8 @@ def write_pairs(
     ``on_event(case, kind, message)`` gets kind "prepare" (a source's anatomy is being built),
     "start" and "done".  Refuses to replace existing outputs unless ``force``.
     """
-    from ..synthesis import case_seed, generate_pair, prepare_anatomy
-    from ..templates import mni_license_text
+    from ..data.synthesis import case_seed, generate_pair, prepare_anatomy
+    from ..data.templates import mni_license_text
 
     emit = on_event or (lambda case, kind, message: None)
     plan = check_request(out_dir, n, source, spacing_mm, force)
@@ -196,7 +196,7 @@ def synthesize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> int:
     """Write N aligned synthetic CT/T1 pairs (with brain masks) made from the MNI and Colin27 brains."""
-    from ..synthesis import prepare_anatomy
+    from ..data.synthesis import prepare_anatomy
 
     if quiet:
         common.settings.quiet = True
@@ -232,8 +232,8 @@ def synthesize(
 
 def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> int:
     """Preprocess the written pairs (already aligned: no registration) into ``out/model``."""
-    from ..config import PreprocessConfig
-    from ..preprocess import CasePair, preprocess_batch
+    from ..settings import PreprocessConfig
+    from ..preprocessing.pairs import CasePair, preprocess_batch
 
     pairs = [CasePair(e["case"], out / e["ct"], out / e["mri"]) for e in entries]
     failures: list[str] = []

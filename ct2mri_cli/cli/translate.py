@@ -41,7 +41,7 @@ def _sidecar_for(output: Path) -> Path:
 
 def _plan(inputs: List[Path], output: Optional[Path], save_mask: Optional[Path], qc: Optional[Path]) -> list[Job]:
     """Turn the positional arguments and ``-o`` into jobs (one per input CT)."""
-    from ..preprocess import case_name
+    from ..preprocessing.pairs import case_name
 
     if output is None:
         if len(inputs) != 2:
@@ -101,8 +101,8 @@ def translate(
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
     from ..bundled import default_weights
     from ..device import resolve_device
-    from ..styles import resolve_style
-    from ..translate import SamplerOptions, Translator
+    from ..style.sources import resolve_style
+    from ..inference.translator import SamplerOptions, Translator
     from ..weights import load_weights
 
     jobs = _plan(list(inputs), output, save_mask, qc)
@@ -163,9 +163,9 @@ def translate(
 def _run_job(job, translator, bundle, style_key, style_source, mask_path, series, load_seconds, device) -> None:  # noqa: ANN001
     import numpy as np
     from .. import __version__
-    from ..qc import enlarge, pair_montage, write_png
-    from ..translate import DESCRIP
-    from ..volume_io import read_volume, write_nifti
+    from ..evaluation.qc import enlarge, pair_montage, write_png
+    from ..inference.translator import DESCRIP
+    from ..io.volumes import read_volume, write_nifti
 
     started = time.perf_counter()
     ct = read_volume(job.ct, series_uid=series)
@@ -214,7 +214,7 @@ def _run_job(job, translator, bundle, style_key, style_source, mask_path, series
         "host": platform.node(),
         "notes": result.notes,
     }
-    from ..atomic import atomic_output
+    from ..io.atomic import atomic_output
 
     with atomic_output(job.sidecar) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n")

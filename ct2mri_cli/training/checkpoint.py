@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_output
+from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
 
 CHECKPOINT_FORMAT = "ct2mri-training-checkpoint"

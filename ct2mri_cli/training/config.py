@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..config import SettingsMixin
+from ..settings import SettingsMixin
 from ..device import check_device_spec
 from ..errors import Ct2mriError
-from ..network import PRESETS, UNetConfig
-from ..sampler import CORRECTION_NORMS
+from ..network.unet import PRESETS, UNetConfig
+from ..diffusion.sampler import CORRECTION_NORMS
 
 LOSSES = ("l1", "weighted_l2")
 # Network fields fixed by the method (6-channel input, 3 style tokens of 128 bins).
@@ -51,7 +51,7 @@ class TrainConfig(SettingsMixin):
     _what = "training"
 
     data_dir: str = ""
-    preset: str = "small"  # a key of ct2mri_cli.network.PRESETS
+    preset: str = "small"  # a key of ct2mri_cli.network.unet.PRESETS
     network: dict[str, Any] = field(default_factory=dict)  # UNetConfig fields overriding the preset
     batch_size: int = 8  # windows per optimiser step and process (before accumulation)
     lr: float = 1e-4

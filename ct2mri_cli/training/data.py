@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ..config import PreprocessConfig
+from ..settings import PreprocessConfig
 from ..errors import Ct2mriError
-from ..stylekey import average_style_keys, load_style_key, style_key
+from ..style.key import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
 
 MANIFEST = "manifest.json"
@@ -103,7 +103,7 @@ class TrainingData:
 
 def read_manifest(data_dir: str | Path) -> Manifest:
     """Parse and check ``DATA_DIR/manifest.json`` (format, version, preprocessing, case entries)."""
-    from ..preprocess import read_manifest as read_preprocess_manifest
+    from ..preprocessing.pairs import read_manifest as read_preprocess_manifest
 
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -131,7 +131,7 @@ def read_manifest(data_dir: str | Path) -> Manifest:
 
 def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
     """Read and check one case: equal shapes, finite values, and its style key."""
-    from ..preprocess import load_case
+    from ..preprocessing.pairs import load_case
 
     name = entry["case"]
     ct, mri, mask = load_case(manifest.folder, entry)

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from ..bridge import BridgeConfig
-from ..config import PreprocessConfig, SamplingConfig
-from ..network import UNet
+from ..diffusion.bridge import BridgeConfig
+from ..settings import PreprocessConfig, SamplingConfig
+from ..network.unet import UNet
 from ..weights import ModelBundle, save_weights
 from .config import TrainConfig
 

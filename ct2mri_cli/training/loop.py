@@ -19,10 +19,10 @@ from typing import Any, Optional
 import torch
 from rich.console import Console
 
-from ..atomic import atomic_output
-from ..bridge import BridgeSchedule, bridge_loss
+from ..io.atomic import atomic_output
+from ..diffusion.bridge import BridgeSchedule, bridge_loss
 from ..errors import Ct2mriError
-from ..network import UNet, count_parameters
+from ..network.unet import UNet, count_parameters
 from . import distributed as ddp
 from .batches import FLIP_TAG, WindowSampler, derive_seed
 from .checkpoint import capture_rng, load_checkpoint, periodic_name, prune_periodic, restore_rng, save_checkpoint

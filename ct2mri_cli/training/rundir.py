@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_output
+from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
 from .checkpoint import LAST, checkpoint_files
 from .config import TrainConfig

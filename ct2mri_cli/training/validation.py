@@ -13,9 +13,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..metrics import mae, psnr, ssim
-from ..network import UNet, network_denoiser
-from ..sampler import sample_volume
+from ..evaluation.metrics import mae, psnr, ssim
+from ..network.unet import UNet, network_denoiser
+from ..diffusion.sampler import sample_volume
 from .config import TrainConfig
 from .data import CaseVolumes
 

@@ -2,7 +2,7 @@
 
 A case is a prediction, its reference and optionally a brain mask, all on one voxel grid.  Cases
 come from two files, from folders matched by case name, or from a CSV.  Scores are those of
-:func:`ct2mri_cli.metrics.evaluate_volumes`, with flicker and the z-gradient ratio taken along the
+:func:`ct2mri_cli.evaluation.metrics.evaluate_volumes`, with flicker and the z-gradient ratio taken along the
 voxel axis closest to the head's inferior-superior direction (from the reference's affine).
 """
 
@@ -18,11 +18,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .atomic import atomic_output
-from .casetable import read_case_csv, relative_to_table
-from .errors import Ct2mriError
+from ..io.atomic import atomic_output
+from ..io.cases import read_case_csv, relative_to_table
+from ..errors import Ct2mriError
 from .metrics import METRIC_NAMES, evaluate_volumes, to_unit_range
-from .volume_io import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, read_volume
+from ..io.volumes import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, read_volume
 
 IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
 # Names ``ct2mri translate`` gives to batch outputs and saved masks: ``<case>_synT1``, ``<case>_brainmask``.
@@ -123,7 +123,7 @@ def mean_metrics(scores: list[CaseScore]) -> dict[str, float]:
 
 def _scan_images(folder: Path, what: str) -> dict[str, Path]:
     """Image files of a folder by case name (hidden files and sub-folders are ignored)."""
-    from .preprocess import case_name
+    from ..preprocessing.pairs import case_name
 
     if not folder.is_dir():
         raise Ct2mriError(f"{folder}: no such folder (--{what}-dir)")

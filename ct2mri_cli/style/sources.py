@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .bundled import KEY_SUFFIX, bundled_key_names, bundled_key_path
-from .errors import Ct2mriError
-from .stylekey import load_style_key, style_key
+from ..bundled import KEY_SUFFIX, bundled_key_names, bundled_key_path
+from ..errors import Ct2mriError
+from .key import load_style_key, style_key
 
 
 def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike] = None, normalise: str = "auto") -> torch.Tensor:
@@ -21,8 +21,8 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
     min-max of preprocessing over the non-zero voxels (or the mask); ``robust`` always does;
     ``none`` never does.
     """
-    from .intensity import normalize_mri
-    from .volume_io import read_volume
+    from ..preprocessing.intensity import normalize_mri
+    from ..io.volumes import read_volume
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")

@@ -28,7 +28,7 @@ import nibabel as nib
 import numpy as np
 
 from .atomic import atomic_output
-from .errors import Ct2mriError
+from ..errors import Ct2mriError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import SettingsMixin
+from ..settings import SettingsMixin
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Generic image helpers for RAS-indexed numpy arrays with a 4x4 affine (mm).
 
-Arrays are indexed (x, y, z) in RAS; SimpleITK works in LPS (:mod:`ct2mri_cli.volume_io`
+Arrays are indexed (x, y, z) in RAS; SimpleITK works in LPS (:mod:`ct2mri_cli.io.volumes`
 converts).  Binary morphology, connected components, hole filling, distance maps, Gaussian
 blurring, trilinear sampling and affine resampling, shared by the tissue classification, the
 anatomies, the warp and the physics.  Nothing here knows about tissues or subjects.
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from ..volume_io import array_from_sitk, sitk_from_array
+from ...io.volumes import array_from_sitk, sitk_from_array
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])

@@ -14,14 +14,14 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .config import SamplingConfig
-from .errors import Ct2mriError
-from .geometry import GridRecord, from_model_grid, plan_model_grid
-from .network import network_denoiser
-from .preprocess import brain_mask_with_notes, ct_to_model_space
-from .sampler import MODES, network_evaluations, sample_volume
-from .volume_io import Volume
-from .weights import ModelBundle
+from ..settings import SamplingConfig
+from ..errors import Ct2mriError
+from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
+from ..network.unet import network_denoiser
+from ..preprocessing.pairs import brain_mask_with_notes, ct_to_model_space
+from ..diffusion.sampler import MODES, network_evaluations, sample_volume
+from ..io.volumes import Volume
+from ..weights import ModelBundle
 
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
 # Windows per network call on CPUs: small batches stay in cache (docs/BENCHMARKS.md, Speed).

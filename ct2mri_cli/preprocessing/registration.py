@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import Ct2mriError
-from .volume_io import Volume, array_from_sitk, sitk_from_array
+from ..errors import Ct2mriError
+from ..io.volumes import Volume, array_from_sitk, sitk_from_array
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 CT_METRIC_WINDOW_HU = (-150.0, 150.0)

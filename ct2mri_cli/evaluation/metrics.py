@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import PreprocessConfig
+from ..settings import PreprocessConfig
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -275,7 +275,7 @@ def to_unit_range(
     preprocessed volumes are in that space already; stretching them again would hide intensity
     errors), any other gets ``robust``.  ``none``: kept as it is.
     """
-    from .intensity import mri_percentile_range
+    from ..preprocessing.intensity import mri_percentile_range
 
     if mode not in NORMALISE_MODES:
         raise ValueError(f"normalisation must be one of {NORMALISE_MODES}, got {mode!r}")

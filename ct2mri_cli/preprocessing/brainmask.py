@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
-from .errors import Ct2mriError
-from .volume_io import Volume
+from ..errors import Ct2mriError
+from ..io.volumes import Volume
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Source anatomies: the template brains (:mod:`ct2mri_cli.templates`) prepared for synthesis.
+"""Source anatomies: the template brains (:mod:`ct2mri_cli.data.templates`) prepared for synthesis.
 
 An :class:`Anatomy` holds per-voxel tissue fractions, the T1 normalised to white matter = 1,
 the intracranial mask and a field pointing towards the lateral ventricles, on the source's own
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import Ct2mriError
+from ...errors import Ct2mriError
 from ..templates import SOURCES, Template, load_template, mni_license_text
-from ..volume_io import array_from_sitk
+from ...io.volumes import array_from_sitk
 from .imaging import (
     _fill_holes,
     _image,

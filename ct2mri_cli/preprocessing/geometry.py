@@ -27,9 +27,9 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 
-from .config import PreprocessConfig
-from .errors import Ct2mriError
-from .volume_io import Volume, array_from_sitk, sitk_from_array
+from ..settings import PreprocessConfig
+from ..errors import Ct2mriError
+from ..io.volumes import Volume, array_from_sitk, sitk_from_array
 
 Order = Literal["linear", "nearest"]
 _CANONICAL = np.array([[0, 1], [1, 1], [2, 1]], dtype=np.float64)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SettingsMixin
-from .sampler import Denoiser
+from ..settings import SettingsMixin
+from ..diffusion.sampler import Denoiser
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Synthetic, exactly aligned CT/T1 pairs made from real T1 brains.
 
-A source brain (:mod:`ct2mri_cli.templates`) is first turned into an *anatomy*: per-voxel
+A source brain (:mod:`ct2mri_cli.data.templates`) is first turned into an *anatomy*: per-voxel
 fractions of eight tissue classes (CSF, grey and white matter inside the intracranial volume;
 cortical bone, diploe, fat, soft tissue and air outside it), the T1 intensities normalised to
 white matter = 1, and the intracranial mask.  A *subject* is then drawn from a seed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import Ct2mriError
+from ..errors import Ct2mriError
 
 
 def normalize_ct(hu: np.ndarray, window_hu: tuple[float, float] = (0.0, 80.0)) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import Ct2mriError
+from ..errors import Ct2mriError
 
 NUM_BINS = 128
 LOWER_EDGE = 0.001
@@ -75,7 +75,7 @@ def save_style_key(path: str | os.PathLike, key: torch.Tensor, metadata: dict[st
     """Write a key as safetensors (tensor ``style_key``) with string metadata, atomically."""
     from safetensors.torch import save_file
 
-    from .atomic import atomic_output
+    from ..io.atomic import atomic_output
 
     meta = {"format": KEY_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})

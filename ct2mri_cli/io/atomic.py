@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import Ct2mriError
+from ..errors import Ct2mriError
 
 
 def _double_suffix(path: Path) -> str:

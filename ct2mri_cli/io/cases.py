@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import Ct2mriError
+from ..errors import Ct2mriError
 
 
 def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:

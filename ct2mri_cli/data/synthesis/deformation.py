@@ -13,7 +13,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from ..volume_io import array_from_sitk
+from ...io.volumes import array_from_sitk
 from .anatomy import Anatomy
 from .imaging import _RAS_TO_LPS, _image, _spacing, gaussian_blur, trilinear
 from .subject import SubjectParams

@@ -25,8 +25,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_output
-from .errors import Ct2mriError
+from ..io.atomic import atomic_output
+from ..errors import Ct2mriError
 
 NILEARN_VERSION = "0.14.1"
 MNI_MEMBERS = {

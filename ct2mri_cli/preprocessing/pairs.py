@@ -23,14 +23,14 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic import atomic_output
+from ..io.atomic import atomic_output
 from .brainmask import extract_brain_ct
-from .casetable import read_case_csv, relative_to_table
-from .config import PreprocessConfig
-from .errors import Ct2mriError
+from ..io.cases import read_case_csv, relative_to_table
+from ..settings import PreprocessConfig
+from ..errors import Ct2mriError
 from .geometry import GridRecord, apply_model_grid, model_reference, model_to_xyz, to_model_grid
 from .intensity import normalize_ct, normalize_mri
-from .volume_io import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, read_volume, write_nifti
+from ..io.volumes import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, read_volume, write_nifti
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ct2mri-preprocessed"
@@ -109,7 +109,7 @@ def prepare_pair(
 ) -> PreparedCase:
     """Run the whole preprocessing of one pair in memory (no files written)."""
     from .registration import register_ct_to_mri, resample_to_reference
-    from .stylekey import style_key
+    from ..style.key import style_key
 
     notes: list[str] = list(ct.notes) + list(mri.notes)
     ct_mask, mask_notes = brain_mask_with_notes(ct)
@@ -173,9 +173,9 @@ def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
 
 def write_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
-    from .qc import pair_montage, write_png
+    from ..evaluation.qc import pair_montage, write_png
     from .registration import transform_to_dict
-    from .stylekey import save_style_key
+    from ..style.key import save_style_key
 
     _check_case_name(case, str(pair.ct))
     reference = model_reference(prepared.record)
