@@ -12,7 +12,7 @@ $(BIN)/ct2mri: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch; GPU users install their CUDA build first (see README).
-	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.1"
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.5"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 

@@ -24,10 +24,13 @@ import numpy as np
 import torch
 
 from ct2mri_cli.bundled import default_weights
+from ct2mri_cli.diffusion.bridge import BridgeSchedule
+from ct2mri_cli.diffusion.sampler import corrections_applied, network_evaluations
 from ct2mri_cli.evaluation.metrics import evaluate_volumes
-from ct2mri_cli.network.unet import network_denoiser
-from ct2mri_cli.diffusion.sampler import network_evaluations, sample_volume
+from ct2mri_cli.inference.translator import sample_model_space
 from ct2mri_cli.io.volumes import Volume
+from ct2mri_cli.network import network_denoiser
+from ct2mri_cli.settings import SamplingConfig
 from ct2mri_cli.weights import load_weights
 
 HELD_OUT = (("mni", 90001), ("colin27", 90002))
@@ -36,7 +39,7 @@ COLUMNS = ("case", "sampler", "steps", "corrections", "lambda", "norm", "style",
 
 
 def held_out_cases(config):
-    from ct2mri_cli.preprocessing.pairs import prepare_pair
+    from ct2mri_cli.data.pairs import prepare_pair
     from ct2mri_cli.data.synthesis import generate_pair
 
     for source, seed in HELD_OUT:
@@ -47,17 +50,16 @@ def held_out_cases(config):
 
 
 def run(denoiser, case, prepared, style, style_name, mode, steps, corrections, lam, norm):
-    ct = torch.from_numpy(prepared.ct01 * 2.0 - 1.0)
+    sampling = SamplingConfig(steps=steps, corrections=corrections, step_size=lam, mode=mode, correction_norm=norm)
     start = time.perf_counter()
-    out = sample_volume(denoiser, ct, style, steps=steps, corrections=corrections, step_size=lam, mode=mode,
-                        correction_norm=norm, batch_size=32)
+    pred = sample_model_space(denoiser, prepared.ct01, style, sampling, torch.device("cpu"), BridgeSchedule(), batch_size=32)
     seconds = time.perf_counter() - start
-    pred = ((out.numpy() + 1.0) / 2.0).clip(0.0, 1.0) * prepared.mask
+    pred = pred * prepared.mask
     scores = evaluate_volumes(pred, prepared.mri01, prepared.mask, normalise="none")
-    m = corrections if mode == "ista" and lam else 0
+    m = corrections_applied(mode, corrections, lam)
     return {"case": case, "sampler": mode, "steps": steps, "corrections": m, "lambda": lam if m else "", "norm": norm if m else "",
             "style": style_name, **{k: scores[k] for k in ("psnr", "ssim", "nrmse", "flicker", "z_gradient_ratio")},
-            "evaluations": network_evaluations(ct.shape[0], steps, m, mode), "seconds": seconds}
+            "evaluations": network_evaluations(prepared.ct01.shape[0], steps, corrections, mode, lam), "seconds": seconds}
 
 
 def table(rows, title):

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from ct2mri_cli.network.unet import PRESETS, UNet, network_denoiser
 from ct2mri_cli.diffusion.sampler import network_evaluations, sample_volume
+from ct2mri_cli.network import PRESETS, UNet, network_denoiser
 
 
 def main() -> None:

@@ -32,8 +32,14 @@ from typing import Optional
 
 import torch
 
-from ct2mri_cli.network.unet import PRESETS, UNet, count_parameters, forward_flops, network_denoiser
 from ct2mri_cli.diffusion.sampler import network_evaluations, sample_volume
+from ct2mri_cli.network import (
+    PRESETS,
+    UNet,
+    count_parameters,
+    forward_flops,
+    network_denoiser,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WINDOWS_PER_SLICE = network_evaluations(1, 10, 1, "ista")  # 19
@@ -129,14 +135,14 @@ def throughput_row(preset: str, height: int, width: int, batch: int, threads: Op
 
 def translate_rows(device: torch.device, threads_list: list[Optional[int]]) -> list[dict]:
     from ct2mri_cli.bundled import default_weights
-    from ct2mri_cli.inference.translator import SamplerOptions, Translator
+    from ct2mri_cli.inference.translator import Translator
     from ct2mri_cli.io.volumes import read_volume
     from ct2mri_cli.weights import load_weights
 
     bundle = load_weights(default_weights())
     ct = read_volume(ROOT / "examples" / "example_ct.nii.gz")
     s = bundle.sampling
-    translator = Translator(bundle, device, SamplerOptions.from_config(s))
+    translator = Translator(bundle, device, s)
     rows = []
     for threads in threads_list:
         if threads is not None:

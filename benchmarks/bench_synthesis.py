@@ -20,8 +20,12 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.cli.synthesize import case_name, sources_for, write_case  # noqa: E402
 from ct2mri_cli.data.synthesis import case_seed, generate_pair, prepare_anatomy  # noqa: E402
+from ct2mri_cli.data.synthetic_set import (  # noqa: E402
+    sources_for,
+    synthetic_case_name,
+    write_synthetic_case,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             pair = generate_pair(name, case_seed(args.seed, i), args.spacing)
             t1 = time.perf_counter()
-            write_case(Path(tmp), case_name(i), pair)
-            rows.append((case_name(i), name, t1 - t0, time.perf_counter() - t1))
+            write_synthetic_case(Path(tmp), synthetic_case_name(i), pair)
+            rows.append((synthetic_case_name(i), name, t1 - t0, time.perf_counter() - t1))
     total = time.perf_counter() - total_start
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.network.unet import PRESETS, UNet, count_parameters  # noqa: E402
+from ct2mri_cli.network import PRESETS, UNet, count_parameters  # noqa: E402
 from ct2mri_cli.training import config_from_dict, train  # noqa: E402
 from ct2mri_cli.training.monitor import read_log  # noqa: E402
 from tests.training_helpers import write_dataset  # noqa: E402

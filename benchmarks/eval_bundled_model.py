@@ -26,11 +26,17 @@ import numpy as np
 import torch
 
 from ct2mri_cli.bundled import bundled_key_path, default_weights
-from ct2mri_cli.preprocessing.intensity import normalize_ct, normalize_mri
 from ct2mri_cli.evaluation.metrics import psnr, ssim
-from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, load_style_key, style_key
-from ct2mri_cli.inference.translator import SamplerOptions, Translator
+from ct2mri_cli.inference.translator import Translator
 from ct2mri_cli.io.volumes import Volume, read_volume
+from ct2mri_cli.preprocessing.intensity import normalize_ct, normalize_mri
+from ct2mri_cli.style.key import (
+    LOWER_EDGE,
+    NUM_BINS,
+    UPPER_EDGE,
+    load_style_key,
+    style_key,
+)
 from ct2mri_cli.weights import load_weights
 
 HELD_OUT = (("mni", 90001), ("colin27", 90002))
@@ -84,7 +90,7 @@ def main() -> None:
             ("ISTA, own key", "ista", own_key),
             ("ISTA, colin27 key", "ista", colin),
         ):
-            options = SamplerOptions.from_config(d, mode=mode)
+            options = d.with_overrides(mode=mode)
             start = time.perf_counter()
             out = Translator(bundle, torch.device("cpu"), options).translate(ct, key)
             results[label] = (out, time.perf_counter() - start)
@@ -115,7 +121,7 @@ def main() -> None:
 
     real = {}
     if REAL_CT.exists():
-        options = SamplerOptions.from_config(d)
+        options = d
         start = time.perf_counter()
         volume = read_volume(REAL_CT)
         out = Translator(bundle, torch.device("cpu"), options).translate(volume, average)

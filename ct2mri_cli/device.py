@@ -38,9 +38,9 @@ def resolve_device(spec: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
-        from .reporting import warn
+        from .reporting import notice
 
-        warn("no GPU found (CUDA or MPS): running on the CPU, which is much slower")
+        notice("no GPU found (CUDA or MPS): running on the CPU, which is much slower")
         return torch.device("cpu")
     if value == "mps":
         if not _mps_available():

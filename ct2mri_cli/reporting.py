@@ -6,7 +6,7 @@ them and Python users can silence them with ``settings.quiet = True``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 
@@ -15,6 +15,7 @@ from rich.console import Console
 class Settings:
     verbose: bool = False
     quiet: bool = False
+    said: set[str] = field(default_factory=set)  # notices already shown in this run
 
 
 settings = Settings()
@@ -30,3 +31,10 @@ def info(message: str) -> None:
 def warn(message: str) -> None:
     """Print a warning; warnings are shown even with ``--quiet``."""
     console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
+
+
+def notice(message: str) -> None:
+    """A warning about the run rather than the data: shown once per run, not with ``--quiet``."""
+    if not settings.quiet and message not in settings.said:
+        warn(message)
+    settings.said.add(message)

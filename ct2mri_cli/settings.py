@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Optional, TypeVar
+
+from .errors import Ct2mriError
 
 T = TypeVar("T")
+SAMPLER_MODES = ("independent", "coprediction", "ista")
+CORRECTION_NORMS = ("paper", "released")
 
 
 def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
@@ -51,7 +56,8 @@ class PreprocessConfig(SettingsMixin):
 
 @dataclass(frozen=True)
 class SamplingConfig(SettingsMixin):
-    """Default sampler settings of a model (``translate`` options override them)."""
+    """Sampler settings: a model's defaults travel in its weights file, ``translate`` options
+    override them (:meth:`with_overrides`)."""
 
     _what = "sampling"
 
@@ -60,3 +66,29 @@ class SamplingConfig(SettingsMixin):
     step_size: float = 0.5
     mode: str = "ista"
     correction_norm: str = "released"
+
+    def with_overrides(
+        self,
+        steps: Optional[int] = None,
+        corrections: Optional[int] = None,
+        step_size: Optional[float] = None,
+        mode: Optional[str] = None,
+    ) -> "SamplingConfig":
+        """These settings with the given ones (those not None) replacing them."""
+        given = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode}
+        return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def check(self, num_timesteps: int = 1000) -> None:
+        """Refuse settings that cannot be sampled, in the words of ``translate``'s options."""
+        if self.steps < 2:
+            raise Ct2mriError(f"--steps must be at least 2, got {self.steps}")
+        if self.steps > num_timesteps:
+            raise Ct2mriError(f"--steps {self.steps}: the bridge has only {num_timesteps} time steps")
+        if self.corrections < 0:
+            raise Ct2mriError(f"--corrections must be >= 0, got {self.corrections}")
+        if self.mode not in SAMPLER_MODES:
+            raise Ct2mriError(f"--sampler must be one of {', '.join(SAMPLER_MODES)}, got {self.mode!r}")
+        if not math.isfinite(self.step_size) or self.step_size < 0:
+            raise Ct2mriError(f"--step-size must be a finite number >= 0, got {self.step_size}")
+        if self.correction_norm not in CORRECTION_NORMS:
+            raise Ct2mriError(f"correction_norm must be one of {', '.join(CORRECTION_NORMS)}, got {self.correction_norm!r}")

@@ -19,11 +19,11 @@ from typing import Any, Optional
 import torch
 
 from . import __version__
-from .io.atomic import atomic_output
 from .diffusion.bridge import BridgeConfig
-from .settings import PreprocessConfig, SamplingConfig
 from .errors import Ct2mriError
-from .network.unet import UNet, UNetConfig
+from .io.atomic import atomic_output
+from .network import UNet, UNetConfig
+from .settings import PreprocessConfig, SamplingConfig
 from .style.key import validate_style_key
 
 FORMAT = "ct2mri-weights"

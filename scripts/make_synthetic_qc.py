@@ -20,10 +20,10 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.preprocessing.brainmask import extract_brain_ct  # noqa: E402
-from ct2mri_cli.evaluation.qc import montage, to_uint8, write_png  # noqa: E402
 from ct2mri_cli.data.synthesis import case_seed, generate_pair  # noqa: E402
+from ct2mri_cli.evaluation.qc import montage, to_uint8, write_png  # noqa: E402
 from ct2mri_cli.io.volumes import Volume, array_from_sitk, read_volume, sitk_from_array  # noqa: E402
+from ct2mri_cli.preprocessing.brainmask import extract_brain_ct  # noqa: E402
 
 REAL_CT = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 BRAIN_WINDOW = (40.0, 80.0)

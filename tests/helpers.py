@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ct2mri_cli.network.unet import PRESETS, UNet
+from ct2mri_cli.network import PRESETS, UNet
 
 
 def tiny_network(seed: int = 0) -> UNet:
@@ -19,8 +19,8 @@ def tiny_network(seed: int = 0) -> UNet:
 
 def fast_weights(path, spacing_mm: float = 4.0, in_plane=(48, 40), steps: int = 3, seed: int = 0):
     """A weights file with a small random 3-level network that translates a head CT in seconds."""
+    from ct2mri_cli.network import UNetConfig
     from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
-    from ct2mri_cli.network.unet import UNetConfig
     from ct2mri_cli.weights import ModelBundle, save_weights
 
     torch.manual_seed(seed)

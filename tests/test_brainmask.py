@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct2mri_cli.preprocessing.brainmask import BrainMaskParams, _convex_hull, _fill_convex, check_hu, extract_brain_ct
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.io.volumes import Volume
+from ct2mri_cli.preprocessing.brainmask import (
+    BrainMaskParams,
+    _fill_convex,
+    check_hu,
+    extract_brain_ct,
+)
 
 
 def components(mask: np.ndarray) -> int:
@@ -82,19 +88,35 @@ def test_opening_cuts_a_thin_leak_into_a_walled_off_compartment(phantom_factory)
     assert dice(with_opening, phantom.intracranial & ~(radius <= 15.0)) > 0.95
 
 
-def test_convex_hull_fill_matches_a_brute_force_half_plane_test():
+def _doubled_area(a, b, c) -> np.ndarray:
+    """|twice the signed area| of triangles abc; a, b, c broadcast as (..., 2) integer arrays."""
+    return np.abs((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
+
+
+def test_convex_hull_fill_of_a_hand_drawn_triangle():
+    """Three corner pixels fill the right triangle r, c >= 0, r + c <= 10: 66 pixels, edges included."""
+    plane = np.zeros((20, 20), bool)
+    plane[2, 3] = plane[2, 13] = plane[12, 3] = True
+    rr, cc = np.indices(plane.shape)
+    expected = (rr >= 2) & (cc >= 3) & ((rr - 2) + (cc - 3) <= 10)
+    assert expected.sum() == 66
+    np.testing.assert_array_equal(_fill_convex(plane), expected)
+
+
+def test_convex_hull_fill_matches_caratheodory_on_random_points():
+    """A pixel is in the hull of the points iff it lies in (or on) some triangle of three of them."""
     rng = np.random.default_rng(5)
     plane = np.zeros((40, 50), bool)
     pts = rng.integers(5, 35, size=(12, 2))
     plane[pts[:, 0], pts[:, 1]] = True
-    filled = _fill_convex(plane)
-    hull = _convex_hull([tuple(p) for p in pts.tolist()])
-    rr, cc = np.indices(plane.shape)
-    expected = np.ones(plane.shape, bool)
-    for a, b in zip(hull, hull[1:] + hull[:1]):
-        expected &= (b[0] - a[0]) * (cc - a[1]) - (b[1] - a[1]) * (rr - a[0]) >= 0
-    np.testing.assert_array_equal(filled, expected)
-    assert filled[tuple(pts.T)].all()
+    pix = np.stack(np.indices(plane.shape), axis=-1).reshape(-1, 1, 2)
+    i, j, k = np.array(list(itertools.combinations(range(len(pts)), 3))).T
+    a, b, c = pts[i][None], pts[j][None], pts[k][None]
+    whole = _doubled_area(a, b, c)
+    parts = _doubled_area(pix, a, b) + _doubled_area(pix, b, c) + _doubled_area(pix, c, a)
+    inside = ((parts == whole) & (whole > 0)).any(axis=1).reshape(plane.shape)
+    assert inside.sum() > 100
+    np.testing.assert_array_equal(_fill_convex(plane), inside)
 
 
 def test_mri_given_as_ct_is_refused(head_phantom):

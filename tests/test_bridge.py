@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mri_cli.diffusion.bridge import BridgeConfig, BridgeSchedule, bridge_loss, sampling_timesteps
+from ct2mri_cli.diffusion.bridge import (
+    BridgeConfig,
+    BridgeSchedule,
+    bridge_loss,
+    sampling_timesteps,
+)
 
 
 @pytest.fixture(scope="module")

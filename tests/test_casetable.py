@@ -1,7 +1,7 @@
 import pytest
 
-from ct2mri_cli.io.cases import read_case_csv, relative_to_table
 from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.io.cases import read_case_csv, relative_to_table
 
 
 def test_rows_columns_and_relative_paths(tmp_path):

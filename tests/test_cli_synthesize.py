@@ -7,21 +7,20 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ct2mri_cli.data import synthesis
-from ct2mri_cli.cli import synthesize as cli_synth
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.data import synthesis, synthetic_set
 from ct2mri_cli.data.synthesis import anatomy
+from ct2mri_cli.data.templates import source_missing
 
 FAST = ["--spacing", "4"]
 
 
 def _need_sources(*names):
+    """Skip only when a source's template files are absent; any other failure is a failure."""
     for name in names:
-        try:
-            synthesis.prepare_anatomy(name)
-        except Ct2mriError as exc:
-            pytest.skip(str(exc))
+        reason = source_missing(name)
+        if reason:
+            pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_writes_pairs_csv_manifest_and_licence(generated):
 
 @pytest.mark.realdata
 def test_pairs_csv_feeds_preprocess(generated):
-    from ct2mri_cli.preprocessing.pairs import pairs_from_csv
+    from ct2mri_cli.data.pairs import pairs_from_csv
 
     pairs = pairs_from_csv(generated / "pairs.csv")
     assert [p.case for p in pairs] == ["case_0000", "case_0001"]
@@ -112,7 +111,7 @@ def test_progress_lines_and_quiet(tmp_path, capsys):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_model_space_is_training_ready(tmp_path):
-    from ct2mri_cli.preprocessing.pairs import load_case, read_manifest
+    from ct2mri_cli.data.pairs import load_case, read_manifest
 
     _need_sources("colin27")
     out = tmp_path / "set"
@@ -142,9 +141,9 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message):
     assert not out.exists()
 
 
-def test_missing_parent_folder(tmp_path, capsys):
-    assert main(["synthesize", "-o", str(tmp_path / "no" / "such"), "-n", "1"]) == 1
-    assert "the folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
+def test_missing_parent_folders_are_created(tmp_path):
+    assert main(["-q", "synthesize", "-o", str(tmp_path / "no" / "such"), "-n", "1", *FAST]) == 0
+    assert (tmp_path / "no" / "such" / "pairs.csv").is_file()
 
 
 def test_output_that_is_a_file(tmp_path, capsys):
@@ -166,5 +165,5 @@ def test_missing_template_writes_nothing(tmp_path, monkeypatch, capsys):
 
 
 def test_sources_alternate_for_both():
-    assert cli_synth.sources_for("both", 5) == ["mni", "colin27", "mni", "colin27", "mni"]
-    assert cli_synth.sources_for("mni", 2) == ["mni", "mni"]
+    assert synthetic_set.sources_for("both", 5) == ["mni", "colin27", "mni", "colin27", "mni"]
+    assert synthetic_set.sources_for("mni", 2) == ["mni", "mni"]

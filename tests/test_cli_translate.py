@@ -32,6 +32,19 @@ def _files(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+def _t1_by_ct_tissue(hu, affine, t1, brain):
+    """Mean synthetic T1 over the CT's own tissue classes inside the brain, by smoothed HU:
+    CSF below 12, white-matter-like 18-28 and grey-matter-like 34-45 (grey matter is the denser)."""
+    import SimpleITK as sitk
+
+    from ct2mri_cli.io.volumes import array_from_sitk, sitk_from_array
+
+    smooth = array_from_sitk(sitk.SmoothingRecursiveGaussian(sitk_from_array(hu, affine), 1.5))
+    classes = [smooth < 12, (smooth >= 18) & (smooth < 28), (smooth >= 34) & (smooth < 45)]
+    assert all((brain & c).sum() > 5000 for c in classes)
+    return tuple(float(t1[brain & c].mean()) for c in classes)
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
@@ -50,6 +63,9 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     mask = np.asarray(nib.load(str(tmp_path / "mask.nii.gz")).dataobj) > 0
     assert np.isfinite(mri).all()
     assert (mri[~mask] == 0).all() and mri[mask].max() > 0
+    csf, white_like, grey_like = _t1_by_ct_tissue(np.asarray(ct_img.dataobj, dtype=np.float32), ct_img.affine, mri, mask)
+    # T1 contrast inside the CT's own tissue classes: white matter (lower HU) brightest, CSF darkest
+    assert white_like > grey_like + 0.05 and csf < 0.5 * grey_like
     sidecar = json.loads((tmp_path / "mri.json").read_text())
     assert sidecar["weights"].endswith("ct2mri-demo-2mm.safetensors") and len(sidecar["weights_sha256"]) == 64
     assert sidecar["style_source"] == "model default"
@@ -91,7 +107,7 @@ def _one_line_error(capsys, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_bad_inputs_fail_cleanly(tmp_path, weights, capsys):
+def test_bad_inputs_fail_cleanly(tmp_path, weights, phantom_ct, capsys):
     out = tmp_path / "o.nii.gz"
     base = ["translate", "--weights", str(weights), "--device", "cpu"]
 
@@ -119,20 +135,85 @@ def test_bad_inputs_fail_cleanly(tmp_path, weights, capsys):
     assert main(base + [str(mri_like), str(out), "--style", str(wrong_key)]) == 1
     _one_line_error(capsys, "key.safetensors", "3x128")
 
-    assert main(base + [str(mri_like), str(tmp_path / "missing" / "o.nii.gz")]) == 1
-    _one_line_error(capsys, "does not exist")
+    (tmp_path / "plain_file").write_text("in the way")
+    assert main(base + [str(phantom_ct), str(tmp_path / "plain_file" / "o.nii.gz")]) == 1
+    _one_line_error(capsys, "plain_file", "a file of that name is in the way")
 
     assert main(base + [str(mri_like), str(out), "--sampler", "magic"]) == 1
     _one_line_error(capsys, "--sampler")
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.nii.gz", "key.safetensors", "notes.txt", "t1.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.nii.gz", "key.safetensors", "notes.txt", "plain_file", "t1.nii.gz"]
 
 
-def test_sampler_options_take_the_model_defaults_unless_given():
+def test_sampler_settings_take_the_model_defaults_unless_given():
     from ct2mri_cli.settings import SamplingConfig
-    from ct2mri_cli.inference.translator import SamplerOptions
 
     defaults = SamplingConfig(steps=10, corrections=1, step_size=0.5, mode="ista", correction_norm="released")
-    assert SamplerOptions.from_config(defaults) == SamplerOptions(10, 1, 0.5, "ista", "released")
-    assert SamplerOptions.from_config(defaults, steps=3, step_size=0.0, mode="coprediction") == SamplerOptions(
+    assert defaults.with_overrides() == defaults
+    assert defaults.with_overrides(steps=3, step_size=0.0, mode="coprediction") == SamplingConfig(
         3, 1, 0.0, "coprediction", "released")
+
+
+@pytest.fixture(scope="module")
+def phantom_ct(tmp_path_factory):
+    """A synthetic head CT in HU (the conftest phantom) as NIfTI: translates in seconds."""
+    from tests.conftest import make_head_phantom
+
+    phantom = make_head_phantom(spacing=(3.0, 3.0, 3.0))
+    path = tmp_path_factory.mktemp("phantom") / "head.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.hu.astype(np.int16), phantom.affine), str(path))
+    return path
+
+
+def test_an_output_never_overwrites_an_input_or_another_output(tmp_path, weights, phantom_ct, capsys):
+    base = ["translate", "--weights", str(weights), "--device", "cpu"]
+    victim = tmp_path / "v.nii.gz"
+    shutil.copy(phantom_ct, victim)
+    before = victim.read_bytes()
+    assert main(base + [str(victim), str(victim)]) == 1
+    _one_line_error(capsys, "would overwrite the input")
+    assert victim.read_bytes() == before
+
+    out = tmp_path / "out.nii.gz"
+    assert main(base + [str(victim), str(out), "--save-mask", str(out)]) == 1
+    _one_line_error(capsys, "named as both the synthetic T1", "brain mask")
+    assert main(base + [str(victim), str(out), "--mask", str(out.with_name("m.nii.gz")), "--save-mask",
+                        str(out.with_name("m.nii.gz"))]) == 1
+    _one_line_error(capsys, "would overwrite the input")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nii.gz"]
+
+
+@pytest.mark.parametrize("factor", [10.0, 1000.0, 1e26])
+def test_a_mis_scaled_ct_is_refused(tmp_path, weights, phantom_ct, capsys, factor):
+    img = nib.load(str(phantom_ct))
+    scaled = tmp_path / "scaled.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32) * factor, img.affine), str(scaled))
+    assert main(["translate", str(scaled), str(tmp_path / "o.nii.gz"), "--weights", str(weights), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("Hounsfield" in err or "mL" in err), err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_more_steps_than_the_bridge_has_are_refused(tmp_path, weights, phantom_ct, capsys):
+    args = ["translate", str(phantom_ct), str(tmp_path / "o.nii.gz"), "--weights", str(weights), "--steps", "5000"]
+    assert main(args) == 1
+    _one_line_error(capsys, "--steps 5000", "1000 time steps")
+
+
+def test_skip_existing_completes_an_interrupted_case_and_cleans_its_leftovers(tmp_path, weights, phantom_ct):
+    cases = [tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"]
+    for case in cases:
+        shutil.copy(phantom_ct, case)
+    out = tmp_path / "out"
+    args = ["-q", "translate", *map(str, cases), "-o", str(out), "--weights", str(weights), "--device", "cpu",
+            "--qc", str(out / "qc")]
+    assert main(args) == 0
+    finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    # as a kill between the renames would leave it: a's image without its sidecar, and a temporary file
+    (out / "a_synT1.json").unlink()
+    stale = out / ".a_synT1.nii.gz.x1y2z3.nii.gz"
+    stale.write_bytes(b"partial")
+    assert main(args + ["--skip-existing"]) == 0
+    assert (out / "a_synT1.json").is_file() and not stale.exists()
+    assert (out / "b_synT1.nii.gz").stat().st_mtime_ns == finished["b_synT1.nii.gz"]  # b was finished: untouched
+    assert sorted(p.name for p in out.iterdir()) == ["a_synT1.json", "a_synT1.nii.gz", "b_synT1.json", "b_synT1.nii.gz", "qc"]

@@ -17,9 +17,24 @@ def test_cpu_is_always_there():
     assert resolve_device(" CPU ") == torch.device("cpu")
 
 
-def test_auto_falls_back_to_cpu_loudly(no_gpu, capsys):
+def test_auto_falls_back_to_cpu_loudly_once_per_run(no_gpu, capsys, monkeypatch):
+    from ct2mri_cli.reporting import settings
+
+    monkeypatch.setattr(settings, "said", set())
+    monkeypatch.setattr(settings, "quiet", False)
     assert resolve_device("auto") == torch.device("cpu")
-    assert "running on the CPU" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("running on the CPU") == 1
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "running on the CPU" not in capsys.readouterr().err
+
+
+def test_cpu_fallback_is_silent_with_quiet(no_gpu, capsys, monkeypatch):
+    from ct2mri_cli.reporting import settings
+
+    monkeypatch.setattr(settings, "said", set())
+    monkeypatch.setattr(settings, "quiet", True)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "running on the CPU" not in capsys.readouterr().err
 
 
 def test_auto_prefers_cuda(monkeypatch):

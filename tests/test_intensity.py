@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.preprocessing.intensity import mri_percentile_range, normalize_ct, normalize_mri
+from ct2mri_cli.preprocessing.intensity import (
+    mri_percentile_range,
+    normalize_ct,
+    normalize_mri,
+)
 
 
 def test_ct_window_maps_linearly_and_clips():

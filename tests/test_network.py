@@ -4,7 +4,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ct2mri_cli.network.unet import PRESETS, UNet, UNetConfig, count_parameters, forward_flops, network_denoiser
+from ct2mri_cli.network import (
+    PRESETS,
+    UNet,
+    UNetConfig,
+    count_parameters,
+    forward_flops,
+    network_denoiser,
+)
 from tests.helpers import tiny_network
 
 

@@ -13,3 +13,58 @@ def test_importing_the_cli_does_not_import_torch():
     code = "import sys, ct2mri_cli.cli.app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# Each top-level part of the package may import only parts of its own layer or below: the CLI
+# sits on the core, never the reverse; the network and the bridge maths know nothing of sampling
+# a scan, of training or of the command line.
+LAYERS = [
+    {"__init__", "errors", "reporting", "settings", "device", "io", "batch", "bundled"},
+    {"preprocessing", "diffusion", "network"},
+    {"style", "evaluation"},
+    {"weights", "data"},
+    {"inference"},
+    {"training"},
+    {"cli", "__main__"},
+]
+
+
+def _imports(path, package_parts):
+    """Top-level part names (``io``, ``network``...) that one module imports from ct2mri_cli."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package_parts[: len(package_parts) - (node.level - 1)]
+            names = [node.module] if node.module else [a.name for a in node.names]
+            for name in names:
+                target = [*base, *name.split(".")]
+                found.add(target[1] if len(target) > 1 else "__init__")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ct2mri_cli."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ct2mri_cli.")}
+    return found
+
+
+# Within a layer, parts that must stay apart: samplers work with any denoiser, and a network
+# is a plain function of its inputs.
+APART = {("network", "diffusion"), ("diffusion", "network")}
+
+
+def test_no_module_imports_upward():
+    from pathlib import Path
+
+    root = Path(ct2mri_cli.__file__).parent
+    layer_of = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        parts = ["ct2mri_cli", *path.relative_to(root).with_suffix("").parts]
+        me = parts[1]
+        assert me in layer_of, f"{path}: add {me!r} to a layer"
+        for target in _imports(path, parts[:-1]) - {"__version__", me}:
+            assert target in layer_of, f"{path} imports unknown part {target}"
+            if layer_of[target] > layer_of[me] or (me, target) in APART:
+                wrong.append(f"{path.relative_to(root)} -> {target}")
+    assert not wrong, wrong

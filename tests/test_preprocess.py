@@ -11,17 +11,17 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.settings import PreprocessConfig
+from ct2mri_cli.data.pairs import load_case, pairs_from_csv, read_manifest
+from ct2mri_cli.io.cases import case_name
+from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.preprocessing.geometry import GridRecord, from_model_grid
-from ct2mri_cli.preprocessing.pairs import case_name, load_case, pairs_from_csv, read_manifest
 from ct2mri_cli.preprocessing.registration import (
     mean_displacement_mm,
     resample_to_reference,
     transform_from_dict,
 )
+from ct2mri_cli.settings import PreprocessConfig
 from ct2mri_cli.style.key import load_style_key, style_key
-from ct2mri_cli.io.volumes import Volume
-
 from tests.conftest import INVESALIUS_CT, make_head_phantom, t1_from_hu
 
 FAST = ["--spacing", "3", "--size", "56", "48"]

@@ -7,7 +7,15 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.evaluation.qc import checkerboard, mask_centre, montage, pair_montage, planes, to_uint8, write_png
+from ct2mri_cli.evaluation.qc import (
+    checkerboard,
+    mask_centre,
+    montage,
+    pair_montage,
+    planes,
+    to_uint8,
+    write_png,
+)
 
 
 def test_montage_places_tiles_with_gaps():

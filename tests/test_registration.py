@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 from ct2mri_cli.preprocessing.registration import (
     mean_displacement_mm,
     register_ct_to_mri,
     resample_to_reference,
     transform_points_ras,
 )
-from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 
 
 def block_mean(data: np.ndarray, factor: int = 2) -> np.ndarray:

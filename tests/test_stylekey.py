@@ -3,7 +3,12 @@ import pytest
 import torch
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.style.key import average_style_keys, load_style_key, save_style_key, style_key
+from ct2mri_cli.style.key import (
+    average_style_keys,
+    load_style_key,
+    save_style_key,
+    style_key,
+)
 
 EDGES = np.linspace(0.001, 1.0, 129)
 CENTRES = (EDGES[:-1] + EDGES[1:]) / 2

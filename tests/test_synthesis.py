@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.data import synthesis as S
+from ct2mri_cli.data.templates import source_missing
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 
@@ -136,11 +137,26 @@ def test_sharpening_keeps_gm_plus_wm_and_pushes_the_split_apart():
     assert r_new[1] < r_old[1] and r_new[4] > r_old[4]
 
 
+def _ideal_hu_by_hand(anatomy, hu):
+    """Inside the ICV the 1/255 CSF/GM/WM fractions weight their HU; outside, each label's HU."""
+    csf, gm, wm = anatomy.brain_fractions.astype(np.float64) / 255.0
+    brain = csf * hu["csf"] + gm * hu["gm"] + wm * hu["wm"]
+    outside = np.zeros(anatomy.shape)
+    for name in ("cortical", "diploe", "fat", "soft", "air"):
+        outside[anatomy.labels == S.CLASSES.index(name)] = hu[name]
+    return np.where(anatomy.icv, brain, outside)
+
+
 def test_anatomy_fractions_and_ideal_hu(toy):
+    """Fractions sum to 1 and split brain mixture / hard labels; ideal HU is their weighted sum."""
     fr = toy.fractions()
     np.testing.assert_allclose(fr.sum(axis=0), 1.0, atol=1e-6)
-    hu = {name: float(10 * i + 3) for i, name in enumerate(S.CLASSES)}
-    expected = np.tensordot(np.array([hu[c] for c in S.CLASSES], np.float32), fr, axes=1)
+    np.testing.assert_allclose(fr[:3], toy.brain_fractions / 255.0, atol=1e-7)
+    for k, name in enumerate(S.CLASSES[3:], start=3):
+        np.testing.assert_array_equal(fr[k], (toy.labels == k) & ~toy.icv, err_msg=name)
+    hu = {name: float(10 * i + 3) for i, name in enumerate(S.CLASSES)}  # csf 3, gm 13, ..., air 73
+    expected = _ideal_hu_by_hand(toy, hu)
+    assert np.unique(np.round(expected[~toy.icv])).tolist() == [33.0, 43.0, 53.0, 63.0, 73.0]
     np.testing.assert_allclose(toy.hu_ideal(hu), expected, atol=1e-3)
 
 
@@ -245,7 +261,8 @@ def test_quiet_pair_equals_the_anatomy(toy):
     params = quiet_params(mri_gamma=0.8, mri_saturation=0.5, mri_scale=900.0)
     pair = S.synthesize_pair(toy, params, np.random.default_rng(0))
     assert pair.ct.dtype == np.int16 and pair.t1.dtype == np.int16 and pair.mask.dtype == np.uint8
-    np.testing.assert_array_equal(pair.ct, np.clip(np.rint(toy.hu_ideal(params.hu)), -1024, 3071))
+    expected_ct = _ideal_hu_by_hand(toy, params.hu)
+    assert np.abs(pair.ct - expected_ct).max() <= 0.5 + 1e-3  # rounded to whole HU
     y = np.power(toy.t1, 0.8)
     y = y * 1.5 / (1 + 0.5 * y)
     np.testing.assert_array_equal(pair.t1, np.rint(y * 900.0).astype(np.int16))
@@ -256,7 +273,7 @@ def test_quiet_pair_equals_the_anatomy(toy):
 def test_ct_noise_and_blur_are_applied(toy):
     params = quiet_params(ct_noise_sd=6.0, ct_noise_fwhm_mm=(0.5, 0.5))
     pair = S.synthesize_pair(toy, params, np.random.default_rng(0))
-    diff = pair.ct.astype(np.float64) - toy.hu_ideal(params.hu)
+    diff = pair.ct.astype(np.float64) - _ideal_hu_by_hand(toy, params.hu)
     assert diff[toy.icv].std() == pytest.approx(6.0, rel=0.05)
     blurred = S.synthesize_pair(toy, quiet_params(ct_blur_fwhm_mm=(4.0, 6.0)), np.random.default_rng(0))
     sharp_edge = np.abs(np.diff(pair.ct.astype(float), axis=2)).max()
@@ -352,10 +369,11 @@ def test_unknown_source_is_an_error():
 
 
 def _anatomy_or_skip(source):
-    try:
-        return S.prepare_anatomy(source)
-    except Ct2mriError as exc:
-        pytest.skip(str(exc))
+    """The prepared source brain; skips only when the source's files are absent."""
+    reason = source_missing(source)
+    if reason:
+        pytest.skip(reason)
+    return S.prepare_anatomy(source)
 
 
 @pytest.fixture(scope="module")

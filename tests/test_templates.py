@@ -160,11 +160,12 @@ def test_the_mni_notice_names_the_copyright_holder_and_terms():
 
 @pytest.mark.realdata
 def test_the_real_templates_load():
-    try:
-        mni = templates.load_template("mni")
-        colin = templates.load_template("colin27")
-    except Ct2mriError as exc:
-        pytest.skip(str(exc))
+    for name in ("mni", "colin27"):
+        reason = templates.source_missing(name)
+        if reason:
+            pytest.skip(reason)
+    mni = templates.load_template("mni")
+    colin = templates.load_template("colin27")
     assert mni.shape == (197, 233, 189) and colin.shape == (181, 217, 181)
     assert 0.0 <= mni.gm.min() and mni.gm.max() <= 1.0 and mni.wm.max() > 0.99
     np.testing.assert_allclose(np.diag(mni.affine)[:3], 1.0)

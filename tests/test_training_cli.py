@@ -40,7 +40,8 @@ def test_bad_configurations_fail_before_training(dataset, tmp_path, capsys):
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(bad)],
            "unknown training setting 'stepz'")
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--resume"], "nothing to resume")
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "no" / "run"), *FAST], "does not exist")
+    (tmp_path / "a_file").write_text("in the way")
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "a_file" / "run"), *FAST], "a file of that name is in the way")
 
     empty = write_dataset(tmp_path / "empty", n_cases=2, empty_masks=True)
     _fails(capsys, ["train", str(empty), "-o", str(run), *FAST], "no training slice holds brain")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.network.unet import PRESETS
+from ct2mri_cli.network import PRESETS
 from ct2mri_cli.training.config import (
     TrainConfig,
     apply_overrides,

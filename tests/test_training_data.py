@@ -9,7 +9,12 @@ from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.style.key import style_key
 from ct2mri_cli.training.batches import WindowSampler
 from ct2mri_cli.training.config import config_from_dict
-from ct2mri_cli.training.data import load_case_volumes, load_training_data, read_manifest, split_subjects
+from ct2mri_cli.training.data import (
+    load_case_volumes,
+    load_training_data,
+    open_dataset,
+    split_subjects,
+)
 from tests.training_helpers import synthetic_case, write_dataset
 
 
@@ -23,7 +28,7 @@ def dataset(tmp_path_factory):
 
 
 def test_cases_are_read_in_model_order(dataset):
-    manifest = read_manifest(dataset)
+    manifest = open_dataset(dataset)
     case = load_case_volumes(manifest, manifest.cases[1])
     ct_ref, mri_ref, mask_ref = synthetic_case(1)
     assert case.name == case.subject == "case01" and case.ct.shape == (12, 32, 32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.network.unet import PRESETS, UNet
+from ct2mri_cli.network import PRESETS, UNet
 from ct2mri_cli.training.checkpoint import load_checkpoint
 from ct2mri_cli.training.loop import parameters_digest
 from ct2mri_cli.training.monitor import read_log

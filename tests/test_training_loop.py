@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from ct2mri_cli.settings import PreprocessConfig
-from ct2mri_cli.evaluation.metrics import psnr
-from ct2mri_cli.network.unet import PRESETS, network_denoiser
 from ct2mri_cli.diffusion.sampler import sample_volume
+from ct2mri_cli.evaluation.metrics import psnr
+from ct2mri_cli.network import PRESETS, network_denoiser
+from ct2mri_cli.settings import PreprocessConfig
 from ct2mri_cli.style.key import style_key
 from ct2mri_cli.training import config_from_dict, load_config, train
 from ct2mri_cli.training.checkpoint import load_checkpoint

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.io.volumes import Volume, affine_from_sitk, invesalius_affine, read_volume, write_nifti
+from ct2mri_cli.io.volumes import Volume, affine_from_sitk, read_volume, write_nifti
 
 
 def rotation(deg_z: float, deg_x: float) -> np.ndarray:
@@ -292,7 +292,16 @@ def test_invesalius_project_layout_and_assumed_orientation(tmp_path):
     np.testing.assert_allclose(vol.spacing, (0.9, 0.8, 1.5))
     centre = vol.affine @ [5, 4, 3, 1]
     np.testing.assert_allclose(centre[:3], 0.0, atol=1e-9)
-    np.testing.assert_allclose(vol.affine, invesalius_affine((11, 9, 7), (0.9, 0.8, 1.5)))
+    # LAS with the matrix's spacing, centred: index (5, 4, 3) sits at the origin
+    expected = np.array(
+        [
+            [-0.9, 0.0, 0.0, 4.5],
+            [0.0, 0.8, 0.0, -3.2],
+            [0.0, 0.0, 1.5, -4.5],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+    np.testing.assert_allclose(vol.affine, expected, atol=1e-12)
 
 
 def test_broken_invesalius_projects_are_refused(tmp_path):

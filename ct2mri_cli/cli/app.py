@@ -58,12 +58,28 @@ def _register() -> None:
 _register()
 
 
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+
+
+def global_flags_first(argv: list[str]) -> list[str]:
+    """Move ``-q/--quiet`` and ``-v/--verbose`` typed after the subcommand to the front, where
+    the application reads them (users put them at the end of a line)."""
+    head, tail = argv, []
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     common.settings.verbose = False
     common.settings.quiet = False
+    common.settings.said.clear()
+    args = global_flags_first(list(sys.argv[1:] if argv is None else argv))
     try:
-        rv = app(args=argv, prog_name="ct2mri", standalone_mode=False)
+        rv = app(args=args, prog_name="ct2mri", standalone_mode=False)
     except Ct2mriError as exc:
         if common.settings.verbose:
             traceback.print_exc()

@@ -5,18 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..errors import Ct2mriError
+from ..io.atomic import check_folder_possible
 from ..reporting import console, info, settings, warn  # noqa: F401  (re-exported for subcommands)
 
 stdout = Console(highlight=False)
 
 
 def check_can_write(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing file unless ``force``; require the folder to exist."""
-    if not path.parent.is_dir():
-        raise Ct2mriError(f"{path}: the folder {path.parent} does not exist")
+    """Refuse to overwrite an existing file unless ``force`` (a missing folder is created on writing)."""
+    check_folder_possible(path.parent)
     if path.exists() and not force:
         raise Ct2mriError(f"{path} exists (use --force to overwrite)")
 

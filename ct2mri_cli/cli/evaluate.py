@@ -44,8 +44,9 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
     """Score synthetic MRIs against references: MAE, PSNR, SSIM, NRMSE, slice consistency, W1."""
-    from ..evaluation.scoring import check_output_name, evaluate_case, write_results
+    from ..batch import run_batch
     from ..evaluation.metrics import NORMALISE_MODES
+    from ..evaluation.scoring import check_output_name, evaluate_case, write_results
 
     if normalise not in NORMALISE_MODES:
         raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
@@ -55,26 +56,21 @@ def evaluate(
         common.check_can_write(out, force)
 
     scores = []
-    for case in cases:
-        try:
-            score = evaluate_case(case, whole_volume=whole_volume, normalise=normalise)
-        except Ct2mriError as exc:
-            if not batch:
-                raise
-            failures.append((case.case, str(exc)))
-            common.console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-            continue
-        except Exception as exc:  # one case must not stop a batch
-            if not batch:
-                raise
-            failures.append((case.case, f"{type(exc).__name__}: {exc}"))
-            common.console.print(f"[red]error:[/red] {case.case}: {type(exc).__name__}: {exc}", soft_wrap=True)
-            continue
+
+    def work(case) -> str:  # noqa: ANN001
+        score = evaluate_case(case, whole_volume=whole_volume, normalise=normalise)
         for note in score.notes:
             common.warn(note)
-        common.info(f"{case.case}: PSNR {score.metrics['psnr']:.2f} dB, SSIM {score.metrics['ssim']:.4f}")
         scores.append(score)
+        return f"{case.case}: PSNR {score.metrics['psnr']:.2f} dB, SSIM {score.metrics['ssim']:.4f}"
 
+    def on_event(name: str, kind: str, message: str) -> None:
+        if kind == "done":
+            common.info(message)
+        elif kind == "failed":
+            common.console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+
+    failures += run_batch(cases, lambda case: case.case, work, on_event, isolate=batch).failures
     if scores:
         _print_table(scores, batch, whole_volume)
     if out is not None:
@@ -95,7 +91,7 @@ def evaluate(
 def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):  # noqa: ANN001, ANN202
     """The cases to score, the failures found while pairing, and whether this is a batch."""
     from ..evaluation.scoring import EvalCase, cases_from_csv, cases_from_dirs
-    from ..preprocessing.pairs import case_name
+    from ..io.cases import case_name
 
     forms = sum([bool(inputs), pred_dir is not None or ref_dir is not None, csv_file is not None])
     if forms != 1:

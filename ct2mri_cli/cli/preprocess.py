@@ -7,8 +7,8 @@ from typing import Optional, Tuple
 
 import typer
 
-from ..settings import PreprocessConfig
 from ..errors import Ct2mriError
+from ..settings import PreprocessConfig
 from . import common
 
 _DEFAULTS = PreprocessConfig()
@@ -33,7 +33,8 @@ def preprocess(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip cases already in the output's manifest."),
 ) -> int:
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
-    from ..preprocessing.pairs import CasePair, case_name, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..data.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..io.cases import case_name
 
     single = ct is not None or mri is not None
     modes = int(single) + int(csv_file is not None) + int(ct_dir is not None or mri_dir is not None)

@@ -1,188 +1,16 @@
-"""``ct2mri synthesize``: N exactly aligned synthetic CT/T1 pairs from real T1 brains.
-
-Layout of OUTDIR::
-
-    case_0000/ct_hu.nii.gz       CT in HU (int16) on the T1's grid
-    case_0000/t1.nii.gz          T1 (int16, arbitrary scanner units)
-    case_0000/brain_mask.nii.gz  intracranial mask (uint8)
-    pairs.csv                    case,ct,mri,mask,source,seed (input of `ct2mri preprocess --csv`)
-    synthesis.json               generation settings and the parameters drawn for every case
-    MNI_LICENSE.txt              the MNI template notice (when MNI cases are present)
-    model/                       with --model-space: `ct2mri preprocess` output, ready for `train`
-
-``pairs.csv`` and ``synthesis.json`` are rewritten after every case, so an interrupted run
-leaves them matching the files on disk.  Every file is written atomically.
-"""
+"""``ct2mri synthesize``: write N aligned synthetic CT/T1 pairs (see :mod:`ct2mri_cli.data.synthetic_set`)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import platform
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
-from .. import __version__
-from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
 from . import common
-
-SOURCE_CHOICES = ("mni", "colin27", "both")
-CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
-PAIRS_CSV = "pairs.csv"
-MANIFEST = "synthesis.json"
-LICENCE_FILE = "MNI_LICENSE.txt"
-MODEL_DIR = "model"
-MANIFEST_FORMAT = "ct2mri-synthetic-pairs"
-_DESCRIP_SUFFIX = "synthetic, not for diagnosis"
-
-
-def case_name(index: int) -> str:
-    return f"case_{index:04d}"
-
-
-def sources_for(choice: str, n: int) -> list[str]:
-    """The source of each case: one source, or MNI and Colin27 alternating for ``both``."""
-    if choice not in SOURCE_CHOICES:
-        raise Ct2mriError(f"--source {choice!r}: choose from {', '.join(SOURCE_CHOICES)}")
-    if choice == "both":
-        return ["mni" if i % 2 == 0 else "colin27" for i in range(n)]
-    return [choice] * n
-
-
-def planned_outputs(out_dir: Path, n: int) -> list[Path]:
-    """Every path a run would create or replace (what --force is needed for)."""
-    paths = [out_dir / PAIRS_CSV, out_dir / MANIFEST, out_dir / LICENCE_FILE]
-    for i in range(n):
-        paths += [out_dir / case_name(i) / name for name in CASE_FILES.values()]
-    return paths
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def _pairs_csv(entries: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["case", "ct", "mri", "mask", "source", "seed"])
-    for e in entries:
-        writer.writerow([e["case"], e["ct"], e["mri"], e["mask"], e["source"], e["seed"]])
-    return buffer.getvalue()
-
-
-def _manifest(settings: dict[str, Any], entries: list[dict[str, Any]]) -> str:
-    import numpy as np
-    import SimpleITK as sitk
-
-    data = {
-        "format": MANIFEST_FORMAT,
-        "version": 1,
-        "generator": {
-            "ct2mri": __version__,
-            "numpy": np.__version__,
-            "SimpleITK": sitk.Version.VersionString(),
-            "python": platform.python_version(),
-        },
-        "settings": settings,
-        "cases": entries,
-    }
-    return json.dumps(data, indent=2) + "\n"
-
-
-def write_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
-    """Write one pair's three NIfTI files into ``out_dir/case/`` and return its manifest entry."""
-    import numpy as np
-
-    from ..io.volumes import Volume, write_nifti
-
-    folder = out_dir / case
-    folder.mkdir(exist_ok=True)
-    reference = Volume(data=np.broadcast_to(np.uint8(0), pair.ct.shape), affine=pair.affine, description=case)
-    source = pair.params.source
-    tag = f"ct2mri synthesize {source} seed {pair.seed}"
-    write_nifti(pair.ct, folder / CASE_FILES["ct"], reference, descrip=f"{tag}: CT HU; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.t1, folder / CASE_FILES["mri"], reference, descrip=f"{tag}: T1; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.mask, folder / CASE_FILES["mask"], reference, descrip=f"{tag}: intracranial mask", dtype=np.uint8)
-    spacing = np.linalg.norm(pair.affine[:3, :3], axis=0)
-    return {
-        "case": case,
-        "source": source,
-        "seed": int(pair.seed),
-        **{key: f"{case}/{name}" for key, name in CASE_FILES.items()},
-        "shape": [int(n) for n in pair.ct.shape],
-        "spacing_mm": [round(float(s), 6) for s in spacing],
-        "intracranial_ml": round(float(pair.mask.sum() * np.prod(spacing) / 1000.0), 3),
-        "params": pair.params.to_dict(),
-    }
-
-
-def check_request(out_dir: Path, n: int, source: str, spacing_mm: Optional[float], force: bool) -> list[str]:
-    """Validate a request before any work; returns the source of each case."""
-    if n < 1:
-        raise Ct2mriError(f"-n {n}: need at least one pair")
-    if spacing_mm is not None and not 0.25 <= spacing_mm <= 8.0:
-        raise Ct2mriError(f"--spacing {spacing_mm:g}: use a voxel size between 0.25 and 8 mm")
-    plan = sources_for(source, n)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise Ct2mriError(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.is_dir():
-        raise Ct2mriError(f"{out_dir}: the folder {out_dir.parent} does not exist")
-    if not force:
-        existing = [p for p in planned_outputs(out_dir, n) if p.exists()]
-        if existing:
-            raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite)")
-    return plan
-
-
-EventCallback = Callable[[str, str, str], None]
-
-
-def write_pairs(
-    out_dir: Path,
-    n: int,
-    seed: int,
-    source: str = "both",
-    spacing_mm: Optional[float] = None,
-    force: bool = False,
-    on_event: Optional[EventCallback] = None,
-) -> list[dict[str, Any]]:
-    """Generate ``n`` pairs into ``out_dir``; returns the manifest entries.
-
-    ``on_event(case, kind, message)`` gets kind "prepare" (a source's anatomy is being built),
-    "start" and "done".  Refuses to replace existing outputs unless ``force``.
-    """
-    from ..data.synthesis import case_seed, generate_pair, prepare_anatomy
-    from ..data.templates import mni_license_text
-
-    emit = on_event or (lambda case, kind, message: None)
-    plan = check_request(out_dir, n, source, spacing_mm, force)
-    for name in sorted(set(plan)):  # fail early (missing templates) before writing anything
-        emit(name, "prepare", "")
-        prepare_anatomy(name)
-    out_dir.mkdir(exist_ok=True)
-
-    settings = {"n": n, "seed": seed, "source": source, "spacing_mm": spacing_mm, "files": dict(CASE_FILES)}
-    if "mni" in plan:
-        _write_text(out_dir / LICENCE_FILE, mni_license_text())
-        settings["licence"] = LICENCE_FILE
-    entries: list[dict[str, Any]] = []
-    for index, name in enumerate(plan):
-        case = case_name(index)
-        emit(case, "start", name)
-        started = time.perf_counter()
-        pair = generate_pair(name, case_seed(seed, index), spacing_mm)
-        entries.append(write_case(out_dir, case, pair))
-        _write_text(out_dir / PAIRS_CSV, _pairs_csv(entries))
-        _write_text(out_dir / MANIFEST, _manifest(settings, entries))
-        emit(case, "done", f"{time.perf_counter() - started:.1f} s")
-    return entries
 
 
 def synthesize(
@@ -193,13 +21,11 @@ def synthesize(
     spacing: Optional[float] = typer.Option(None, "--spacing", help="Voxel size in mm (default: the source's 1 mm grid)."),
     model_space: bool = typer.Option(False, "--model-space", help="Also preprocess into OUT/model/ (training-ready)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> int:
     """Write N aligned synthetic CT/T1 pairs (with brain masks) made from the MNI and Colin27 brains."""
     from ..data.synthesis import prepare_anatomy
+    from ..data.synthetic_set import MODEL_DIR, PAIRS_CSV, check_request, write_pairs
 
-    if quiet:
-        common.settings.quiet = True
     plan = check_request(out, n, source, spacing, force)
     if model_space and not force and (out / MODEL_DIR).exists():
         raise Ct2mriError(f"{out / MODEL_DIR} exists (use --force to overwrite)")
@@ -232,8 +58,9 @@ def synthesize(
 
 def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> int:
     """Preprocess the written pairs (already aligned: no registration) into ``out/model``."""
+    from ..data.pairs import CasePair, preprocess_batch
+    from ..data.synthetic_set import MODEL_DIR
     from ..settings import PreprocessConfig
-    from ..preprocessing.pairs import CasePair, preprocess_batch
 
     pairs = [CasePair(e["case"], out / e["ct"], out / e["mri"]) for e in entries]
     failures: list[str] = []

@@ -25,8 +25,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
+from ..io.atomic import atomic_output
 
 NILEARN_VERSION = "0.14.1"
 MNI_MEMBERS = {
@@ -171,6 +171,19 @@ def _check_same_grid(
 ) -> None:
     if other[0].shape != ref[0].shape or not np.allclose(other[1], ref[1], atol=1e-4):
         raise Ct2mriError(f"{path}: not on the grid of {ref_path} ({name} files must match)")
+
+
+def source_missing(name: str) -> str | None:
+    """Why the files of template source ``name`` cannot be found (how to get them), or None when
+    they are there.  Only absence is reported: a damaged file still fails when it is loaded."""
+    finders = {"mni": find_mni_files, "colin27": find_colin27_files}
+    if name not in finders:
+        raise Ct2mriError(f"unknown template source {name!r} (choose from {', '.join(SOURCES)})")
+    try:
+        finders[name]()
+    except Ct2mriError as exc:
+        return str(exc)
+    return None
 
 
 def load_template(name: str) -> Template:

@@ -85,6 +85,16 @@ class BridgeSchedule:
         return (1.0 - m_n) * x0_hat + m_n * y + c * (x_t - (1.0 - m_t) * x0_hat - m_t * y)
 
 
+def to_bridge_range(x01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] intensities (preprocessing's) to the bridge's [-1, 1]."""
+    return x01 * 2.0 - 1.0
+
+
+def from_bridge_range(x: torch.Tensor) -> torch.Tensor:
+    """The bridge's [-1, 1] back to [0, 1], clipped."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
 def sampling_timesteps(num_steps: int, num_timesteps: int = 1000) -> list[int]:
     """The released implementation's S sampling time points, from T-1 down to 0.
 

@@ -12,19 +12,22 @@ from typing import Callable, Literal, Optional
 
 import torch
 
+from ..settings import CORRECTION_NORMS, SAMPLER_MODES
 from .bridge import BridgeSchedule, sampling_timesteps
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Mode = Literal["independent", "coprediction", "ista"]
-MODES = ("independent", "coprediction", "ista")
-CORRECTION_NORMS = ("paper", "released")
-WINDOW = 3
+WINDOW = 3  # slices per network window (2N + 1 with N = 1)
 
 
-def network_evaluations(num_slices: int, steps: int, corrections: int, mode: str) -> int:
+def corrections_applied(mode: str, corrections: int, step_size: float) -> int:
+    """Correction steps per sampling step that :func:`sample_volume` runs (none with a zero step)."""
+    return corrections if mode == "ista" and corrections > 0 and step_size != 0 else 0
+
+
+def network_evaluations(num_slices: int, steps: int, corrections: int, mode: str, step_size: float = 1.0) -> int:
     """Windows passed to the denoiser by :func:`sample_volume`: Z x (S + M (S - 1)) for ISTA."""
-    per_window = steps + (corrections * (steps - 1) if mode == "ista" else 0)
-    return num_slices * per_window
+    return num_slices * (steps + corrections_applied(mode, corrections, step_size) * (steps - 1))
 
 
 def _windows(volume: torch.Tensor) -> torch.Tensor:
@@ -95,8 +98,8 @@ def sample_volume(
         raise ValueError(f"ct must be (Z, H, W), got shape {tuple(ct.shape)}")
     if tuple(style.shape) != (3, 128):
         raise ValueError(f"style must be (3, 128), got shape {tuple(style.shape)}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode not in SAMPLER_MODES:
+        raise ValueError(f"mode must be one of {SAMPLER_MODES}, got {mode!r}")
     if correction_norm not in CORRECTION_NORMS:
         raise ValueError(f"correction_norm must be one of {CORRECTION_NORMS}, got {correction_norm!r}")
     if corrections < 0:
@@ -108,9 +111,9 @@ def sample_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     style = style.to(device=ct.device, dtype=torch.float32)
-    use_corrections = mode == "ista" and corrections > 0 and step_size != 0
+    use_corrections = corrections_applied(mode, corrections, step_size) > 0
 
-    total = network_evaluations(z, steps, corrections if use_corrections else 0, mode)
+    total = network_evaluations(z, steps, corrections, mode, step_size)
     done = 0
 
     def on_batch(b: int) -> None:

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
+from ..io.atomic import atomic_output
 
 
 def to_uint8(image: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:

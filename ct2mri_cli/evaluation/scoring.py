@@ -18,13 +18,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..io.atomic import atomic_output
-from ..io.cases import read_case_csv, relative_to_table
 from ..errors import Ct2mriError
+from ..io.atomic import atomic_output
+from ..io.cases import read_case_csv, relative_to_table, scan_images
+from ..io.volumes import read_volume
 from .metrics import METRIC_NAMES, evaluate_volumes, to_unit_range
-from ..io.volumes import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, read_volume
 
-IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
 # Names ``ct2mri translate`` gives to batch outputs and saved masks: ``<case>_synT1``, ``<case>_brainmask``.
 PRED_SUFFIX = "_synT1"
 MASK_SUFFIX = "_brainmask"
@@ -121,23 +120,6 @@ def mean_metrics(scores: list[CaseScore]) -> dict[str, float]:
 # --- pairing -----------------------------------------------------------------------------------------
 
 
-def _scan_images(folder: Path, what: str) -> dict[str, Path]:
-    """Image files of a folder by case name (hidden files and sub-folders are ignored)."""
-    from ..preprocessing.pairs import case_name
-
-    if not folder.is_dir():
-        raise Ct2mriError(f"{folder}: no such folder (--{what}-dir)")
-    found: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_file() or not entry.name.lower().endswith(IMAGE_SUFFIXES):
-            continue
-        name = case_name(entry)
-        if name in found:
-            raise Ct2mriError(f"{folder}: two images are named {name} ({found[name].name}, {entry.name})")
-        found[name] = entry
-    return found
-
-
 def _strip(name: str, suffix: str) -> Optional[str]:
     return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else None
 
@@ -152,8 +134,8 @@ def cases_from_dirs(
     ``<case>_brainmask``.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
-    preds, refs = _scan_images(pred_dir, "pred"), _scan_images(ref_dir, "ref")
-    masks = _scan_images(Path(mask_dir), "mask") if mask_dir is not None else None
+    preds, refs = scan_images(pred_dir, "--pred-dir"), scan_images(ref_dir, "--ref-dir")
+    masks = scan_images(Path(mask_dir), "--mask-dir") if mask_dir is not None else None
     if not preds and not refs:
         raise Ct2mriError(f"{pred_dir}, {ref_dir}: no images found")
     cases: list[EvalCase] = []
@@ -225,6 +207,7 @@ def results_document(
             "pred": str(score.case.pred),
             "ref": str(score.case.ref),
             "mask": None if score.case.mask is None else str(score.case.mask),
+            "mode": _case_mode(score.case, whole_volume),
             "normalisation": dict(score.normalisation),
             "slice_axis": score.slice_axis,
         }
@@ -234,7 +217,7 @@ def results_document(
     if with_mean and scores:
         mean = {key: _finite_or_none(value) for key, value in mean_metrics(scores).items()}
     return {
-        "mode": _mode(whole_volume),
+        "mode": _mode([s.case for s in scores], whole_volume),
         "normalise": normalise,
         "cases": cases,
         "mean": mean,
@@ -242,12 +225,21 @@ def results_document(
     }
 
 
-def _mode(whole_volume: bool) -> str:
-    return "whole-volume" if whole_volume else "masked"
+def _case_mode(case: EvalCase, whole_volume: bool) -> str:
+    """What a case's scores cover: its mask, or every voxel (asked for, or no mask given)."""
+    return "whole-volume" if whole_volume or case.mask is None else "masked"
+
+
+def _mode(cases: list[EvalCase], whole_volume: bool) -> str:
+    """The run's mode: that of every case, or "mixed" (no case scored: what was asked for)."""
+    modes = {_case_mode(case, whole_volume) for case in cases}
+    if not modes:
+        return "whole-volume" if whole_volume else "masked"
+    return modes.pop() if len(modes) == 1 else "mixed"
 
 
 def _csv_rows(scores: list[CaseScore], failures: list[tuple[str, str]], whole_volume: bool, with_mean: bool) -> list[dict[str, str]]:
-    mode = _mode(whole_volume)
+    mode = _mode([s.case for s in scores], whole_volume)
     rows = []
     for score in scores:
         row = {
@@ -255,7 +247,7 @@ def _csv_rows(scores: list[CaseScore], failures: list[tuple[str, str]], whole_vo
             "pred": str(score.case.pred),
             "ref": str(score.case.ref),
             "mask": "" if score.case.mask is None else str(score.case.mask),
-            "mode": mode,
+            "mode": _case_mode(score.case, whole_volume),
             "normalisation": f"pred={score.normalisation['pred']};ref={score.normalisation['ref']}",
             "slice_axis": str(score.slice_axis),
             "error": "",

@@ -14,13 +14,18 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..settings import SamplingConfig
+from ..diffusion.bridge import BridgeSchedule, from_bridge_range, to_bridge_range
+from ..diffusion.sampler import Denoiser, network_evaluations, sample_volume
 from ..errors import Ct2mriError
-from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
-from ..network.unet import network_denoiser
-from ..preprocessing.pairs import brain_mask_with_notes, ct_to_model_space
-from ..diffusion.sampler import MODES, network_evaluations, sample_volume
 from ..io.volumes import Volume
+from ..network import network_denoiser
+from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
+from ..preprocessing.model_view import (
+    brain_mask_with_notes,
+    check_brain_volume,
+    ct_to_model_space,
+)
+from ..settings import SamplingConfig
 from ..weights import ModelBundle
 
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
@@ -28,43 +33,35 @@ DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
 CPU_AUTO_BATCH = 8
 
 
-@dataclass
-class SamplerOptions:
-    """Sampler settings of one translation (defaults come from the weights file)."""
+def sample_model_space(
+    denoiser: Denoiser,
+    ct01: np.ndarray,
+    style: torch.Tensor,
+    sampling: SamplingConfig,
+    device: torch.device,
+    schedule: BridgeSchedule,
+    batch_size: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> np.ndarray:
+    """A CT on the model grid, (Z, H, W) in [0, 1], to its synthetic MRI, (Z, H, W) float32 in [0, 1].
 
-    steps: int
-    corrections: int
-    step_size: float
-    mode: str
-    correction_norm: str
-
-    @classmethod
-    def from_config(
-        cls,
-        defaults: SamplingConfig,
-        steps: Optional[int] = None,
-        corrections: Optional[int] = None,
-        step_size: Optional[float] = None,
-        mode: Optional[str] = None,
-    ) -> "SamplerOptions":
-        """A model's default sampler settings with the given ones (those not None) replacing them."""
-        return cls(
-            steps=defaults.steps if steps is None else steps,
-            corrections=defaults.corrections if corrections is None else corrections,
-            step_size=defaults.step_size if step_size is None else step_size,
-            mode=defaults.mode if mode is None else mode,
-            correction_norm=defaults.correction_norm,
-        )
-
-    def check(self) -> None:
-        if self.steps < 2:
-            raise Ct2mriError(f"--steps must be at least 2, got {self.steps}")
-        if self.corrections < 0:
-            raise Ct2mriError(f"--corrections must be >= 0, got {self.corrections}")
-        if self.mode not in MODES:
-            raise Ct2mriError(f"--sampler must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not np.isfinite(self.step_size) or self.step_size < 0:
-            raise Ct2mriError(f"--step-size must be a finite number >= 0, got {self.step_size}")
+    The one model-space path of ``translate``, training validation and the benchmarks.
+    """
+    ct = to_bridge_range(torch.from_numpy(np.asarray(ct01, dtype=np.float32)).to(device))
+    out = sample_volume(
+        denoiser,
+        ct,
+        style.to(device),
+        steps=sampling.steps,
+        corrections=sampling.corrections,
+        step_size=sampling.step_size,
+        mode=sampling.mode,  # type: ignore[arg-type]
+        correction_norm=sampling.correction_norm,
+        batch_size=batch_size,
+        schedule=schedule,
+        progress=progress,
+    )
+    return from_bridge_range(out.float().cpu()).numpy().astype(np.float32)
 
 
 @dataclass
@@ -79,6 +76,7 @@ class Translation:
     record: GridRecord
     evaluations: int
     batch_size: int
+    brain_ml: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -90,18 +88,19 @@ class Translator:
         self,
         bundle: ModelBundle,
         device: torch.device,
-        options: SamplerOptions,
+        sampling: SamplingConfig,
         batch_size: Optional[int] = None,
         precision: str = "auto",
         channels_last: Optional[bool] = None,
         compile: bool = False,
     ) -> None:
-        options.check()
+        self.schedule = BridgeSchedule(bundle.bridge)
+        sampling.check(self.schedule.num_timesteps)
         if batch_size is not None and batch_size < 1:
             raise Ct2mriError(f"--batch-size must be >= 1, got {batch_size}")
         self.bundle = bundle
         self.device = device
-        self.options = options
+        self.sampling = sampling
         self.batch_size = batch_size
         cuda = device.type == "cuda"
         if precision not in ("auto", "fp32", "bf16"):
@@ -127,6 +126,7 @@ class Translator:
         config = self.bundle.preprocess
 
         start = time.perf_counter()
+        given = mask
         if mask is None:
             mask, mask_notes = brain_mask_with_notes(ct)
             notes += mask_notes
@@ -138,6 +138,8 @@ class Translator:
                 raise Ct2mriError(f"{ct.name}: the mask's shape {mask.shape} differs from the CT's {ct.shape}")
             if not mask.any():
                 raise Ct2mriError(f"{ct.name}: the given brain mask is empty")
+        brain_ml, volume_notes = check_brain_volume(mask, ct.spacing, ct.name, automatic=given is None)
+        notes += volume_notes
         seconds["brain_mask"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -158,7 +160,7 @@ class Translator:
         native = np.clip(native, 0.0, 1.0) * mask
         seconds["to_native_grid"] = time.perf_counter() - start
 
-        o = self.options
+        s = self.sampling
         return Translation(
             mri01=native.astype(np.float32),
             mask=mask,
@@ -166,8 +168,9 @@ class Translator:
             mri_model01=mri_model,
             mask_model=mask_model,
             record=record,
-            evaluations=network_evaluations(ct_model.shape[0], o.steps, o.corrections if o.step_size else 0, o.mode),
+            evaluations=network_evaluations(ct_model.shape[0], s.steps, s.corrections, s.mode, s.step_size),
             batch_size=batch,
+            brain_ml=brain_ml,
             seconds=seconds,
             notes=notes,
         )
@@ -182,23 +185,12 @@ class Translator:
         """Sample in model space, halving the batch size on out-of-memory errors."""
         z = ct_model01.shape[0]
         batch = self.batch_size or (z if self.device.type != "cpu" else min(z, CPU_AUTO_BATCH))
-        ct = torch.from_numpy(ct_model01 * 2.0 - 1.0).to(self.device)
-        o = self.options
         while True:
             try:
-                out = sample_volume(
-                    self.denoiser,
-                    ct,
-                    style.to(self.device),
-                    steps=o.steps,
-                    corrections=o.corrections,
-                    step_size=o.step_size,
-                    mode=o.mode,  # type: ignore[arg-type]
-                    correction_norm=o.correction_norm,
-                    batch_size=batch,
-                    progress=progress,
+                mri01 = sample_model_space(
+                    self.denoiser, ct_model01, style, self.sampling, self.device, self.schedule, batch, progress
                 )
-                break
+                return mri01, batch
             except torch.OutOfMemoryError:
                 if batch == 1:
                     raise Ct2mriError(f"out of memory on {self.device} even with batch size 1") from None
@@ -206,5 +198,3 @@ class Translator:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 notes.append(f"out of memory on {self.device}; retried with batch size {batch}")
-        mri01 = ((out.float().cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
-        return mri01.astype(np.float32), batch

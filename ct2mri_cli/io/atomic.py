@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -24,17 +25,55 @@ def _umask() -> int:
     return current
 
 
+def _temporary_patterns(dest: Path) -> list[str]:
+    """Names of this module's temporary files for ``dest`` (and for a temporary of it)."""
+    tail = f"{glob.escape(dest.name)}.*{glob.escape(_double_suffix(dest))}"
+    return [f".{tail}", f"..{tail}"]
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files an interrupted write of ``path`` left beside it; returns them."""
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        return []
+    stale = [p for pattern in _temporary_patterns(dest) for p in dest.parent.glob(pattern) if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` and any missing parents (outputs go where the user named them)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise Ct2mriError(f"{folder}: cannot be a folder (a file of that name is in the way)") from None
+    except OSError as exc:
+        raise Ct2mriError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    return folder
+
+
+def check_folder_possible(folder: str | os.PathLike) -> None:
+    """Fail early, before any work, when ``folder`` could not be created (a file is in the way)."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise Ct2mriError(f"{candidate}: cannot be a folder (a file of that name is in the way)")
+            return
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` when the block succeeds.
 
+    A missing folder (and its parents) is created.
     The temporary name keeps the destination's suffix (``.nii.gz`` included) so writers that
     pick a format from the extension behave the same.  On any exception the temporary file is
     removed and ``path`` is left untouched.
     """
     dest = Path(path)
-    if not dest.parent.is_dir():
-        raise Ct2mriError(f"{dest}: the folder {dest.parent} does not exist")
+    ensure_folder(dest.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=_double_suffix(dest), dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)

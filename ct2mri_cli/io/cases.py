@@ -1,4 +1,4 @@
-"""Case tables: CSV files listing one case per row, with file paths relative to the CSV."""
+"""Cases as users list them: names from file names, folders of images, CSV case tables."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import Ct2mriError
+from .volumes import IMAGE_SUFFIXES
 
 
 def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
@@ -53,3 +54,37 @@ def relative_to_table(table: str | os.PathLike, value: str) -> Path:
     """A path from a case table: absolute as written, else relative to the table's folder."""
     p = Path(value)
     return p if p.is_absolute() else Path(table).parent / p
+
+
+def case_name(path: str | os.PathLike) -> str:
+    """A case's name: the file name without its image extension (a folder's own name)."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def check_case_name(case: str, source: str) -> None:
+    """Refuse a case name that cannot name a folder of its own in an output folder."""
+    if not case or case in (".", "..") or case.startswith(".") or "/" in case or "\\" in case:
+        raise Ct2mriError(f"{source}: {case!r} is not a usable case name (it names a folder in the output)")
+
+
+def scan_images(folder: Path, what: str, folders: bool = False) -> dict[str, Path]:
+    """Images of a folder by case name (hidden entries skipped); with ``folders``, sub-folders
+    count too (DICOM series).  Two entries with one case name are an error."""
+    if not folder.is_dir():
+        raise Ct2mriError(f"{folder}: no such folder{f' ({what})' if what else ''}")
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not ((folders and entry.is_dir()) or (entry.is_file() and entry.name.lower().endswith(IMAGE_SUFFIXES))):
+            continue
+        name = case_name(entry)
+        if name in found:
+            raise Ct2mriError(f"{folder}: two inputs are named {name} ({found[name].name}, {entry.name})")
+        found[name] = entry
+    return found

@@ -27,12 +27,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_output
 from ..errors import Ct2mriError
+from .atomic import atomic_output
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 INVESALIUS_SUFFIX = ".inv3"
+IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _ORTHONORMAL_TOL = 1e-3
 

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..settings import SettingsMixin
-from ..diffusion.sampler import Denoiser
 
 
 @dataclass(frozen=True)
@@ -275,53 +274,3 @@ class UNet(nn.Module):
             else:
                 h = stage(torch.cat([h, skips.pop()], dim=1), emb, style)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-
-def network_denoiser(
-    network: UNet,
-    autocast_dtype: Optional[torch.dtype] = None,
-    channels_last: bool = False,
-) -> Denoiser:
-    """Wrap a U-Net as ``denoiser(x_t, y, t, style) -> x_t - x0`` for :func:`sample_volume`.
-
-    ``autocast_dtype`` (e.g. ``torch.bfloat16`` on CUDA) runs the network under autocast; the
-    result is always float32.  ``channels_last`` feeds NHWC tensors (faster convolutions on GPUs).
-    """
-    network.eval()
-    if channels_last:
-        network.to(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def denoise(x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x_t, y], dim=1)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if autocast_dtype is None:
-            return network(x, t, style).float()
-        with torch.autocast(device_type=x.device.type, dtype=autocast_dtype):
-            return network(x, t, style).float()
-
-    return denoise
-
-
-def forward_flops(config: UNetConfig, height: int, width: int) -> int:
-    """FLOPs (2 per multiply-add) of one window's forward pass: convolutions, linear layers and
-    attention products, the work a perfect kernel could not skip.  Counted on the meta device,
-    so even the released network costs no memory or time."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        network = UNet(config).eval()
-        x = torch.zeros(1, config.in_channels, height, width)
-        t = torch.zeros(1, dtype=torch.long)
-        style = torch.zeros(1, config.style_tokens, config.style_dim)
-    counter = FlopCounterMode(display=False)
-    # The math backend spells attention out as matrix products, which the counter sees.
-    with counter, sdpa_kernel(SDPBackend.MATH), torch.inference_mode():
-        network(x, t, style)
-    return int(counter.get_total_flops())
-
-
-def count_parameters(network: nn.Module) -> int:
-    return sum(p.numel() for p in network.parameters())

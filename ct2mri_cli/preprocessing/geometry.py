@@ -27,9 +27,9 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 
-from ..settings import PreprocessConfig
 from ..errors import Ct2mriError
 from ..io.volumes import Volume, array_from_sitk, sitk_from_array
+from ..settings import PreprocessConfig
 
 Order = Literal["linear", "nearest"]
 _CANONICAL = np.array([[0, 1], [1, 1], [2, 1]], dtype=np.float64)
@@ -115,11 +115,6 @@ def model_reference(record: GridRecord) -> Volume:
 def model_to_xyz(model_array: np.ndarray) -> np.ndarray:
     """(Z, H, W) model array -> (x, y, z) array for NIfTI on the model affine."""
     return np.asarray(model_array).transpose(2, 1, 0)
-
-
-def xyz_to_model(array_xyz: np.ndarray) -> np.ndarray:
-    """(x, y, z) array -> (Z, H, W) model array."""
-    return np.asarray(array_xyz).transpose(2, 1, 0)
 
 
 def _is_exact(affine: np.ndarray, spacing: float) -> tuple[bool, np.ndarray]:

@@ -21,8 +21,8 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
     min-max of preprocessing over the non-zero voxels (or the mask); ``robust`` always does;
     ``none`` never does.
     """
-    from ..preprocessing.intensity import normalize_mri
     from ..io.volumes import read_volume
+    from ..preprocessing.intensity import normalize_mri
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")

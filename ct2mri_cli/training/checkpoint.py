@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
+from ..io.atomic import atomic_output
 
 CHECKPOINT_FORMAT = "ct2mri-training-checkpoint"
 CHECKPOINT_VERSION = 1

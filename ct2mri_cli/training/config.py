@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..settings import SettingsMixin
 from ..device import check_device_spec
 from ..errors import Ct2mriError
-from ..network.unet import PRESETS, UNetConfig
-from ..diffusion.sampler import CORRECTION_NORMS
+from ..network import PRESETS, UNetConfig
+from ..settings import CORRECTION_NORMS, SamplingConfig, SettingsMixin
 
 LOSSES = ("l1", "weighted_l2")
 # Network fields fixed by the method (6-channel input, 3 style tokens of 128 bins).
@@ -51,7 +50,7 @@ class TrainConfig(SettingsMixin):
     _what = "training"
 
     data_dir: str = ""
-    preset: str = "small"  # a key of ct2mri_cli.network.unet.PRESETS
+    preset: str = "small"  # a key of ct2mri_cli.network.PRESETS
     network: dict[str, Any] = field(default_factory=dict)  # UNetConfig fields overriding the preset
     batch_size: int = 8  # windows per optimiser step and process (before accumulation)
     lr: float = 1e-4
@@ -84,6 +83,16 @@ class TrainConfig(SettingsMixin):
     def network_config(self) -> UNetConfig:
         """The preset with the ``network`` overrides applied."""
         return dataclasses.replace(PRESETS[self.preset], **self.network)
+
+    def validation_sampling(self) -> SamplingConfig:
+        """The ISTA sampler of validation; an exported model keeps it as its default."""
+        return SamplingConfig(
+            steps=self.val_steps,
+            corrections=self.val_corrections,
+            step_size=self.val_step_size,
+            mode="ista",
+            correction_norm=self.val_correction_norm,
+        )
 
     @property
     def windows_per_step(self) -> int:
@@ -166,7 +175,7 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Tra
         else:
             values[key] = _coerce(key, value, getattr(_DEFAULTS, key))
     config = TrainConfig(**values)
-    validate(config)
+    check_config(config)
     return config
 
 
@@ -233,7 +242,7 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
         raise Ct2mriError(f"setting {name} = {value!r}: {rule}")
 
 
-def validate(c: TrainConfig) -> None:
+def check_config(c: TrainConfig) -> None:
     """Raise a one-line :class:`Ct2mriError` for the first invalid value."""
     _check(c.preset in PRESETS, "preset", c.preset, f"expected one of {', '.join(sorted(PRESETS))}")
     for name in FIXED_NETWORK_FIELDS:

@@ -17,13 +17,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ..settings import PreprocessConfig
+from ..diffusion.bridge import to_bridge_range
+from ..diffusion.sampler import WINDOW
 from ..errors import Ct2mriError
+from ..settings import PreprocessConfig
 from ..style.key import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
 
 MANIFEST = "manifest.json"
-WINDOW = 3
 
 
 @dataclass
@@ -74,8 +75,8 @@ class WindowSet:
         ``flips`` (B,) bool mirrors the chosen windows left-right (both images together).
         """
         rows = self.starts[indices][:, None] + torch.arange(WINDOW)
-        x0 = self.mri[rows].to(device, non_blocking=True).float() * 2.0 - 1.0
-        y = self.ct[rows].to(device, non_blocking=True).float() * 2.0 - 1.0
+        x0 = to_bridge_range(self.mri[rows].to(device, non_blocking=True).float())
+        y = to_bridge_range(self.ct[rows].to(device, non_blocking=True).float())
         if flips is not None and bool(flips.any()):
             f = flips.to(device)[:, None, None, None]
             x0 = torch.where(f, x0.flip(-1), x0)
@@ -101,14 +102,14 @@ class TrainingData:
         return average_style_keys(self.train_keys)
 
 
-def read_manifest(data_dir: str | Path) -> Manifest:
+def open_dataset(data_dir: str | Path) -> Manifest:
     """Parse and check ``DATA_DIR/manifest.json`` (format, version, preprocessing, case entries)."""
-    from ..preprocessing.pairs import read_manifest as read_preprocess_manifest
+    from ..data.pairs import read_manifest
 
     folder = Path(data_dir)
     if not folder.is_dir():
         raise Ct2mriError(f"{folder}: data folder not found")
-    manifest = read_preprocess_manifest(folder)
+    manifest = read_manifest(folder)
     path = folder / MANIFEST
     try:
         preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
@@ -131,7 +132,7 @@ def read_manifest(data_dir: str | Path) -> Manifest:
 
 def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
     """Read and check one case: equal shapes, finite values, and its style key."""
-    from ..preprocessing.pairs import load_case
+    from ..data.pairs import load_case
 
     name = entry["case"]
     ct, mri, mask = load_case(manifest.folder, entry)
@@ -204,14 +205,6 @@ class _WindowBuilder:
         )
 
 
-def build_window_set(cases: list[CaseVolumes], min_brain_voxels: int) -> WindowSet:
-    """Stack padded volumes and index every window whose centre slice holds enough brain."""
-    builder = _WindowBuilder(min_brain_voxels)
-    for case in cases:
-        builder.add(case)
-    return builder.build()
-
-
 def _subject(entry: dict[str, Any]) -> str:
     return entry["subject"] if isinstance(entry.get("subject"), str) else entry["case"]
 
@@ -227,7 +220,7 @@ def load_training_data(
     ``on_case(done, total)`` reports progress while reading.  Training cases are turned into
     their compact form as soon as they are read, so memory peaks at one float32 case.
     """
-    manifest = read_manifest(config.data_dir)
+    manifest = open_dataset(config.data_dir)
     where = manifest.folder / MANIFEST
     held_out = split_subjects([_subject(e) for e in manifest.cases], config.val_subjects, config.seed)
     builder = _WindowBuilder(config.min_brain_voxels)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from ..diffusion.bridge import BridgeConfig
-from ..settings import PreprocessConfig, SamplingConfig
-from ..network.unet import UNet
+from ..network import UNet
+from ..settings import PreprocessConfig
 from ..weights import ModelBundle, save_weights
 from .config import TrainConfig
 
@@ -19,12 +19,14 @@ def export_weights(
     network: UNet,
     *,
     config: TrainConfig,
+    bridge: BridgeConfig,
     preprocess: PreprocessConfig,
     default_style_key: torch.Tensor,
     step: int,
     provenance: dict[str, Any],
 ) -> str:
-    """Write ``network`` (the EMA weights) with the data's preprocessing and average style key.
+    """Write ``network`` (the EMA weights) with the bridge it was trained on, the data's
+    preprocessing and average style key.
 
     Returns the file's sha256.  ``provenance`` adds to the standard entries (steps, seed, data).
     """
@@ -39,15 +41,9 @@ def export_weights(
     }
     bundle = ModelBundle(
         network=network,
-        bridge=BridgeConfig(),
+        bridge=bridge,
         preprocess=preprocess,
-        # The sampler the model was validated with becomes its default for translate.
-        sampling=SamplingConfig(
-            steps=config.val_steps,
-            corrections=config.val_corrections,
-            step_size=config.val_step_size,
-            correction_norm=config.val_correction_norm,
-        ),
+        sampling=config.validation_sampling(),  # the validated sampler becomes translate's default
         default_style_key=default_style_key,
         provenance=record,
     )

@@ -19,20 +19,27 @@ from typing import Any, Optional
 import torch
 from rich.console import Console
 
-from ..io.atomic import atomic_output
 from ..diffusion.bridge import BridgeSchedule, bridge_loss
 from ..errors import Ct2mriError
-from ..network.unet import UNet, count_parameters
+from ..io.atomic import atomic_output
+from ..network import UNet, count_parameters
 from . import distributed as ddp
 from .batches import FLIP_TAG, WindowSampler, derive_seed
-from .checkpoint import capture_rng, load_checkpoint, periodic_name, prune_periodic, restore_rng, save_checkpoint
-from .config import TrainConfig, resume_conflicts, validate
+from .checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    periodic_name,
+    prune_periodic,
+    restore_rng,
+    save_checkpoint,
+)
+from .config import TrainConfig, check_config, resume_conflicts
 from .data import TrainingData, load_training_data
 from .ema import EMA
 from .export import export_weights
 from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
-from .validation import validate as run_validation
+from .validation import validate_cases
 
 NOISE_TAG = 2
 
@@ -197,7 +204,9 @@ class Trainer:
     def validate(self) -> None:
         """Rank 0 scores the EMA network on the held-out cases and keeps the best export."""
         if self.ctx.is_main:
-            result = run_validation(self.ema.model, self.data.validation, self.config, self.device, self.autocast_dtype)
+            result = validate_cases(
+                self.ema.model, self.data.validation, self.config, self.device, self.schedule, self.autocast_dtype
+            )
             self.last_val = {k: result[k] for k in ("psnr", "ssim", "mae")}
             self.log.write({"kind": "val", "step": self.step, **result})
             improved = self.best is None or result["psnr"] > self.best["psnr"]
@@ -224,6 +233,7 @@ class Trainer:
             path,
             self.ema.model,
             config=self.config,
+            bridge=self.schedule.config,
             preprocess=self.data.manifest.preprocess,
             default_style_key=self.data.average_key(),
             step=self.step,
@@ -327,7 +337,7 @@ def train(
     from ..reporting import console as default_console
 
     console = console or default_console
-    validate(config)
+    check_config(config)
     ctx = ddp.context_from_env()
     layout = RunLayout(Path(run_dir))
     check_run_dir(layout, resume, force)

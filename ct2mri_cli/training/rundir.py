@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io.atomic import atomic_output
 from ..errors import Ct2mriError
+from ..io.atomic import atomic_output, check_folder_possible, ensure_folder
 from .checkpoint import LAST, checkpoint_files
 from .config import TrainConfig
 
@@ -60,8 +60,7 @@ def check_run_dir(layout: RunLayout, resume: bool, force: bool) -> None:
         raise Ct2mriError("--resume and --force exclude each other (continue a run, or start it over)")
     if root.exists() and not root.is_dir():
         raise Ct2mriError(f"{root}: exists and is not a folder")
-    if not root.parent.is_dir():
-        raise Ct2mriError(f"{root}: the folder {root.parent} does not exist")
+    check_folder_possible(root)
     if resume:
         if not layout.last.is_file():
             raise Ct2mriError(f"{layout.last}: checkpoint not found, nothing to resume")
@@ -73,8 +72,7 @@ def check_run_dir(layout: RunLayout, resume: bool, force: bool) -> None:
 
 def prepare_run_dir(layout: RunLayout, force: bool) -> None:
     """Create the folders; with ``force`` remove the previous run's files (and only those)."""
-    layout.root.mkdir(exist_ok=True)
-    layout.checkpoints.mkdir(exist_ok=True)
+    ensure_folder(layout.checkpoints)
     if force:
         for path in layout.outputs():
             path.unlink()

@@ -18,8 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ...errors import Ct2mriError
-from ..templates import SOURCES, Template, load_template, mni_license_text
 from ...io.volumes import array_from_sitk
+from ..templates import SOURCES, Template, load_template, mni_license_text
 from .imaging import (
     _fill_holes,
     _image,

@@ -16,21 +16,26 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
-from ..io.atomic import atomic_output
-from .brainmask import extract_brain_ct
-from ..io.cases import read_case_csv, relative_to_table
-from ..settings import PreprocessConfig
+from ..batch import EventCallback, SkipCase, run_batch
 from ..errors import Ct2mriError
-from .geometry import GridRecord, apply_model_grid, model_reference, model_to_xyz, to_model_grid
-from .intensity import normalize_ct, normalize_mri
-from ..io.volumes import INVESALIUS_SUFFIX, NIFTI_SUFFIXES, SITK_SUFFIXES, Volume, read_volume, write_nifti
+from ..io.atomic import atomic_output, ensure_folder
+from ..io.cases import check_case_name, read_case_csv, relative_to_table, scan_images
+from ..io.volumes import Volume, read_volume, write_nifti
+from ..preprocessing.geometry import (
+    GridRecord,
+    model_reference,
+    model_to_xyz,
+    to_model_grid,
+)
+from ..preprocessing.intensity import normalize_mri
+from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
+from ..settings import PreprocessConfig
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ct2mri-preprocessed"
@@ -42,7 +47,6 @@ CASE_FILES = {
     "style_key": "style_key.safetensors",
     "qc": "qc.png",
 }
-_IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
 _CT_FILL_HU = -1024.0
 
 
@@ -80,26 +84,6 @@ class BatchResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def brain_mask_with_notes(ct: Volume) -> tuple[np.ndarray, list[str]]:
-    """Automatic CT brain extraction; its warnings (intensities unlike HU) come back as notes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mask = extract_brain_ct(ct)
-    return mask, [str(w.message) for w in caught]
-
-
-def ct_to_model_space(
-    ct_hu: np.ndarray, mask: np.ndarray, record: GridRecord, window_hu: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The model's view of a CT: windowed to [0, 1] on its native grid, zero outside the brain,
-    then on the model grid with the brain mask.  Training data and translation both go through
-    here, so a model sees at inference exactly what it saw in training."""
-    ct01 = normalize_ct(np.asarray(ct_hu, dtype=np.float32), window_hu) * mask
-    model_mask = apply_model_grid(np.asarray(mask, dtype=np.float32), record, order="nearest") > 0.5
-    model_ct = np.clip(apply_model_grid(ct01, record, order="linear"), 0.0, 1.0) * model_mask
-    return model_ct.astype(np.float32), model_mask
-
-
 def prepare_pair(
     ct: Volume,
     mri: Volume,
@@ -108,7 +92,7 @@ def prepare_pair(
     affine: bool = False,
 ) -> PreparedCase:
     """Run the whole preprocessing of one pair in memory (no files written)."""
-    from .registration import register_ct_to_mri, resample_to_reference
+    from ..preprocessing.registration import register_ct_to_mri, resample_to_reference
     from ..style.key import style_key
 
     notes: list[str] = list(ct.notes) + list(mri.notes)
@@ -151,33 +135,18 @@ def prepare_pair(
     )
 
 
-def case_name(path: str | os.PathLike) -> str:
-    """A case's name: the file name without its image extension (a folder's own name)."""
-    name = Path(path).name
-    lower = name.lower()
-    for suffix in sorted(_IMAGE_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _check_case_name(case: str, source: str) -> None:
-    if not case or case in (".", "..") or case.startswith(".") or "/" in case or "\\" in case:
-        raise Ct2mriError(f"{source}: {case!r} is not a usable case name (it names a folder in the output)")
-
-
 def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
     """The files a case is written to."""
     return {key: out_dir / case / name for key, name in CASE_FILES.items()}
 
 
-def write_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
+def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
     from ..evaluation.qc import pair_montage, write_png
-    from .registration import transform_to_dict
+    from ..preprocessing.registration import transform_to_dict
     from ..style.key import save_style_key
 
-    _check_case_name(case, str(pair.ct))
+    check_case_name(case, str(pair.ct))
     reference = model_reference(prepared.record)
     staging = Path(tempfile.mkdtemp(prefix=f".{case}.", dir=out_dir))
     try:
@@ -282,38 +251,20 @@ def pairs_from_csv(path: str | os.PathLike) -> list[CasePair]:
     """Pairs from a CSV with columns case, ct, mri (relative paths are relative to the CSV)."""
     pairs = []
     for row in read_case_csv(path, ("case", "ct", "mri")):
-        _check_case_name(row["case"], f"{path}: line {row['_line']}")
+        check_case_name(row["case"], f"{path}: line {row['_line']}")
         pairs.append(CasePair(row["case"], relative_to_table(path, row["ct"]), relative_to_table(path, row["mri"])))
     return pairs
 
 
-def _scan_inputs(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise Ct2mriError(f"{folder}: no such folder")
-    found: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() or entry.name.lower().endswith(_IMAGE_SUFFIXES):
-            name = case_name(entry)
-            if name in found:
-                raise Ct2mriError(f"{folder}: two inputs are named {name} ({found[name].name}, {entry.name})")
-            found[name] = entry
-    return found
-
-
 def pairs_from_dirs(ct_dir: str | os.PathLike, mri_dir: str | os.PathLike) -> tuple[list[CasePair], list[tuple[str, str]]]:
     """Pairs matched by case name across two folders, and the unmatched inputs as (case, message)."""
-    cts, mris = _scan_inputs(Path(ct_dir)), _scan_inputs(Path(mri_dir))
+    cts, mris = scan_images(Path(ct_dir), "", folders=True), scan_images(Path(mri_dir), "", folders=True)
     pairs = [CasePair(name, cts[name], mris[name]) for name in sorted(set(cts) & set(mris))]
     unmatched = [(name, f"{cts[name]}: no MRI named {name} in {mri_dir}") for name in sorted(set(cts) - set(mris))]
     unmatched += [(name, f"{mris[name]}: no CT named {name} in {ct_dir}") for name in sorted(set(mris) - set(cts))]
     if not pairs and not unmatched:
         raise Ct2mriError(f"{ct_dir}, {mri_dir}: no images found")
     return pairs, unmatched
-
-
-ProgressCallback = Callable[[str, str, str], None]
 
 
 def preprocess_batch(
@@ -325,7 +276,7 @@ def preprocess_batch(
     series_uid: str | None = None,
     force: bool = False,
     skip_existing: bool = False,
-    on_event: ProgressCallback | None = None,
+    on_event: EventCallback | None = None,
 ) -> BatchResult:
     """Preprocess many pairs into ``out_dir``, isolating failures per case.
 
@@ -338,10 +289,8 @@ def preprocess_batch(
     emit = on_event or (lambda case, kind, message: None)
     if out_dir.exists() and not out_dir.is_dir():
         raise Ct2mriError(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.is_dir():
-        raise Ct2mriError(f"{out_dir}: the folder {out_dir.parent} does not exist")
     created = not out_dir.exists()
-    out_dir.mkdir(exist_ok=True)
+    ensure_folder(out_dir)
 
     result = BatchResult()
     entries: dict[str, dict[str, Any]] = {}
@@ -357,38 +306,28 @@ def preprocess_batch(
             else:
                 entries = {e["case"]: e for e in manifest["cases"] if isinstance(e, dict) and "case" in e}
 
-        for pair in pairs:
-            emit(pair.case, "start", "")
+        def work(pair: CasePair) -> str:
             started = time.perf_counter()
-            try:
-                _check_case_name(pair.case, str(pair.ct))
-                files = case_paths(out_dir, pair.case)
-                existing = [p for p in files.values() if p.exists()]
-                if existing and not force:
-                    if skip_existing and pair.case in entries and len(existing) == len(files):
-                        result.skipped.append(pair.case)
-                        emit(pair.case, "skipped", "already preprocessed")
-                        continue
-                    raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite or --skip-existing)")
-                ct = read_volume(pair.ct, series_uid)
-                mri = read_volume(pair.mri)
-                prepared = prepare_pair(ct, mri, config, register=register, affine=affine)
-                for note in prepared.notes:
-                    emit(pair.case, "note", note)
-                entry = write_case(out_dir, pair.case, pair, prepared, config)
-            except Ct2mriError as exc:
-                result.failures.append((pair.case, str(exc)))
-                emit(pair.case, "failed", str(exc))
-                continue
-            except Exception as exc:  # one broken case must not stop a batch
-                message = f"{pair.ct}: {type(exc).__name__}: {exc}"
-                result.failures.append((pair.case, message))
-                emit(pair.case, "failed", message)
-                continue
+            check_case_name(pair.case, str(pair.ct))
+            files = case_paths(out_dir, pair.case)
+            existing = [p for p in files.values() if p.exists()]
+            if existing and not force:
+                if skip_existing and pair.case in entries and len(existing) == len(files):
+                    raise SkipCase("already preprocessed")
+                raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite or --skip-existing)")
+            ct = read_volume(pair.ct, series_uid)
+            mri = read_volume(pair.mri)
+            prepared = prepare_pair(ct, mri, config, register=register, affine=affine)
+            for note in prepared.notes:
+                emit(pair.case, "note", note)
+            entry = write_prepared_case(out_dir, pair.case, pair, prepared, config)
             entries[pair.case] = entry
             result.entries.append(entry)
             write_manifest(out_dir, config, entries.values())
-            emit(pair.case, "done", f"{time.perf_counter() - started:.1f} s")
+            return f"{time.perf_counter() - started:.1f} s"
+
+        outcome = run_batch(pairs, lambda pair: pair.case, work, emit)
+        result.failures, result.skipped = outcome.failures, outcome.skipped
     finally:
         if created and not any(out_dir.iterdir()):
             out_dir.rmdir()

@@ -1,0 +1,60 @@
+"""The provenance sidecar written next to every synthetic MRI: what made it, how, and how long it took."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import __version__
+from ..io.volumes import NIFTI_SUFFIXES, Volume
+from .translator import Translation, Translator
+
+
+def sidecar_path(output: Path) -> Path:
+    """``synT1.nii.gz`` -> ``synT1.json`` (beside the output)."""
+    name = output.name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".json")
+    return output.with_name(output.stem + ".json")
+
+
+def build_sidecar(
+    *,
+    ct_path: Path,
+    ct: Volume,
+    output: Path,
+    translator: Translator,
+    result: Translation,
+    style_source: str,
+    mask_path: Optional[Path],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The sidecar's content (JSON-ready)."""
+    s, bundle = translator.sampling, translator.bundle
+    return {
+        "synthetic": True,
+        "not_for_diagnosis": True,
+        "input": str(ct_path),
+        "input_description": ct.description,
+        "output": str(output),
+        "ct2mri_version": __version__,
+        "weights": str(bundle.path),
+        "weights_sha256": bundle.sha256,
+        "weights_provenance": bundle.provenance,
+        "style_source": style_source,
+        "sampler": {"mode": s.mode, "steps": s.steps, "corrections": s.corrections, "step_size": s.step_size,
+                    "correction_norm": s.correction_norm},
+        "network_evaluations": result.evaluations,
+        "batch_size": result.batch_size,
+        "device": str(translator.device),
+        "precision": "bf16" if translator.autocast is not None else "fp32",
+        "channels_last": translator.channels_last,
+        "brain_mask": str(mask_path) if mask_path is not None else "automatic",
+        "brain_ml": round(result.brain_ml, 1),
+        "model_grid": result.record.to_dict(),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "host": platform.node(),
+        "notes": result.notes,
+    }

@@ -1,0 +1,45 @@
+"""The translator: the bridge and sampler settings of a weights file are the ones sampling uses."""
+
+import numpy as np
+import pytest
+import torch
+
+from ct2mri_cli.diffusion.bridge import BridgeConfig
+from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.inference.translator import Translator
+from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
+from ct2mri_cli.weights import ModelBundle, load_weights, save_weights
+from tests.helpers import tiny_network
+
+
+def _translator(tmp_path, bridge: BridgeConfig, sampling: SamplingConfig) -> Translator:
+    bundle = ModelBundle(network=tiny_network(), bridge=bridge, preprocess=PreprocessConfig(in_plane=(16, 16)),
+                         default_style_key=torch.rand(3, 128))
+    save_weights(tmp_path / "w.safetensors", bundle)
+    return Translator(load_weights(tmp_path / "w.safetensors"), torch.device("cpu"), sampling)
+
+
+def _time_points(translator: Translator) -> list[int]:
+    seen: list[int] = []
+    inner = translator.denoiser
+
+    def recording(x_t, y, t, style):
+        seen.append(int(t[0]))
+        return inner(x_t, y, t, style)
+
+    translator.denoiser = recording
+    ct01 = np.random.default_rng(0).random((3, 16, 16), dtype=np.float32)
+    translator._sample(ct01, translator.bundle.default_style_key, None, [])
+    return sorted(set(seen), reverse=True)
+
+
+def test_sampling_follows_the_bridge_stored_in_the_weights(tmp_path):
+    sampling = SamplingConfig(steps=4, corrections=0, mode="coprediction")
+    assert _time_points(_translator(tmp_path, BridgeConfig(), sampling)) == [999, 499, 1, 0]
+    assert _time_points(_translator(tmp_path, BridgeConfig(num_timesteps=200), sampling)) == [199, 99, 1, 0]
+
+
+def test_more_steps_than_the_bridge_has_are_refused(tmp_path):
+    with pytest.raises(Ct2mriError, match="--steps 201: the bridge has only 200 time steps"):
+        _translator(tmp_path, BridgeConfig(num_timesteps=200), SamplingConfig(steps=201))
+    _translator(tmp_path, BridgeConfig(num_timesteps=200), SamplingConfig(steps=200))
