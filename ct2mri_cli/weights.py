@@ -3,7 +3,10 @@
 Metadata (all JSON strings): ``format`` = "ct2mri-weights", ``format_version``, ``network``
 (:class:`UNetConfig`), ``bridge`` (:class:`BridgeConfig`), ``preprocess``
 (:class:`PreprocessConfig`), ``sampling`` (:class:`SamplingConfig`), ``default_style_key``
-(3 x 128 floats) and ``provenance`` (package version, training steps, seed, date, ...).
+(3 x 128 floats), ``provenance`` (package version, training steps, seed, date, ...) and
+``tensors_sha256``, a digest of every tensor's name, dtype, shape and bytes, checked on loading
+so a damaged file is refused before it samples anything (files written before it existed load
+without the check).
 """
 
 from __future__ import annotations
@@ -67,9 +70,30 @@ def save_weights(path: str | os.PathLike, bundle: ModelBundle) -> str:
         "provenance": json.dumps(provenance),
     }
     tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in bundle.network.state_dict().items()}
+    metadata["tensors_sha256"] = json.dumps(tensors_digest(tensors))
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return file_sha256(path)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in name order: name, dtype, shape and raw bytes of each."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_tensors(path: str | os.PathLike, metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
+    """"matches" or "not recorded"; a digest that differs from the recorded one is an error."""
+    recorded = metadata.get("tensors_sha256")
+    if recorded is None:
+        return "not recorded"
+    if json.loads(recorded) != tensors_digest(tensors):
+        raise Ct2mriError(f"{path}: the weights are damaged (their digest differs from the one recorded in the file)")
+    return "matches"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -122,7 +146,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
     network = UNet(network_config)
     expected = network.state_dict()
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for damaged data
+        raise Ct2mriError(f"{path}: the weights cannot be read ({exc})") from None
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -133,6 +160,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             raise Ct2mriError(
                 f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the network config needs {tuple(expected[name].shape)}"
             )
+    check_tensors(path, metadata, tensors)
     network.load_state_dict(tensors)
     network.to(device).eval()
     return ModelBundle(

@@ -25,3 +25,39 @@ def test_verbose_after_the_subcommand_shows_the_traceback(tmp_path, capsys, flag
     assert "Traceback" not in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing.safetensors"), flag]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+# Options whose absence simply means "not given" (inputs to choose from, optional extra outputs).
+NOT_GIVEN_BY_DEFAULT = {
+    "--output", "--ct", "--mri", "--csv", "--ct-dir", "--mri-dir", "--pred-dir", "--ref-dir", "--mask-dir",
+    "--mask", "--save-mask", "--qc", "--png", "--out", "--config", "--series", "--set", "--version",
+}
+
+
+def test_every_option_shows_its_default():
+    import typer
+    from typer.core import TyperOption
+
+    from ct2mri_cli.cli.app import app
+
+    group = typer.main.get_command(app)
+    missing = []
+    for name, command in group.commands.items():
+        for param in command.params:
+            if not isinstance(param, TyperOption) or param.is_flag or param.required:
+                continue
+            if set(param.opts) & NOT_GIVEN_BY_DEFAULT:
+                continue
+            shown = param.show_default if isinstance(param.show_default, str) else (param.default is not None and param.show_default)
+            if not shown:
+                missing.append(f"{name} {param.opts[0]}")
+    assert not missing, missing
+
+
+def test_help_texts_keep_their_words(capsys):
+    assert main(["translate", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "the bundled model" in text and "the model's default key" in text and " ." not in text
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(preset in text for preset in ("released", "small", "demo", "tiny"))

@@ -392,3 +392,15 @@ def test_slice_metrics_follow_the_slice_axis_of_the_files(tmp_path):
     # scoring along a wrong axis gives other slice-consistency numbers
     wrong = evaluate_volumes(pred, ref, mask, axis=0)
     assert wrong["flicker"] != pytest.approx(straight.metrics["flicker"], rel=1e-3)
+
+
+def test_results_name_what_was_scored(tmp_path, capsys):
+    """Without a mask the scores cover the whole volume, and the files say so (per case and overall)."""
+    pred_path, ref_path, mask_path, _ = _pair(tmp_path)
+    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "-o", str(tmp_path / "s.json")]) == 0
+    document = json.loads((tmp_path / "s.json").read_text())
+    assert document["mode"] == "whole-volume" and document["cases"][0]["mode"] == "whole-volume"
+    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "-o", str(tmp_path / "m.csv")]) == 0
+    with open(tmp_path / "m.csv") as handle:
+        assert [row["mode"] for row in csv.DictReader(handle)] == ["masked"]
+    capsys.readouterr()

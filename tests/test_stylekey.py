@@ -94,3 +94,49 @@ def test_load_rejects_bad_files(tmp_path):
     save_file({"weights": torch.zeros(3, 128)}, str(other))
     with pytest.raises(Ct2mriError, match="not a style key"):
         load_style_key(other)
+
+
+def test_a_level_counts_as_the_interval_it_stands_for():
+    from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE
+
+    width = (UPPER_EDGE - LOWER_EDGE) / NUM_BINS
+    centre_of_bin_40 = LOWER_EDGE + 40.5 * width
+    key = style_key(np.full(10, centre_of_bin_40), quantum=2 * width)
+    h = key[0].numpy() / 10.0
+    # [c - w, c + w] covers half of bin 40 around its centre plus half of each neighbour
+    np.testing.assert_allclose(h[39:42], [0.25, 0.5, 0.25], atol=1e-6)
+    assert h.sum() == pytest.approx(1.0) and h[:39].sum() == 0 and h[42:].sum() == 0
+
+
+def test_integer_levels_coarser_than_the_bins_make_no_comb():
+    rng = np.random.default_rng(3)
+    smooth = np.clip(rng.normal(0.55, 0.18, 200_000), 0.01, 1.0)
+    levels = 80  # fewer levels than bins: a plain histogram leaves bins empty between them
+    step = 1.0 / levels
+    rounded = np.round(smooth / step) * step
+    comb = style_key(rounded)[0].numpy()
+    fixed = style_key(rounded, quantum=step)[0].numpy()
+    inside = slice(10, 118)
+    assert (comb[inside] == 0).sum() > 20
+    assert (fixed[inside] == 0).sum() == 0
+    assert np.abs(fixed - style_key(smooth)[0].numpy()).max() < 0.05 * fixed.max()
+
+
+def test_quantisation_step_finds_integer_and_rescaled_levels():
+    from ct2mri_cli.style.key import quantisation_step
+
+    assert quantisation_step(np.repeat(np.array([3, 7, 4, 10], dtype=np.int16), 10)) == 1.0
+    assert quantisation_step(np.repeat([0.0, 0.5, 2.0, 1.5], 10)) == 0.5
+    assert quantisation_step(np.random.default_rng(0).random(1000)) is None
+    assert quantisation_step(np.linspace(0.1, 0.9, 64)) is None  # evenly spaced, but each value once
+
+
+def test_key_distance_is_the_wasserstein_distance_of_the_histograms():
+    from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, key_distance
+
+    width = (UPPER_EDGE - LOWER_EDGE) / NUM_BINS
+    at = lambda b: style_key(np.full(5, LOWER_EDGE + (b + 0.5) * width))  # noqa: E731
+    assert key_distance(at(10), at(10)) == 0.0
+    assert key_distance(at(10), at(30)) == pytest.approx(20 * width)
+    half = style_key(np.concatenate([np.full(5, LOWER_EDGE + 10.5 * width), np.full(5, LOWER_EDGE + 50.5 * width)]))
+    assert key_distance(half, at(10)) == pytest.approx(0.5 * 40 * width)

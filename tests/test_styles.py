@@ -54,3 +54,49 @@ def test_normalise_modes(tmp_path):
     assert not torch.equal(mri_style_key(tmp_path / "unit.nii.gz", normalise="robust"), style_key(data))
     with pytest.raises(Ct2mriError, match="auto, robust or none"):
         mri_style_key(tmp_path / "unit.nii.gz", normalise="zscore")
+
+
+def _save(path, data):
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return path
+
+
+def test_a_float_mri_and_its_256_level_copy_give_the_same_key(tmp_path):
+    from ct2mri_cli.style.key import key_distance
+
+    rng = np.random.default_rng(1)
+    brain = np.zeros((40, 40, 40), dtype=bool)
+    brain[5:35, 5:35, 5:35] = True
+    t1 = np.where(brain, np.clip(rng.normal(300.0, 60.0, brain.shape), 50.0, 600.0), 0.0).astype(np.float32)
+    levels = np.round(t1 / t1.max() * 255).astype(np.uint8)
+    as_float = mri_style_key(_save(tmp_path / "float.nii.gz", t1))
+    as_levels = mri_style_key(_save(tmp_path / "levels.nii.gz", levels))
+    assert key_distance(as_float, as_levels) < 0.005
+
+
+@pytest.mark.realdata
+def test_the_colin27_brain_key_has_no_empty_bins():
+    from tests.conftest import COLIN_BRAIN
+
+    if not COLIN_BRAIN.exists():
+        pytest.skip(f"{COLIN_BRAIN} missing: install the Debian package mricron-data")
+    h = mri_style_key(COLIN_BRAIN)[0].numpy()
+    filled = np.flatnonzero(h > 0)
+    assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0
+
+
+def test_a_ct_given_as_style_is_named(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    ct = np.full((30, 30, 30), -1000.0, dtype=np.float32)
+    ct[5:25, 5:25, 5:25] = rng.normal(35.0, 5.0, (20, 20, 20))
+    mri_style_key(_save(tmp_path / "ct.nii.gz", ct))
+    assert "Hounsfield" in capsys.readouterr().err
+
+
+def test_the_bundled_colin27_key_has_no_empty_bins():
+    from ct2mri_cli.bundled import bundled_key_path
+    from ct2mri_cli.style.key import load_style_key
+
+    h = load_style_key(bundled_key_path("colin27"))[0][0].numpy()
+    filled = np.flatnonzero(h > 0)
+    assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0

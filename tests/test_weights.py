@@ -113,3 +113,44 @@ def test_saved_network_size(tmp_path):
     save_weights(path, ModelBundle(network=net))
     n_params = sum(p.numel() for p in net.parameters())
     assert path.stat().st_size == pytest.approx(4 * n_params, rel=0.02)
+
+
+def _tensor_data_offset(path) -> int:
+    """Where the tensor bytes start: after the 8-byte header length and the JSON header."""
+    with open(path, "rb") as handle:
+        return 8 + int.from_bytes(handle.read(8), "little")
+
+
+def _info(path, capsys):
+    from ct2mri_cli.cli.app import main
+
+    assert main(["info", str(path), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_random_bytes_inside_the_tensors_are_refused_on_loading(weights_file, capsys):
+    assert _info(weights_file, capsys)["tensors_digest"] == "matches"
+    data = bytearray(weights_file.read_bytes())
+    start = _tensor_data_offset(weights_file) + 1000
+    data[start:start + 4096] = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
+                                             dtype=torch.uint8).numpy().tobytes()
+    weights_file.write_bytes(bytes(data))
+    with pytest.raises(Ct2mriError, match="damaged"):
+        load_weights(weights_file)
+    assert _info(weights_file, capsys)["tensors_digest"].startswith("MISMATCH")
+
+
+def test_flipped_sign_bits_are_refused(weights_file):
+    data = bytearray(weights_file.read_bytes())
+    start = _tensor_data_offset(weights_file)
+    for i in range(64):  # the top byte of 64 float32 values (little-endian): their sign bits
+        data[start + 4 * (7 * i) + 3] ^= 0x80
+    weights_file.write_bytes(bytes(data))
+    with pytest.raises(Ct2mriError, match="damaged"):
+        load_weights(weights_file)
+
+
+def test_a_file_without_a_digest_still_loads(weights_file, capsys):
+    _rewrite(weights_file, tensors_sha256=None)
+    load_weights(weights_file)
+    assert _info(weights_file, capsys)["tensors_digest"] == "not recorded"

@@ -25,7 +25,7 @@ def info(
                    "histogram_mass": round(float(key[0].sum()), 6)}
     else:
         metadata = read_metadata(path)
-        decoded = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "format_version")}
+        decoded = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "format_version", "tensors_sha256")}
         style = decoded.pop("default_style_key")
         summary = {
             "file": str(path),
@@ -33,6 +33,7 @@ def info(
             "format": f"{metadata['format']} v{metadata['format_version']}",
             "sha256": file_sha256(path),
             "parameters": _parameter_count(path),
+            "tensors_digest": _digest_state(path, metadata),
             **decoded,
             "default_style_key": f"3x{len(style[0])}",
         }
@@ -47,6 +48,21 @@ def info(
             value = "\n".join(f"{k} = {v}" for k, v in value.items())
         table.add_row(name, str(value))
     common.stdout.print(table)
+
+
+def _digest_state(path: Path, metadata: dict[str, str]) -> str:
+    """Whether the tensors match the digest the file records: matches, not recorded, or MISMATCH."""
+    from safetensors.torch import load_file
+
+    from ..errors import Ct2mriError
+    from ..weights import check_tensors
+
+    try:
+        return check_tensors(path, metadata, load_file(str(path)))
+    except Ct2mriError:
+        return "MISMATCH: the file is damaged"
+    except Exception as exc:  # unreadable tensor data
+        return f"MISMATCH: the tensors cannot be read ({type(exc).__name__})"
 
 
 def _format_of(path: Path) -> str | None:

@@ -18,7 +18,7 @@ def preprocess(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
     ct: Optional[Path] = typer.Option(None, "--ct", help="One CT (NIfTI, NRRD, MHA, DICOM folder, .inv3), in HU."),
     mri: Optional[Path] = typer.Option(None, "--mri", help="Its T1 MRI."),
-    case: Optional[str] = typer.Option(None, "--case", help="Case name for --ct/--mri (default: the CT's file name)."),
+    case: Optional[str] = typer.Option(None, "--case", help="Case name for --ct/--mri.", show_default="the CT's file name"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Batch: CSV with columns case,ct,mri."),
     ct_dir: Optional[Path] = typer.Option(None, "--ct-dir", help="Batch: folder of CTs (matched to --mri-dir by name)."),
     mri_dir: Optional[Path] = typer.Option(None, "--mri-dir", help="Batch: folder of MRIs."),

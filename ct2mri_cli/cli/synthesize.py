@@ -18,7 +18,7 @@ def synthesize(
     n: int = typer.Option(..., "-n", "--count", help="Number of pairs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole set (case i uses a seed derived from it)."),
     source: str = typer.Option("both", "--source", help="Source brains: mni, colin27 or both (alternating)."),
-    spacing: Optional[float] = typer.Option(None, "--spacing", help="Voxel size in mm (default: the source's 1 mm grid)."),
+    spacing: Optional[float] = typer.Option(None, "--spacing", help="Voxel size in mm.", show_default="the source's 1 mm grid"),
     model_space: bool = typer.Option(False, "--model-space", help="Also preprocess into OUT/model/ (training-ready)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> int:

@@ -14,14 +14,14 @@ def train(
     data_dir: Path = typer.Argument(..., help="Folder written by 'ct2mri preprocess' (holds manifest.json)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: config, log, checkpoints, weights."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Settings file (.toml or .json)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Network size: small, released or tiny."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Total optimiser steps of the run."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per step and process."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Network size: released, small, demo or tiny.", show_default="small"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total optimiser steps of the run.", show_default="10000"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per step and process.", show_default="8"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the folder from checkpoints/last.pt."),
     overrides: Optional[List[str]] = typer.Option(
         None, "--set", help="Override a setting: key=value (e.g. lr=2e-4, network.base_channels=48); repeatable."
     ),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps.", show_default="auto"),
     force: bool = typer.Option(False, "--force", help="Start over in a folder that holds a previous run."),
 ) -> None:
     """Train the multi-slice Brownian-bridge model; torchrun launches distributed (DDP) training.

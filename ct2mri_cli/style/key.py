@@ -31,11 +31,18 @@ KEY_TENSOR_NAME = "style_key"
 KEY_FORMAT = "ct2mri-style-key"
 
 
-def style_key(volume01: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+def style_key(
+    volume01: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor | None = None,
+    quantum: float | None = None,
+) -> torch.Tensor:
     """Return the (3, 128) float32 style key of an MRI volume already normalised to [0, 1].
 
     ``mask`` (optional, same shape) restricts the histogram to the brain; voxels at or below
-    0.001 and above 1 are never counted.
+    0.001 and above 1 are never counted.  ``quantum`` is the step between the intensity levels a
+    scanner stored (in [0, 1] units) when the volume holds such levels: each level then counts as
+    the interval it stands for, spread evenly over the bins it covers, so a key does not turn
+    into a comb of empty and full bins when levels are coarser than bins.
     """
     values = np.asarray(volume01.detach().cpu() if isinstance(volume01, torch.Tensor) else volume01, dtype=np.float64)
     if mask is not None:
@@ -46,11 +53,59 @@ def style_key(volume01: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tens
     values = values[np.isfinite(values) & (values > LOWER_EDGE) & (values <= UPPER_EDGE)]
     if values.size == 0:
         raise Ct2mriError("no voxel in (0.001, 1]: the volume is empty or not normalised to [0, 1]")
-    counts, _ = np.histogram(values, bins=NUM_BINS, range=(LOWER_EDGE, UPPER_EDGE))
+    if quantum is None or quantum <= 0:
+        counts, _ = np.histogram(values, bins=NUM_BINS, range=(LOWER_EDGE, UPPER_EDGE))
+    else:
+        counts = _interval_counts(values, float(quantum))
     hist = HIST_SCALE * counts / counts.sum()
     cumulative = np.cumsum(hist)
     differential = HIST_SCALE * np.diff(hist, prepend=0.0)
     return torch.from_numpy(np.stack([hist, cumulative, differential]).astype(np.float32))
+
+
+def _interval_counts(values: np.ndarray, quantum: float) -> np.ndarray:
+    """Bin counts with every value spread over [v - q/2, v + q/2] (cut to the key's range and
+    renormalised, so each voxel still counts once)."""
+    levels, counts = np.unique(values, return_counts=True)
+    edges = np.linspace(LOWER_EDGE, UPPER_EDGE, NUM_BINS + 1)
+    lo = np.clip(levels - quantum / 2.0, LOWER_EDGE, UPPER_EDGE)[:, None]
+    hi = np.clip(levels + quantum / 2.0, LOWER_EDGE, UPPER_EDGE)[:, None]
+    covered = np.clip(np.minimum(hi, edges[None, 1:]) - np.maximum(lo, edges[None, :-1]), 0.0, None)
+    width = covered.sum(axis=1, keepdims=True)
+    share = np.where(width > 0, covered / np.where(width > 0, width, 1.0), 0.0)
+    # a level whose interval lies wholly outside the range still sits in its own bin
+    outside = width[:, 0] <= 0
+    if outside.any():
+        index = np.clip(np.searchsorted(edges, levels[outside], side="left") - 1, 0, NUM_BINS - 1)
+        share[np.flatnonzero(outside), index] = 1.0
+    return counts @ share
+
+
+def quantisation_step(values: np.ndarray, max_levels: int = 65536) -> float | None:
+    """The step between stored intensity levels when ``values`` hold evenly spaced levels shared by
+    many voxels (integers, or integers times a rescale slope), else None."""
+    values = np.asarray(values, dtype=np.float64)
+    levels = np.unique(values)
+    # stored levels are shared by many voxels; a float volume's values are nearly all distinct
+    if levels.size < 2 or levels.size > max_levels or values.size < 4 * levels.size:
+        return None
+    gaps = np.diff(levels)
+    step = float(gaps.min())
+    if step <= 0:
+        return None
+    multiples = gaps / step
+    if np.max(np.abs(multiples - np.round(multiples))) > 1e-3:
+        return None
+    return step
+
+
+def key_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """1-Wasserstein distance between the intensity histograms of two keys, in [0, 1] intensity
+    units (how far, on average, the intensities of one must move to match the other)."""
+    ha = validate_style_key(a)[0].double().numpy()
+    hb = validate_style_key(b)[0].double().numpy()
+    width = (UPPER_EDGE - LOWER_EDGE) / NUM_BINS
+    return float(np.abs(np.cumsum(ha / ha.sum()) - np.cumsum(hb / hb.sum())).sum() * width)
 
 
 def average_style_keys(keys: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 
 from ..bundled import KEY_SUFFIX, bundled_key_names, bundled_key_path
 from ..errors import Ct2mriError
-from .key import load_style_key, style_key
+from ..reporting import warn
+from .key import load_style_key, quantisation_step, style_key
 
 
 def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike] = None, normalise: str = "auto") -> torch.Tensor:
@@ -22,7 +23,7 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
     ``none`` never does.
     """
     from ..io.volumes import read_volume
-    from ..preprocessing.intensity import normalize_mri
+    from ..preprocessing.intensity import mri_percentile_range, normalize_mri
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
@@ -34,10 +35,25 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
         if mask_volume.shape != volume.shape:
             raise Ct2mriError(f"{mask_path}: mask shape {mask_volume.shape} differs from {path} {volume.shape}")
         mask = np.asarray(mask_volume.data) > 0
+    warn_if_ct(data, str(path))
+    region = mask if mask is not None else data > 0
     already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
+    step = quantisation_step(data[region]) if region.any() else None
     if normalise == "robust" or (normalise == "auto" and not already_unit):
-        data = normalize_mri(data, mask if mask is not None else data > 0, source=str(path))
-    return style_key(data, mask)
+        lo, hi = mri_percentile_range(data, region, source=str(path))
+        data = normalize_mri(data, region, source=str(path))
+        step = None if step is None else step / (hi - lo)
+    return style_key(data, mask, quantum=step)
+
+
+def warn_if_ct(data: np.ndarray, source: str) -> bool:
+    """Warn when a volume given as an MRI looks like a CT in Hounsfield units (air near -1000)."""
+    below = float(np.mean(np.asarray(data) < -500.0))
+    if below > 0.05:
+        warn(f"{source}: {100 * below:.0f}% of voxels lie below -500, as air does in a CT in Hounsfield units; "
+             "a style key describes an MRI, and a CT's key will not give an MRI-like style")
+        return True
+    return False
 
 
 def resolve_style(spec: Optional[str], default_key: torch.Tensor) -> tuple[torch.Tensor, str]:
