@@ -62,14 +62,19 @@ def test_histogram_of_several_is_the_average(tmp_path):
     np.testing.assert_allclose(key.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_histogram_refuses_to_overwrite(tmp_path, capsys):
-    _mri(tmp_path / "a.nii.gz")
+def test_histogram_replaces_the_named_output_but_never_an_input(tmp_path, capsys):
+    """As in translate: the output file the user named is replaced; an input never is."""
+    mri = tmp_path / "a.nii.gz"
+    _mri(mri)
     out = tmp_path / "key.safetensors"
-    out.write_bytes(b"precious")
-    assert main(["histogram", str(tmp_path / "a.nii.gz"), "-o", str(out)]) == 1
-    assert "exists (use --force" in capsys.readouterr().err
-    assert out.read_bytes() == b"precious"
-    assert main(["-q", "histogram", str(tmp_path / "a.nii.gz"), "-o", str(out), "--force"]) == 0
+    out.write_bytes(b"old")
+    assert main(["-q", "histogram", str(mri), "-o", str(out)]) == 0
+    assert out.read_bytes() != b"old"
+    before = mri.read_bytes()
+    assert main(["histogram", str(mri), "-o", str(mri)]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err and mri.read_bytes() == before
+    assert main(["histogram", str(mri), "-o", str(out), "--png", str(out)]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
 
 
 def test_histogram_bad_input_is_one_line(tmp_path, capsys):

@@ -325,14 +325,18 @@ def test_missing_files_and_unusable_masks(tmp_path, capsys):
     _one_line_error(capsys, "outside.nii.gz", "selects no voxel")
 
 
-def test_output_refuses_to_overwrite(tmp_path, capsys):
+def test_the_named_output_is_replaced_but_never_an_input(tmp_path, capsys):
     pred_path, ref_path, mask_path, (pred, ref, mask) = _pair(tmp_path)
     out = tmp_path / "scores.csv"
-    out.write_text("precious")
-    assert main(["evaluate", str(pred_path), str(ref_path), "-o", str(out)]) == 1
-    _one_line_error(capsys, "scores.csv", "exists (use --force")
-    assert out.read_text() == "precious"
-    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "-o", str(out), "--force"]) == 0
+    out.write_text("old")
+    before = ref_path.read_bytes()
+    table = tmp_path / "cases.csv"
+    table.write_text(f"case,pred,ref\ncase1,{pred_path.name},{ref_path.name}\n")
+    listing = table.read_text()
+    assert main(["evaluate", "--csv", str(table), "-o", str(table)]) == 1
+    _one_line_error(capsys, "would overwrite the input")
+    assert table.read_text() == listing and ref_path.read_bytes() == before
+    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "-o", str(out)]) == 0
     with out.open() as handle:
         assert float(next(csv.DictReader(handle))["mae"]) == pytest.approx(_expected(pred, ref, mask)["mae"], rel=1e-9)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind

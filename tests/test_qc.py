@@ -96,11 +96,35 @@ def test_write_png_round_trip_and_atomicity(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "qc.png"]
 
 
-def test_enlarge_repeats_pixels_by_an_integer_factor():
-    from ct2mri_cli.evaluation.qc import enlarge
 
-    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    big = enlarge(image, min_side=5)
-    assert big.shape == (6, 9)
-    assert (big[::3, ::3] == image).all() and (big[2, 8] == image[0, 2])
-    assert enlarge(image, min_side=1).shape == image.shape
+
+def test_labelled_montage_names_columns_and_planes():
+    from ct2mri_cli.evaluation.qc import pair_montage
+
+    rng = np.random.default_rng(0)
+    z, h, w = 30, 48, 40
+    a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
+    plain = pair_montage(a, b)
+    big = pair_montage(a, b, titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=300)
+    factor = (big.shape[0] - 4) // (plain.shape[0] - 4)
+    assert min(big.shape[:2]) >= 300 and big.shape[0] == (plain.shape[0] - 4) * factor + 4
+    label = np.all(big == (255, 230, 64), axis=-1)
+    assert not np.all(np.stack([plain] * 3, axis=-1) == (255, 230, 64), axis=-1).any()
+    panel_w, gap = w * factor, 2
+    row_tops = [0, h * factor + gap, (h + z) * factor + 2 * gap]
+    row_heights = [h * factor, z * factor, z * factor]
+    for column in range(3):  # a title at the top of each column
+        x0 = column * (panel_w + gap)
+        assert label[: row_heights[0] // 4, x0 : x0 + panel_w].sum() > 20, column
+    for top, height in zip(row_tops, row_heights):  # a plane name at the bottom of each row's first panel
+        assert label[top + 3 * height // 4 : top + height, :panel_w].sum() > 20
+
+
+def test_text_bitmap_spells_with_the_glyphs():
+    from ct2mri_cli.evaluation.lettering import text_bitmap
+
+    bitmap = text_bitmap("T1")
+    assert bitmap.shape == (7, 11)
+    assert bitmap[0, :5].all() and bitmap[1:, 2].all() and not bitmap[1:, [0, 1, 3, 4]].any()  # T
+    assert not bitmap[:, 5].any()  # the gap between letters
+    assert bitmap[6, 7:10].all() and bitmap[:, 8].all()  # 1: stem and foot

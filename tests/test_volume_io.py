@@ -338,3 +338,27 @@ def test_single_dicom_file_asks_for_the_folder(tmp_path):
     one = sorted((tmp_path / "d").iterdir())[0]
     with pytest.raises(Ct2mriError, match="single DICOM slice"):
         read_volume(one)
+
+
+def test_itk_blocks_become_one_line_each_and_other_text_passes_through():
+    from ct2mri_cli.io.volumes import split_itk_output
+
+    text = ("bar 50%\nWARNING: In /src/itkGDCMSeriesFileNames.cxx, line 101\n"
+            "GDCMSeriesFileNames (0x55d1c0): No Series were found\n\n"
+            "WARNING: In /src/itkImageSeriesReader.hxx, line 478\n"
+            "ImageSeriesReader (0x1f): Non uniform sampling or missing slices detected,\n maximum nonuniformity:1.2\n\n"
+            "bar 60%\n")
+    messages, rest = split_itk_output(text)
+    assert messages == ["No Series were found",
+                        "Non uniform sampling or missing slices detected, maximum nonuniformity:1.2"]
+    assert rest == "bar 50%\nbar 60%\n"
+
+
+def test_an_empty_folder_is_one_line_without_itk_noise(tmp_path, capfd):
+    from ct2mri_cli.cli.app import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["translate", str(tmp_path / "empty"), str(tmp_path / "o.nii.gz"), "--device", "cpu"]) == 1
+    err = capfd.readouterr().err
+    assert "WARNING: In" not in err and "No Series" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {tmp_path / 'empty'}: folder holds no DICOM series"]

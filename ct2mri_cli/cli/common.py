@@ -22,11 +22,15 @@ from ..reporting import console, info, settings, warn  # noqa: F401  (re-exporte
 stdout = Console(highlight=False)
 
 
-def check_can_write(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing file unless ``force`` (a missing folder is created on writing)."""
+def check_named_output(path: Path, inputs: list[Path]) -> None:
+    """An output file the user named is replaced when it exists, as in ``translate``; it may not
+    be one of the run's inputs or a folder (a missing folder is created on writing)."""
     check_folder_possible(path.parent)
-    if path.exists() and not force:
-        raise Ct2mriError(f"{path} exists (use --force to overwrite)")
+    if path.is_dir():
+        raise Ct2mriError(f"{path}: is a folder; name the output file")
+    for source in inputs:
+        if path.exists() and source.exists() and path.samefile(source) or path.resolve() == source.resolve():
+            raise Ct2mriError(f"{path}: the output would overwrite the input {source}")
 
 
 def progress_bar(unit: str = "", remaining: bool = False) -> Progress:

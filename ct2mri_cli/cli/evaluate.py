@@ -41,7 +41,6 @@ def evaluate(
         "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max in the mask; robust; none."
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this .csv or .json file."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
 ) -> None:
     """Score synthetic MRIs against references: MAE, PSNR, SSIM, NRMSE, slice consistency, W1."""
     from ..batch import run_batch
@@ -53,7 +52,8 @@ def evaluate(
     cases, failures, batch = _plan(list(inputs or []), mask, pred_dir, ref_dir, mask_dir, csv_file)
     if out is not None:
         check_output_name(out)
-        common.check_can_write(out, force)
+        sources = [p for c in cases for p in (c.pred, c.ref, c.mask) if p is not None]
+        common.check_named_output(out, sources + ([csv_file] if csv_file is not None else []))
 
     scores = []
 

@@ -19,7 +19,6 @@ def histogram(
         "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max; robust; none."
     ),
     png: Optional[Path] = typer.Option(None, "--png", help="Also draw the three curves to this PNG."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Compute a style key (SKC): one volume gives its key, several their average."""
     from ..evaluation.qc import write_png
@@ -30,9 +29,10 @@ def histogram(
         raise Ct2mriError(f"--normalise must be auto, robust or none, not {normalise!r}")
     if masks and len(masks) != len(mris):
         raise Ct2mriError(f"{len(masks)} --mask given for {len(mris)} MRI volumes; give one per volume or none")
-    common.check_can_write(output, force)
+    inputs = [*mris, *(masks or [])]
+    common.check_named_output(output, inputs)
     if png is not None:
-        common.check_can_write(png, force)
+        common.check_named_output(png, inputs + [output])
 
     keys = []
     for i, path in enumerate(mris):

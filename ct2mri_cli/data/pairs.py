@@ -167,7 +167,8 @@ def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: Prep
             staging / CASE_FILES["style_key"], prepared.style_key,
             {"case": case, "source": str(pair.mri), "kind": "preprocessed MRI"},
         )
-        write_png(pair_montage(prepared.ct01, prepared.mri01, prepared.mask), staging / CASE_FILES["qc"])
+        picture = pair_montage(prepared.ct01, prepared.mri01, prepared.mask, titles=("CT", "MRI", "CHECKERBOARD"), min_side=360)
+        write_png(picture, staging / CASE_FILES["qc"])
         final = out_dir / case
         final.mkdir(exist_ok=True)
         for name in CASE_FILES.values():

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
+from .lettering import draw_label, fitting_scale
 
 
 def to_uint8(image: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
@@ -102,18 +103,29 @@ def _outline(image_u8: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int
     return rgb
 
 
+PLANE_NAMES = ("AXIAL", "CORONAL", "SAGITTAL")
+
+
 def pair_montage(
     first01: np.ndarray,
     second01: np.ndarray,
     mask: np.ndarray | None = None,
     tiles: int = 8,
+    titles: Sequence[str] | None = None,
+    min_side: int | None = None,
 ) -> np.ndarray:
     """Rows = axial, coronal, sagittal through the mask's centre; columns = first, second,
     checkerboard of the two.  Inputs are (Z, H, W) in [0, 1]; the mask outline is drawn on the
-    first column.  Used for CT vs MRI (preprocess) and CT vs synthetic MRI (translate)."""
+    first column.  Used for CT vs MRI (preprocess) and CT vs synthetic MRI (translate).
+
+    ``min_side`` enlarges every panel by the smallest integer factor that gives the picture at
+    least that shorter side; ``titles`` (three column names) then label the top row, and the
+    plane names label the first column."""
     first01, second01 = np.asarray(first01), np.asarray(second01)
     if first01.shape != second01.shape:
         raise ValueError(f"volumes differ in shape: {first01.shape} vs {second01.shape}")
+    if titles is not None and len(titles) != 3:
+        raise ValueError(f"three column titles are needed, got {len(titles)}")
     centre = mask_centre(mask if mask is not None else np.ones(first01.shape, dtype=bool))
     mask_planes = planes(mask, centre) if mask is not None else [None, None, None]
     rows = []
@@ -121,13 +133,18 @@ def pair_montage(
         a8, b8 = to_uint8(a), to_uint8(b)
         left = _outline(a8, m) if m is not None else a8
         rows.append([left, b8, checkerboard(a8, b8, tiles)])
+    if min_side is not None:
+        factor = max(1, -(-min_side // max(1, min(montage(rows).shape[:2]))))
+        while min(montage([[np.zeros((p.shape[0] * factor, p.shape[1] * factor), np.uint8) for p in row]
+                           for row in rows]).shape) < min_side:
+            factor += 1  # the gaps between panels do not grow with them
+        rows = [[np.repeat(np.repeat(panel, factor, axis=0), factor, axis=1) for panel in row] for row in rows]
+    if titles is not None:
+        labels = [(0, c, title, "top") for c, title in enumerate(titles)] + [(r, 0, PLANE_NAMES[r], "bottom") for r in range(3)]
+        scale = min(fitting_scale(text, rows[r][c].shape[1], rows[r][c].shape[0]) for r, c, text, _ in labels)
+        for r, c, text, corner in labels:
+            rows[r][c] = draw_label(rows[r][c], text, corner, scale)
     return montage(rows)
-
-
-def enlarge(image: np.ndarray, min_side: int = 480) -> np.ndarray:
-    """Repeat pixels by the smallest integer factor that makes the shorter side >= ``min_side``."""
-    factor = max(1, -(-min_side // max(1, min(image.shape[:2]))))
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:

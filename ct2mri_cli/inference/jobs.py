@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import Ct2mriError
-from ..evaluation.qc import enlarge, pair_montage, write_png
+from ..evaluation.qc import pair_montage, write_png
 from ..io.atomic import atomic_output, remove_stale_temporaries
 from ..io.cases import case_name
 from ..io.volumes import NIFTI_SUFFIXES, read_volume, write_nifti
@@ -130,7 +130,9 @@ def run_job(
             mask_tmp = stack.enter_context(atomic_output(job.mask))
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
         if job.qc is not None:
-            write_png(enlarge(pair_montage(result.ct_model01, result.mri_model01, result.mask_model)),
+            picture = pair_montage(result.ct_model01, result.mri_model01, result.mask_model,
+                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480)
+            write_png(picture,
                       stack.enter_context(atomic_output(job.qc)))
         seconds = {"load_model": load_seconds, "read": read_seconds, **result.seconds,
                    "write": time.perf_counter() - started}

@@ -17,12 +17,16 @@ world origin.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import plistlib
+import re
+import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nibabel as nib
 import numpy as np
@@ -99,6 +103,14 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
     path = Path(path)
     if not path.exists():
         raise Ct2mriError(f"{path}: no such file or folder")
+    with itk_messages() as messages:
+        volume = _read_any(path, series_uid)
+    volume.notes.extend(f"{path}: ITK: {message}" for message in messages)
+    _check_volume(volume)
+    return volume
+
+
+def _read_any(path: Path, series_uid: str | None) -> Volume:
     name = _lower_name(path)
     if path.is_dir():
         volume = _read_dicom_folder(path, series_uid)
@@ -112,8 +124,45 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
         volume = _read_with_sitk(path, None)
     if series_uid is not None and not path.is_dir():
         volume.notes.append(f"--series {series_uid} ignored: {path} is not a DICOM folder")
-    _check_volume(volume)
     return volume
+
+
+@contextlib.contextmanager
+def itk_messages() -> Iterator[list[str]]:
+    """Catch what ITK prints on the process's stderr (its C++ warnings bypass Python) while the
+    block runs; the list yielded fills, on exit, with one line per ITK message, for ct2mri to
+    report in its own words (or drop, when the block fails with an error of its own).  Anything
+    else written to stderr meanwhile (a progress display) is passed on unchanged."""
+    messages: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            found, rest = split_itk_output(capture.read().decode("utf-8", "replace"))
+            messages.extend(found)
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
+
+
+_ITK_BLOCK = re.compile(r"(?:WARNING|ERROR): In [^\n]*\n((?:[^\n]*\S[^\n]*(?:\n|$))*)\n?")
+
+
+def split_itk_output(text: str) -> tuple[list[str], str]:
+    """ITK's "WARNING: In file, line N" / "Class (0x...): message" blocks, one line each, and the
+    text around them."""
+    messages = []
+    for match in _ITK_BLOCK.finditer(text):
+        body = " ".join(line.strip() for line in match.group(1).splitlines() if line.strip())
+        messages.append(re.sub(r"^\w+ \(0x[0-9a-fA-F]+\): ", "", body))
+    return list(dict.fromkeys(m for m in messages if m)), _ITK_BLOCK.sub("", text)
 
 
 def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
