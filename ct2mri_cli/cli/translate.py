@@ -34,6 +34,7 @@ def translate(
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
+    strict: bool = typer.Option(False, "--strict", help="A scan check's warning fails the case (nothing is written)."),
 ) -> None:
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
     from ..batch import SkipCase, run_batch
@@ -62,7 +63,7 @@ def translate(
     bundle = load_weights(weights_path, device="cpu")
     sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler)
     style_key, style_source = resolve_style(style, bundle.default_style_key)
-    translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network)
+    translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict)
     load_seconds = time.perf_counter() - started
     if output is not None and not is_nifti_name(output):
         ensure_folder(output)
@@ -83,6 +84,7 @@ def translate(
             )
         for note in result.notes:
             common.warn(note)
+        flagged[job.case] = [c.name for c in result.checks if c.verdict != "pass"]
         return (
             f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
             + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
@@ -95,11 +97,16 @@ def translate(
         elif kind == "failed":
             common.console.print(f"[red]error:[/red] {message}", soft_wrap=True)
 
+    flagged: dict[str, list[str]] = {}
     outcome = run_batch(jobs, lambda job: job.case, work, on_event, isolate=len(jobs) > 1)
     if len(jobs) > 1:
+        with_checks = {case: names for case, names in flagged.items() if names}
         common.info(
-            f"{len(outcome.done)} translated, {len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(jobs)}"
+            f"{len(outcome.done)} translated ({len(with_checks)} with scan-check warnings or corrections), "
+            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(jobs)}"
         )
+        for case, names in with_checks.items():
+            common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
         for case, message in outcome.failures:
             common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
     if outcome.failures:

@@ -52,7 +52,7 @@ def build_sidecar(
         "precision": "bf16" if translator.autocast is not None else "fp32",
         "channels_last": translator.channels_last,
         "brain_mask": str(mask_path) if mask_path is not None else "automatic",
-        "brain_ml": round(result.brain_ml, 1),
+        "checks": [c.to_dict() for c in result.checks],
         "model_grid": result.record.to_dict(),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "host": platform.node(),

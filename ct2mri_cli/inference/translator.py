@@ -19,12 +19,17 @@ from ..diffusion.sampler import Denoiser, network_evaluations, sample_volume
 from ..errors import Ct2mriError
 from ..io.volumes import Volume
 from ..network import network_denoiser
-from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
-from ..preprocessing.model_view import (
-    brain_mask_with_notes,
+from ..preprocessing.checks import (
+    Check,
     check_brain_volume,
-    ct_to_model_space,
+    check_components,
+    check_coverage,
+    check_hu_scale,
+    check_slice_thickness,
+    warnings_of,
 )
+from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
+from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
 
@@ -76,7 +81,7 @@ class Translation:
     record: GridRecord
     evaluations: int
     batch_size: int
-    brain_ml: float = 0.0
+    checks: list[Check] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -93,6 +98,7 @@ class Translator:
         precision: str = "auto",
         channels_last: Optional[bool] = None,
         compile: bool = False,
+        strict: bool = False,
     ) -> None:
         self.schedule = BridgeSchedule(bundle.bridge)
         sampling.check(self.schedule.num_timesteps)
@@ -102,6 +108,7 @@ class Translator:
         self.device = device
         self.sampling = sampling
         self.batch_size = batch_size
+        self.strict = strict
         cuda = device.type == "cuda"
         if precision not in ("auto", "fp32", "bf16"):
             raise Ct2mriError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
@@ -120,12 +127,17 @@ class Translator:
         mask: Optional[np.ndarray] = None,
         progress: Optional[Callable[[int, int], None]] = None,
     ) -> Translation:
-        """Translate one native CT volume (HU); ``mask`` replaces automatic brain extraction."""
+        """Translate one native CT volume (HU); ``mask`` replaces automatic brain extraction.
+
+        The scan checks (:mod:`ct2mri_cli.preprocessing.checks`) run first; with ``strict`` a
+        warning among them fails the translation before any sampling."""
         seconds: dict[str, float] = {}
         notes: list[str] = list(ct.notes)
         config = self.bundle.preprocess
 
         start = time.perf_counter()
+        ct, hu_scale = check_hu_scale(ct)
+        checks = [hu_scale, check_slice_thickness(ct)]
         given = mask
         if mask is None:
             mask, mask_notes = brain_mask_with_notes(ct)
@@ -138,9 +150,13 @@ class Translator:
                 raise Ct2mriError(f"{ct.name}: the mask's shape {mask.shape} differs from the CT's {ct.shape}")
             if not mask.any():
                 raise Ct2mriError(f"{ct.name}: the given brain mask is empty")
-        brain_ml, volume_notes = check_brain_volume(mask, ct.spacing, ct.name, automatic=given is None)
-        notes += volume_notes
+        checks += [check_brain_volume(mask, ct.spacing, ct.name, automatic=given is None),
+                   check_coverage(mask, ct.affine, ct.name), check_components(mask, ct.name)]
+        notes += [c.message for c in checks if c.verdict != "pass" and c.message]
         seconds["brain_mask"] = time.perf_counter() - start
+        if self.strict and warnings_of(checks):
+            failed = warnings_of(checks)
+            raise Ct2mriError(f"{ct.name}: --strict: {', '.join(c.name for c in failed)} ({failed[0].message})")
 
         start = time.perf_counter()
         record = plan_model_grid(ct, mask, config)
@@ -170,7 +186,7 @@ class Translator:
             record=record,
             evaluations=network_evaluations(ct_model.shape[0], s.steps, s.corrections, s.mode, s.step_size),
             batch_size=batch,
-            brain_ml=brain_ml,
+            checks=checks,
             seconds=seconds,
             notes=notes,
         )

@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 
-from ..errors import Ct2mriError
 from ..io.volumes import Volume
 from .brainmask import extract_brain_ct
 from .geometry import GridRecord, apply_model_grid
@@ -35,27 +34,3 @@ def ct_to_model_space(
     model_mask = apply_model_grid(np.asarray(mask, dtype=np.float32), record, order="nearest") > 0.5
     model_ct = np.clip(apply_model_grid(ct01, record, order="linear"), 0.0, 1.0) * model_mask
     return model_ct.astype(np.float32), model_mask
-
-
-# Adult brains (parenchyma and ventricles) measure about 1000-1700 mL; a scan that misses part of
-# the head holds less.  Far below that, what was found is not a brain.
-ADULT_BRAIN_ML = (900.0, 2100.0)
-NOT_A_BRAIN_ML = 300.0
-
-
-def check_brain_volume(mask: np.ndarray, spacing: tuple[float, ...], name: str, automatic: bool = True) -> tuple[float, list[str]]:
-    """The brain's volume in mL and a note when it lies outside the adult range.
-
-    An automatic mask below :data:`NOT_A_BRAIN_ML` is refused: the CT is almost certainly not in
-    Hounsfield units (or holds no brain), and translating it would give an empty image."""
-    ml = float(np.count_nonzero(mask) * np.prod(spacing) / 1000.0)
-    lo, hi = ADULT_BRAIN_ML
-    if automatic and ml < NOT_A_BRAIN_ML:
-        raise Ct2mriError(
-            f"{name}: the brain found is {ml:.0f} mL, far below an adult brain ({lo:.0f}-{hi:.0f} mL); "
-            "is the CT in Hounsfield units? (pass --mask to give the brain yourself)"
-        )
-    if ml < lo or ml > hi:
-        return ml, [f"{name}: the brain mask is {ml:.0f} mL, outside the adult range {lo:.0f}-{hi:.0f} mL "
-                    "(partial coverage, a child, or intensities not in HU?)"]
-    return ml, []

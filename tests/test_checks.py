@@ -1,0 +1,109 @@
+"""Scan checks: each named check fires on the scan it is for, and stays quiet on a normal one."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ct2mri_cli.cli.app import main
+from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.io.volumes import Volume
+from ct2mri_cli.preprocessing import checks
+from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
+from tests.conftest import make_head_phantom
+from tests.helpers import fast_weights
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_head_phantom(spacing=(3.0, 3.0, 3.0))
+
+
+def _volume(hu, affine):
+    return Volume(data=np.asarray(hu, dtype=np.float32), affine=np.asarray(affine, dtype=float), description="test")
+
+
+def test_a_ct_stored_without_its_rescale_is_shifted_back(phantom):
+    for padding in (-2000.0, -3024.0):
+        stored = phantom.hu + 1024.0
+        stored[:3] = padding  # outside the field of view
+        fixed, check = checks.check_hu_scale(_volume(stored, phantom.affine))
+        assert check.verdict == "corrected" and "1024" in check.message
+        inside = np.s_[3:]
+        np.testing.assert_allclose(np.asarray(fixed.data)[inside], phantom.hu[inside], atol=1e-3)
+        assert np.all(np.asarray(fixed.data)[:3] == -1024.0)
+
+
+def test_hu_with_padding_passes_and_padding_becomes_air(phantom):
+    hu = phantom.hu.copy()
+    hu[:2] = -3024.0
+    fixed, check = checks.check_hu_scale(_volume(hu, phantom.affine))
+    assert check.verdict == "pass" and "padding" in check.message
+    assert np.asarray(fixed.data).min() == -1024.0
+    same, check = checks.check_hu_scale(_volume(phantom.hu, phantom.affine))
+    assert check.verdict == "pass" and same.data is not None and check.message == ""
+
+
+def test_thick_slices_are_named(phantom):
+    thick = np.diag([1.0, 1.0, 4.5, 1.0])
+    assert checks.check_slice_thickness(_volume(phantom.hu[:, :, :20], thick)).verdict == "warning"
+    assert checks.check_slice_thickness(_volume(phantom.hu, phantom.affine)).verdict == "pass"
+    tilted = np.array([[0, 0, 4.5, 0], [0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 0, 1]])  # slices along the first axis
+    assert checks.check_slice_thickness(_volume(phantom.hu, tilted)).verdict == "pass"
+
+
+def test_a_brain_cut_by_the_scan_is_named(phantom):
+    whole = checks.check_coverage(phantom.brain, phantom.affine, "test")
+    assert whole.verdict == "pass" and whole.value <= checks.EDGE_AREA_FRACTION
+    z = np.flatnonzero(phantom.brain.any(axis=(0, 1)))
+    keep = z.min() + int(0.6 * (z.max() - z.min()))  # the top 40 % of the brain missing
+    cut = checks.check_coverage(phantom.brain[:, :, :keep], phantom.affine, "test")
+    assert cut.verdict == "warning" and "top" in cut.message
+    # the same head stored top slice first: still its top that is missing
+    flipped = phantom.affine @ np.diag([1, 1, -1, 1])
+    assert "top of the scan" in checks.check_coverage(phantom.brain[:, :, :keep][:, :, ::-1], flipped, "test").message
+
+
+def test_brain_volume_against_the_adult_range(phantom):
+    spacing = (1.0, 1.0, 1.0)
+    mask = np.zeros((120, 120, 120), dtype=bool)
+    mask[:110, :110, :110] = True  # 1331 mL
+    assert checks.check_brain_volume(mask, spacing, "t").verdict == "pass"
+    mask[:, :, 60:] = False  # 726 mL
+    small = checks.check_brain_volume(mask, spacing, "t")
+    assert small.verdict == "warning" and small.value == pytest.approx(726.0)
+    with pytest.raises(Ct2mriError, match="far below an adult brain"):
+        checks.check_brain_volume(mask[:, :, :20], spacing, "t")
+    assert checks.check_brain_volume(mask[:, :, :20], spacing, "t", automatic=False).verdict == "warning"
+
+
+def test_two_large_mask_parts_are_named():
+    mask = np.zeros((40, 40, 40), dtype=bool)
+    mask[2:18, 2:18, 2:18] = True
+    assert checks.check_components(mask, "t").verdict == "pass"
+    mask[25:35, 25:35, 25:35] = True
+    assert checks.check_components(mask, "t").verdict == "warning"
+
+
+def test_checks_reach_the_sidecar_the_summary_and_strict(tmp_path, phantom, capsys):
+    weights = fast_weights(tmp_path / "w.safetensors")
+    stored = tmp_path / "stored.nii.gz"
+    nib.save(nib.Nifti1Image((phantom.hu + 1024.0).astype(np.int16), phantom.affine), str(stored))
+    thick = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.hu[:, :, ::2].astype(np.int16), phantom.affine @ np.diag([1, 1, 2, 1])), str(thick))
+    out = tmp_path / "out"
+    assert main(["translate", str(stored), str(thick), "-o", str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "2 translated (2 with scan-check warnings or corrections)" in err
+    assert "stored: hu_scale" in err and "thick: slice_thickness" in " ".join(err.split())
+    sidecar = json.loads((out / "stored_synT1.json").read_text())
+    by_name = {c["name"]: c for c in sidecar["checks"]}
+    assert set(by_name) == {"hu_scale", "slice_thickness", "brain_volume", "coverage", "mask_components"}
+    assert by_name["hu_scale"]["verdict"] == "corrected" and by_name["slice_thickness"]["verdict"] == "pass"
+    assert 850 < by_name["brain_volume"]["value"] < 1150  # the phantom's brain (884 mL) and CSF, found after the shift
+
+    shutil.rmtree(out)
+    assert main(["translate", str(thick), str(tmp_path / "t.nii.gz"), "--weights", str(weights), "--strict"]) == 1
+    assert "--strict: slice_thickness" in capsys.readouterr().err and not (tmp_path / "t.nii.gz").exists()
