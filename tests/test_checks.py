@@ -11,7 +11,6 @@ from ct2mri_cli.cli.app import main
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.preprocessing import checks
-from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
 from tests.conftest import make_head_phantom
 from tests.helpers import fast_weights
 
@@ -100,10 +99,31 @@ def test_checks_reach_the_sidecar_the_summary_and_strict(tmp_path, phantom, caps
     assert "stored: hu_scale" in err and "thick: slice_thickness" in " ".join(err.split())
     sidecar = json.loads((out / "stored_synT1.json").read_text())
     by_name = {c["name"]: c for c in sidecar["checks"]}
-    assert set(by_name) == {"hu_scale", "slice_thickness", "brain_volume", "coverage", "mask_components"}
+    assert set(by_name) == {"hu_scale", "gantry_tilt", "slice_thickness", "brain_volume", "coverage", "mask_components"}
     assert by_name["hu_scale"]["verdict"] == "corrected" and by_name["slice_thickness"]["verdict"] == "pass"
     assert 850 < by_name["brain_volume"]["value"] < 1150  # the phantom's brain (884 mL) and CSF, found after the shift
 
     shutil.rmtree(out)
     assert main(["translate", str(thick), str(tmp_path / "t.nii.gz"), "--weights", str(weights), "--strict"]) == 1
     assert "--strict: slice_thickness" in capsys.readouterr().err and not (tmp_path / "t.nii.gz").exists()
+
+
+def test_a_tilted_dicom_series_is_translated_on_its_true_geometry(tmp_path, phantom, capsys):
+    """The gantry-tilted series is read on its slice positions, and the output lands on them."""
+    from tests.test_volume_io import _tilted_image, write_dicom_series
+
+    image = _tilted_image(phantom.hu, 20.0, spacing=phantom.spacing)
+    write_dicom_series(image, tmp_path / "tilted", "1.2.826.0.1.3680043.2.1125.30", slope=1.0, intercept=0.0)
+    weights = fast_weights(tmp_path / "w.safetensors")
+    out = tmp_path / "syn.nii.gz"
+    assert main(["-q", "translate", str(tmp_path / "tilted"), str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    written = nib.load(str(out))
+    assert written.shape == phantom.hu.shape and np.asarray(written.dataobj).max() > 0
+    to_ras = np.diag([-1.0, -1.0, 1.0])
+    for k in range(0, phantom.hu.shape[2], 7):  # every written slice sits at its acquired position
+        expected = to_ras @ np.array(image.TransformIndexToPhysicalPoint((0, 0, k)))
+        assert np.linalg.norm((written.affine @ [0, 0, k, 1])[:3] - expected) < 0.5
+    sidecar = json.loads((tmp_path / "syn.json").read_text())
+    tilt = next(c for c in sidecar["checks"] if c["name"] == "gantry_tilt")
+    assert tilt["verdict"] == "corrected" and tilt["value"] == pytest.approx(20.0, abs=0.01)
+    capsys.readouterr()

@@ -208,8 +208,10 @@ def test_4d_metaimage_with_several_volumes_is_refused(tmp_path):
 # --- DICOM -------------------------------------------------------------------------------------
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: float = 2.0, intercept: float = -1024.0) -> None:
-    """Write a 3D int16 image as a CT series, one file per slice, with rescale tags."""
+def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: float = 2.0, intercept: float = -1024.0,
+                       positions=None) -> None:
+    """Write a 3D int16 image as a CT series, one file per slice, with rescale tags; slice k sits
+    at the image's own voxel (0, 0, k), or at ``positions[k]`` (LPS mm) when given."""
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     orientation = "\\".join(f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1]))
@@ -222,7 +224,8 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: 
             "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
             "0020|000e": series_uid,
             "0020|0013": str(k + 1),
-            "0020|0032": "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in (image.TransformIndexToPhysicalPoint((0, 0, k))
+                                                          if positions is None else positions[k])),
             "0020|0037": orientation,
             "0018|0050": f"{image.GetSpacing()[2]:.6f}",
             "0028|1052": f"{intercept:g}",
@@ -362,3 +365,49 @@ def test_an_empty_folder_is_one_line_without_itk_noise(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "WARNING: In" not in err and "No Series" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {tmp_path / 'empty'}: folder holds no DICOM series"]
+
+
+def _tilted_image(data, tilt_degrees, spacing=(1.0, 1.0, 2.0)):
+    """An LPS image whose slices step along a direction tilted from their normal (gantry tilt)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)).astype(np.int16))
+    image.SetSpacing(spacing)
+    a = np.radians(tilt_degrees)
+    image.SetDirection([1, 0, 0, 0, 1, np.sin(a), 0, 0, np.cos(a)])  # columns: row, column, slice step
+    image.SetOrigin((-10.0, 5.0, -30.0))
+    return image
+
+
+def test_a_gantry_tilted_series_lies_on_its_slice_positions(tmp_path):
+    data = hu_volume(shape=(24, 20, 12))
+    image = _tilted_image(data, 20.0)
+    write_dicom_series(image, tmp_path / "tilted", "1.2.826.0.1.3680043.2.1125.20")
+    volume = read_volume(tmp_path / "tilted")
+    assert any("gantry tilt of 20.0 degrees" in note for note in volume.notes)
+    to_ras = np.diag([-1.0, -1.0, 1.0])
+    for index in [(0, 0, k) for k in range(12)] + [(23, 19, 11), (5, 7, 3)]:
+        world = volume.affine @ np.array([*index, 1.0])
+        expected = to_ras @ np.array(image.TransformIndexToPhysicalPoint(index))
+        assert np.linalg.norm(world[:3] - expected) < 0.5 * 1e-3, index
+    drift = np.linalg.norm((volume.affine @ [0, 0, 11, 1])[:3] - (volume.affine @ [0, 0, 0, 1])[:3] - [0, 0, 22 * np.cos(np.radians(20))])
+    assert drift == pytest.approx(22 * np.sin(np.radians(20)), abs=1e-3)  # the 7.5 mm drift of 11 tilted steps is kept
+
+
+def test_a_series_whose_spacing_changes_is_refused_with_the_reason(tmp_path):
+    data = hu_volume(shape=(16, 16, 8))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)).astype(np.int16))
+    z = [0.0, 2.5, 5.0, 7.5, 12.5, 17.5, 22.5, 27.5]  # 2.5 mm, then 5 mm
+    write_dicom_series(image, tmp_path / "uneven", "1.2.826.0.1.3680043.2.1125.21", positions=[(0.0, 0.0, v) for v in z])
+    with pytest.raises(Ct2mriError, match=r"slice spacing changes within the series \(2.50 to 5.00 mm, changing after slice 4 of 8\)"):
+        read_volume(tmp_path / "uneven")
+
+
+def test_a_sheared_grid_is_written_with_its_sform_only(tmp_path):
+    data = hu_volume(shape=(12, 10, 6))
+    image = _tilted_image(data, 15.0)
+    write_dicom_series(image, tmp_path / "tilted", "1.2.826.0.1.3680043.2.1125.22")
+    volume = read_volume(tmp_path / "tilted")
+    write_nifti(np.asarray(volume.data), tmp_path / "out.nii.gz", volume)
+    img = nib.load(str(tmp_path / "out.nii.gz"))
+    assert int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 1
+    np.testing.assert_allclose(img.affine, volume.affine, atol=1e-4)
+    assert read_volume(tmp_path / "out.nii.gz").affine is not None

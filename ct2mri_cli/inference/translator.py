@@ -24,6 +24,7 @@ from ..preprocessing.checks import (
     check_brain_volume,
     check_components,
     check_coverage,
+    check_gantry_tilt,
     check_hu_scale,
     check_slice_thickness,
     warnings_of,
@@ -137,7 +138,7 @@ class Translator:
 
         start = time.perf_counter()
         ct, hu_scale = check_hu_scale(ct)
-        checks = [hu_scale, check_slice_thickness(ct)]
+        checks = [hu_scale, check_gantry_tilt(ct), check_slice_thickness(ct)]
         given = mask
         if mask is None:
             mask, mask_notes = brain_mask_with_notes(ct)

@@ -319,13 +319,71 @@ def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:
                 f"the largest (others: {others}; pick one with --series UID)"
             )
     reader.SetFileNames(files[chosen])
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()  # GDCM applies rescale slope and intercept
     except Exception as exc:
         raise Ct2mriError(f"{path}: cannot read DICOM series {chosen} ({_one_line(exc)})") from None
     volume = _volume_from_sitk(image, path, f"DICOM series {chosen} ({len(files[chosen])} files)")
     volume.notes.extend(notes)
+    positions = _slice_positions(reader, image.GetDepth())
+    if positions is not None:
+        _apply_slice_positions(volume, positions, path)
     return volume
+
+
+def _slice_positions(reader: Any, depth: int) -> np.ndarray | None:
+    """ImagePositionPatient of every slice in the reader's order (LPS mm), or None if any lacks it."""
+    positions = []
+    for index in range(depth):
+        try:
+            text = reader.GetMetaData(index, "0020|0032")
+            positions.append([float(v) for v in text.split("\\")])
+        except (RuntimeError, ValueError):
+            return None
+    return np.asarray(positions, dtype=np.float64) if len(positions) == depth else None
+
+
+SPACING_TOLERANCE = 0.01  # relative change of slice spacing accepted as uniform
+TILT_DEGREES = 0.1  # steps this far from the slice normal are a gantry tilt
+
+
+def _apply_slice_positions(volume: Volume, positions_lps: np.ndarray, path: Path) -> None:
+    """Put the volume on the geometry its slice positions describe, as dcm2niix does.
+
+    The series reader takes the slice axis as the normal of the slice plane and the spacing from
+    two positions.  With gantry tilt the slices step along another direction: the true voxel-to-
+    world map is sheared, and the affine is corrected to it (outputs are written on it, so every
+    voxel stays where it was acquired).  Spacing that changes within the series cannot be one grid
+    and is refused with the reason, rather than misplacing slices.
+    """
+    if len(positions_lps) < 2:
+        return
+    ras = positions_lps * np.array([-1.0, -1.0, 1.0])
+    steps = np.diff(ras, axis=0)
+    lengths = np.linalg.norm(steps, axis=1)
+    mean = float(lengths.mean())
+    if mean <= 0 or np.abs(lengths - mean).max() > SPACING_TOLERANCE * mean:
+        changes = np.flatnonzero(np.abs(np.diff(lengths)) > SPACING_TOLERANCE * mean)
+        where = f", changing after slice {int(changes[0]) + 2} of {len(ras)}" if changes.size else ""
+        raise Ct2mriError(
+            f"{path}: the slice spacing changes within the series ({lengths.min():.2f} to {lengths.max():.2f} mm{where}); "
+            "one regular grid cannot hold it (reconstruct or resample the series with even spacing)"
+        )
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    # slice k of the array is the k-th file of the reader: it lies at ras[k]
+    step = (ras[-1] - ras[0]) / (len(ras) - 1)
+    normal = np.cross(affine[:3, 0], affine[:3, 1])
+    angle = float(np.degrees(np.arccos(np.clip(abs(step @ normal) / (np.linalg.norm(step) * np.linalg.norm(normal)), 0.0, 1.0))))
+    if angle > TILT_DEGREES:
+        corrected = affine.copy()
+        corrected[:3, 2] = step
+        corrected[:3, 3] = ras[0]
+        volume.affine = corrected
+        volume.notes.append(
+            f"{path}: gantry tilt of {angle:.1f} degrees: the slices step {np.linalg.norm(step):.3f} mm along the tilted "
+            "axis; the geometry is taken from the slice positions (a sheared affine), so every voxel stays where it was acquired"
+        )
 
 
 def invesalius_affine(shape_ijk: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
@@ -372,8 +430,19 @@ def _read_invesalius(path: Path) -> Volume:
     )
 
 
+def is_sheared(affine: np.ndarray) -> bool:
+    """Whether the voxel axes are not perpendicular to each other."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    direction = matrix / np.linalg.norm(matrix, axis=0)
+    return bool(np.abs(direction.T @ direction - np.eye(3)).max() > _ORTHONORMAL_TOL)
+
+
+MAX_TILT_DEGREES = 45.0
+
+
 def check_affine(affine: np.ndarray, source: str) -> None:
-    """Refuse degenerate affines and non-orthonormal direction cosines (shear)."""
+    """Refuse degenerate affines and shear other than a gantry tilt (in-plane axes perpendicular,
+    the slice axis leaning from their normal by less than :data:`MAX_TILT_DEGREES`)."""
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise Ct2mriError(f"{source}: the voxel-to-world affine is missing or not finite")
@@ -383,7 +452,10 @@ def check_affine(affine: np.ndarray, source: str) -> None:
         raise Ct2mriError(f"{source}: degenerate affine (a voxel axis has zero length or axes are parallel)")
     direction = matrix / spacing
     error = np.abs(direction.T @ direction - np.eye(3)).max()
-    if error > _ORTHONORMAL_TOL:
+    in_plane = abs(float(direction[:, 0] @ direction[:, 1]))
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    tilt = float(np.degrees(np.arccos(np.clip(abs(normal @ direction[:, 2]), 0.0, 1.0))))
+    if error > _ORTHONORMAL_TOL and (in_plane > _ORTHONORMAL_TOL or tilt >= MAX_TILT_DEGREES):
         raise Ct2mriError(
             f"{source}: direction cosines are not orthonormal (sheared affine, deviation {error:.3g})"
         )
@@ -409,7 +481,8 @@ def _nifti_header_for(reference: Volume, affine: np.ndarray) -> nib.Nifti1Header
         header = nib.Nifti1Header.from_header(reference.header)
     else:
         header = nib.Nifti1Header()
-        header.set_qform(affine, code=1)
+        # a qform is a rotation: it cannot hold a sheared (gantry-tilted) grid, so only the sform speaks
+        header.set_qform(affine, code=0 if is_sheared(affine) else 1)
         header.set_sform(affine, code=1)
         header.set_xyzt_units("mm", "sec")
     return header

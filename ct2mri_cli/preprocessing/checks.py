@@ -77,6 +77,24 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
         f"shifted by -{STORED_OFFSET:g} to Hounsfield units" + (", padding set to air" if padded.any() else ""))
 
 
+def gantry_tilt_degrees(affine: np.ndarray) -> float:
+    """How far the slice axis leans from the normal of the slice plane (0 for an orthogonal grid)."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    normal = np.cross(matrix[:, 0], matrix[:, 1])
+    cosine = abs(normal @ matrix[:, 2]) / (np.linalg.norm(normal) * np.linalg.norm(matrix[:, 2]))
+    return float(np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0))))
+
+
+def check_gantry_tilt(volume: Volume) -> Check:
+    """A tilted acquisition whose geometry came from its slice positions (a sheared grid): the
+    translation follows it, and the output is written on it."""
+    tilt = round(gantry_tilt_degrees(volume.affine), 2)
+    if tilt > 0.1:
+        return Check("gantry_tilt", tilt, "slices perpendicular to their plane", "corrected",
+                     f"{volume.name}: gantry tilt of {tilt:g} degrees; the scan is used on its true (sheared) geometry")
+    return Check("gantry_tilt", tilt, "slices perpendicular to their plane", "pass")
+
+
 def check_slice_thickness(volume: Volume) -> Check:
     """Slices thicker than :data:`THICK_SLICE_MM` blur the through-plane detail the model relies on."""
     axis = slice_axis(volume.affine)
