@@ -100,3 +100,56 @@ def test_the_bundled_colin27_key_has_no_empty_bins():
     h = load_style_key(bundled_key_path("colin27"))[0][0].numpy()
     filled = np.flatnonzero(h > 0)
     assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0
+
+
+@pytest.mark.realdata
+def test_a_whole_head_mri_gives_the_key_of_its_brain():
+    from ct2mri_cli.style.key import key_distance
+    from tests.conftest import COLIN_BRAIN, COLIN_T1
+
+    for path in (COLIN_T1, COLIN_BRAIN):
+        if not path.exists():
+            pytest.skip(f"{path} missing: install the Debian package mricron-data")
+    head, brain = mri_style_key(COLIN_T1), mri_style_key(COLIN_BRAIN)
+    assert key_distance(head, brain) < 0.01
+    data = nib.load(str(COLIN_T1))
+    whole = style_key(np.clip(np.asarray(data.dataobj, np.float32) / 255.0, 0, 1))  # the head's own histogram
+    assert key_distance(whole, brain) > 0.1  # what the key was before the brain was found
+
+
+def test_a_key_far_from_the_model_s_is_named(capsys):
+    from ct2mri_cli.style.sources import check_style_distance
+
+    near = style_key(np.linspace(0.3, 0.8, 1000))
+    far = style_key(np.linspace(0.85, 1.0, 1000))
+    assert check_style_distance(near, near, "k") == 0.0 and "warning" not in capsys.readouterr().err
+    assert check_style_distance(far, near, "k") > 0.1
+    assert "the model never saw such a style" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_head_and_brain_styles_translate_alike(tmp_path):
+    """The same CT translated with Colin27's head and with its brain as style: within 0.2 dB."""
+    from ct2mri_cli.cli.app import main
+    from ct2mri_cli.data.synthesis import generate_pair
+    from ct2mri_cli.data.templates import source_missing
+    from ct2mri_cli.evaluation.metrics import psnr
+    from tests.conftest import COLIN_BRAIN, COLIN_T1
+
+    reason = source_missing("mni") or (None if COLIN_T1.exists() else f"{COLIN_T1} missing")
+    if reason:
+        pytest.skip(reason)
+    pair = generate_pair("mni", 4242, spacing_mm=2.0)
+    nib.save(nib.Nifti1Image(pair.ct.astype(np.int16), pair.affine), str(tmp_path / "ct.nii.gz"))
+    scores = []
+    for style in (COLIN_T1, COLIN_BRAIN):
+        out = tmp_path / f"{style.name.split('.')[0]}.nii.gz"
+        assert main(["-q", "translate", str(tmp_path / "ct.nii.gz"), str(out), "--style", str(style),
+                     "--sampler", "coprediction", "--steps", "3", "--device", "cpu"]) == 0
+        synthetic = np.asarray(nib.load(str(out)).dataobj, dtype=np.float32)
+        brain = pair.mask.astype(bool) & (synthetic > 0)
+        t1 = pair.t1.astype(np.float32)
+        lo, hi = np.percentile(t1[brain], [0.5, 99.5])
+        scores.append(psnr(synthetic, np.clip((t1 - lo) / (hi - lo), 0, 1), brain))
+    assert abs(scores[0] - scores[1]) < 0.2, scores

@@ -31,6 +31,7 @@ def translate(
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the CT grid instead of automatic extraction (one input)."),
     save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the brain mask (file for one input, else folder)."),
     qc: Optional[Path] = typer.Option(None, "--qc", help="Write a QC montage PNG (file for one input, else folder)."),
+    style_mask: Optional[Path] = typer.Option(None, "--style-mask", help="Brain mask of the --style MRI (else found by registration)."),
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
@@ -43,7 +44,7 @@ def translate(
     from ..inference.jobs import check_outputs, is_nifti_name, plan_jobs, run_job
     from ..inference.translator import Translator
     from ..io.atomic import check_folder_possible, ensure_folder
-    from ..style.sources import resolve_style
+    from ..style.sources import check_style_distance, resolve_style
     from ..weights import load_weights
 
     jobs = plan_jobs(list(inputs), output, save_mask, qc)
@@ -62,7 +63,10 @@ def translate(
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
     sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler)
-    style_key, style_source = resolve_style(style, bundle.default_style_key)
+    if style_mask is not None and (style is None or Path(style).name.lower().endswith(".safetensors") or not Path(style).exists()):
+        raise Ct2mriError("--style-mask goes with --style MRI (an MRI volume)")
+    style_key, style_source = resolve_style(style, bundle.default_style_key, style_mask)
+    style_distance = check_style_distance(style_key, bundle.default_style_key, style_source)
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict)
     load_seconds = time.perf_counter() - started
     if output is not None and not is_nifti_name(output):
@@ -79,7 +83,7 @@ def translate(
         with common.progress_bar("windows", remaining=True) as bar:
             task = bar.add_task(job.case, total=None)
             result, seconds = run_job(
-                job, translator, style_key, style_source, mask, series, load_seconds,
+                job, translator, style_key, style_source, mask, series, load_seconds, style_distance=style_distance,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         for note in result.notes:

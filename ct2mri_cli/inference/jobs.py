@@ -107,6 +107,7 @@ def run_job(
     series_uid: Optional[str] = None,
     load_seconds: float = 0.0,
     progress: Optional[Callable[[int, int], None]] = None,
+    style_distance: Optional[float] = None,
 ) -> tuple[Translation, dict[str, float]]:
     """Read, translate and write one job (synthetic T1, mask, QC picture, sidecar); returns the
     translation and the seconds spent per stage."""
@@ -138,7 +139,8 @@ def run_job(
                    "write": time.perf_counter() - started}
         sidecar = build_sidecar(
             ct_path=job.ct, ct=ct, output=job.output, translator=translator,
-            result=result, style_source=style_source, mask_path=mask_path, seconds=seconds,
+            result=result, style_source=style_source, style_distance=style_distance, mask_path=mask_path,
+            seconds=seconds,
         )
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     return result, seconds

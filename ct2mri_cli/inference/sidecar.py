@@ -28,6 +28,7 @@ def build_sidecar(
     translator: Translator,
     result: Translation,
     style_source: str,
+    style_distance: Optional[float],
     mask_path: Optional[Path],
     seconds: dict[str, float],
 ) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def build_sidecar(
         "weights_sha256": bundle.sha256,
         "weights_provenance": bundle.provenance,
         "style_source": style_source,
+        "style_distance_to_default": None if style_distance is None else round(style_distance, 5),
         "sampler": {"mode": s.mode, "steps": s.steps, "corrections": s.corrections, "step_size": s.step_size,
                     "correction_norm": s.correction_norm},
         "network_evaluations": result.evaluations,

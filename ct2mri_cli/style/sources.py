@@ -11,37 +11,48 @@ import torch
 
 from ..bundled import KEY_SUFFIX, bundled_key_names, bundled_key_path
 from ..errors import Ct2mriError
-from ..reporting import warn
-from .key import load_style_key, quantisation_step, style_key
+from ..reporting import info, warn
+from .key import key_distance, load_style_key, quantisation_step, style_key
 
 
 def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike] = None, normalise: str = "auto") -> torch.Tensor:
     """Read an MRI (and optional brain mask), bring it to [0, 1] as asked and return its key.
 
-    ``normalise``: ``auto`` keeps a volume already in [0, 1] and otherwise applies the robust
-    min-max of preprocessing over the non-zero voxels (or the mask); ``robust`` always does;
+    The key is taken over the brain: the mask given, a brain-only image's non-zero voxels, or the
+    brain found by registration to a template (:mod:`ct2mri_cli.style.brain`; then intensities are
+    normalised on the brain's core and the mask's outermost millimetre is left out, which keeps a
+    registered mask's edge from moving the key).  ``normalise``: ``auto`` keeps a volume already
+    in [0, 1] and otherwise applies the robust min-max of preprocessing; ``robust`` always does;
     ``none`` never does.
     """
     from ..io.volumes import read_volume
-    from ..preprocessing.intensity import mri_percentile_range, normalize_mri
+    from ..preprocessing.intensity import mri_percentile_range
+    from .brain import CORE_EROSION_MM, EDGE_EROSION_MM, eroded, find_brain
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
     volume = read_volume(path)
     data = np.asarray(volume.data, dtype=np.float32)
-    mask = None
+    warn_if_ct(data, str(path))
     if mask_path is not None:
         mask_volume = read_volume(mask_path)
         if mask_volume.shape != volume.shape:
             raise Ct2mriError(f"{mask_path}: mask shape {mask_volume.shape} differs from {path} {volume.shape}")
-        mask = np.asarray(mask_volume.data) > 0
-    warn_if_ct(data, str(path))
-    region = mask if mask is not None else data > 0
+        region = core = np.asarray(mask_volume.data) > 0
+        mask = region
+    else:
+        region, how = find_brain(volume)
+        core = region
+        mask = None if how == "brain-only image" else region
+        if mask is not None:
+            core = eroded(region, volume.affine, CORE_EROSION_MM)
+            region = mask = eroded(region, volume.affine, EDGE_EROSION_MM)
+        info(f"{path}: style key over its brain ({how}, {region.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)")
     already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
     step = quantisation_step(data[region]) if region.any() else None
     if normalise == "robust" or (normalise == "auto" and not already_unit):
-        lo, hi = mri_percentile_range(data, region, source=str(path))
-        data = normalize_mri(data, region, source=str(path))
+        lo, hi = mri_percentile_range(data, core, source=str(path))
+        data = np.clip((data.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32) * region
         step = None if step is None else step / (hi - lo)
     return style_key(data, mask, quantum=step)
 
@@ -56,7 +67,24 @@ def warn_if_ct(data: np.ndarray, source: str) -> bool:
     return False
 
 
-def resolve_style(spec: Optional[str], default_key: torch.Tensor) -> tuple[torch.Tensor, str]:
+# How far (W1, in [0, 1] intensity units) a key may lie from a model's default key before it is
+# unlike what the model trained with: the whole-head Colin27 key lay 0.28 from the bundled model's
+# average key and its brain 0.035 (the training keys themselves lie within about 0.05).
+STYLE_FAR = 0.1
+
+
+def check_style_distance(key: torch.Tensor, default_key: torch.Tensor, source: str) -> float:
+    """The key's distance from the model's default key; a warning when it is far from it."""
+    distance = key_distance(key, default_key)
+    if distance > STYLE_FAR:
+        warn(f"{source}: the style key lies {distance:.3f} from the model's default key (W1; training keys lie within "
+             f"about 0.05): the model never saw such a style, and the output may be off")
+    return distance
+
+
+def resolve_style(
+    spec: Optional[str], default_key: torch.Tensor, mask_path: Optional[str | os.PathLike] = None
+) -> tuple[torch.Tensor, str]:
     """The key named by a ``--style`` value and a description of its source.
 
     ``None`` or ``default``: the model's default key; a bundled name (``average``, ``colin27``);
@@ -73,4 +101,4 @@ def resolve_style(spec: Optional[str], default_key: torch.Tensor) -> tuple[torch
         raise Ct2mriError(f"--style {spec}: no such file, and not a bundled key ({names})")
     if path.name.lower().endswith(KEY_SUFFIX):
         return load_style_key(path)[0], f"file:{path}"
-    return mri_style_key(path), f"mri:{path}"
+    return mri_style_key(path, mask_path), f"mri:{path}"
