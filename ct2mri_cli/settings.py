@@ -52,6 +52,10 @@ class PreprocessConfig(SettingsMixin):
     margin_mm: float = 4.0
     ct_window_hu: tuple[float, float] = (0.0, 80.0)
     mri_percentiles: tuple[float, float] = (0.5, 99.5)
+    # "canonical": slices are cut in the head's canonical frame (the pose found by registration,
+    # ct2mri_cli.preprocessing.pose); "native": along the scan's world axes (files made before
+    # the frame was recorded).
+    frame: str = "native"
 
 
 @dataclass(frozen=True)

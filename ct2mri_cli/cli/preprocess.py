@@ -26,6 +26,7 @@ def preprocess(
     size: Tuple[int, int] = typer.Option(_DEFAULTS.in_plane, "--size", help="Model in-plane size H W (voxels)."),
     margin: float = typer.Option(_DEFAULTS.margin_mm, "--margin", help="Slices kept beyond the brain, in mm."),
     ct_window: Tuple[float, float] = typer.Option(_DEFAULTS.ct_window_hu, "--ct-window", help="CT window LO HI in HU -> [0, 1]."),
+    frame: str = typer.Option("canonical", "--frame", help="canonical: slices cut in the head's canonical frame (pose found by registration); native: along the MRI's world axes."),
     no_register: bool = typer.Option(False, "--no-register", help="The pairs are already aligned in world space."),
     affine: bool = typer.Option(False, "--affine", help="Affine instead of rigid CT-MRI registration."),
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID of the CT when its folder holds several."),
@@ -42,6 +43,8 @@ def preprocess(
         raise Ct2mriError("give exactly one input: --ct CT --mri MRI, --csv FILE, or --ct-dir DIR --mri-dir DIR")
     if spacing <= 0 or min(size) < 8:
         raise Ct2mriError(f"--spacing must be positive and --size at least 8 8 (got {spacing:g}, {size[0]} {size[1]})")
+    if frame not in ("canonical", "native"):
+        raise Ct2mriError(f"--frame must be canonical or native, got {frame!r}")
     if not ct_window[1] > ct_window[0]:
         raise Ct2mriError(f"--ct-window needs LO < HI (got {ct_window[0]:g} {ct_window[1]:g})")
     config = PreprocessConfig(
@@ -50,6 +53,7 @@ def preprocess(
         margin_mm=float(margin),
         ct_window_hu=(float(ct_window[0]), float(ct_window[1])),
         mri_percentiles=_DEFAULTS.mri_percentiles,
+        frame=frame,
     )
 
     unmatched: list[tuple[str, str]] = []

@@ -74,7 +74,7 @@ def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> in
 
     status = common.console.status("preprocessing into model space") if not common.settings.quiet else nullcontext()
     with status:
-        result = preprocess_batch(pairs, out / MODEL_DIR, PreprocessConfig(), register=False, force=force, on_event=on_event)
+        result = preprocess_batch(pairs, out / MODEL_DIR, PreprocessConfig(frame="canonical"), register=False, force=force, on_event=on_event)
     summary = f"model space: {len(result.entries)} case(s), {len(result.failures)} failed -> {out / MODEL_DIR / 'manifest.json'}"
     if result.failures:
         common.console.print(f"[red]{summary}[/red]", soft_wrap=True)

@@ -35,6 +35,7 @@ def translate(
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
+    native_axes: bool = typer.Option(False, "--native-axes", help="Cut slices along the scan's axes, not in the head's canonical frame."),
     strict: bool = typer.Option(False, "--strict", help="A scan check's warning fails the case (nothing is written)."),
 ) -> None:
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
@@ -67,7 +68,8 @@ def translate(
         raise Ct2mriError("--style-mask goes with --style MRI (an MRI volume)")
     style_key, style_source = resolve_style(style, bundle.default_style_key, style_mask)
     style_distance = check_style_distance(style_key, bundle.default_style_key, style_source)
-    translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict)
+    translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
+                            native_axes=native_axes)
     load_seconds = time.perf_counter() - started
     if output is not None and not is_nifti_name(output):
         ensure_folder(output)

@@ -35,6 +35,7 @@ from ..preprocessing.geometry import (
 )
 from ..preprocessing.intensity import normalize_mri
 from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
+from ..preprocessing.pose import estimate_pose
 from ..settings import PreprocessConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -114,7 +115,9 @@ def prepare_pair(
         raise Ct2mriError(f"{ct.name}: the CT brain mask does not overlap {mri.name} (are they the same head?)")
 
     mri01 = normalize_mri(mri.data, mask_on_mri, config.mri_percentiles, source=mri.name)
-    model_mri, record = to_model_grid(mri.with_data(mri01), mask_on_mri, config, order="linear")
+    pose = estimate_pose(mask_on_mri, mri.affine, mri.name) if config.frame == "canonical" else None
+    rotation = None if pose is None else pose.rotation
+    model_mri, record = to_model_grid(mri.with_data(mri01), mask_on_mri, config, order="linear", rotation=rotation)
     model_ct, model_mask = ct_to_model_space(ct_on_mri, mask_on_mri, record, config.ct_window_hu)
     model_mri = np.clip(model_mri, 0.0, 1.0) * model_mask
     cut = record.cut_note(mri.name)
@@ -205,6 +208,13 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data.get("cases"), list) or not isinstance(data.get("preprocess"), dict):
         raise Ct2mriError(f"{path}: manifest lacks 'cases' or 'preprocess'")
     return data
+
+
+def _recorded_settings(data: dict[str, Any]) -> PreprocessConfig | None:
+    try:
+        return PreprocessConfig.from_dict(data)
+    except (TypeError, ValueError):
+        return None
 
 
 def write_manifest(out_dir: Path, config: PreprocessConfig, entries: Iterable[dict[str, Any]]) -> Path:
@@ -298,7 +308,7 @@ def preprocess_batch(
     try:
         if (out_dir / MANIFEST_NAME).exists():
             manifest = read_manifest(out_dir)
-            if manifest["preprocess"] != json.loads(json.dumps(config.to_dict())):
+            if _recorded_settings(manifest["preprocess"]) != config:
                 if not force:
                     raise Ct2mriError(
                         f"{out_dir / MANIFEST_NAME}: made with other preprocessing settings "

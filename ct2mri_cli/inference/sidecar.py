@@ -55,6 +55,7 @@ def build_sidecar(
         "channels_last": translator.channels_last,
         "brain_mask": str(mask_path) if mask_path is not None else "automatic",
         "checks": [c.to_dict() for c in result.checks],
+        "head_pose": None if result.pose is None else result.pose.to_dict(),
         "model_grid": result.record.to_dict(),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "host": platform.node(),

@@ -31,6 +31,7 @@ from ..preprocessing.checks import (
 )
 from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
 from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
+from ..preprocessing.pose import Pose, estimate_pose
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
 
@@ -83,6 +84,7 @@ class Translation:
     evaluations: int
     batch_size: int
     checks: list[Check] = field(default_factory=list)
+    pose: Optional[Pose] = None
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -100,6 +102,7 @@ class Translator:
         channels_last: Optional[bool] = None,
         compile: bool = False,
         strict: bool = False,
+        native_axes: bool = False,
     ) -> None:
         self.schedule = BridgeSchedule(bundle.bridge)
         sampling.check(self.schedule.num_timesteps)
@@ -110,6 +113,7 @@ class Translator:
         self.sampling = sampling
         self.batch_size = batch_size
         self.strict = strict
+        self.native_axes = native_axes
         cuda = device.type == "cuda"
         if precision not in ("auto", "fp32", "bf16"):
             raise Ct2mriError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
@@ -160,7 +164,13 @@ class Translator:
             raise Ct2mriError(f"{ct.name}: --strict: {', '.join(c.name for c in failed)} ({failed[0].message})")
 
         start = time.perf_counter()
-        record = plan_model_grid(ct, mask, config)
+        pose = None
+        if config.frame == "canonical" and not self.native_axes:
+            pose = estimate_pose(mask, ct.affine, ct.name)
+        seconds["pose"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        record = plan_model_grid(ct, mask, config, rotation=None if pose is None else pose.rotation)
         ct_model, mask_model = ct_to_model_space(ct.data, mask, record, config.ct_window_hu)
         cut = record.cut_note(ct.name)
         if cut:
@@ -188,6 +198,7 @@ class Translator:
             evaluations=network_evaluations(ct_model.shape[0], s.steps, s.corrections, s.mode, s.step_size),
             batch_size=batch,
             checks=checks,
+            pose=pose,
             seconds=seconds,
             notes=notes,
         )

@@ -214,18 +214,27 @@ def to_model_grid(
     config: PreprocessConfig,
     order: Order = "linear",
     pad_value: float = 0.0,
+    rotation: np.ndarray | None = None,
 ) -> tuple[np.ndarray, GridRecord]:
-    """Put ``volume`` on the model grid defined by ``brain_mask`` (same grid as the volume).
+    """Put ``volume`` on the model grid defined by ``brain_mask`` (same grid as the volume),
+    oriented by ``rotation`` (see :func:`plan_model_grid`).
 
     Returns the (Z, H, W) float32 model array and the :class:`GridRecord`; ``pad_value`` fills
     model voxels outside the native field of view.
     """
-    record = plan_model_grid(volume, brain_mask, config)
+    record = plan_model_grid(volume, brain_mask, config, rotation)
     return apply_model_grid(volume.data, record, order=order, pad_value=pad_value), record
 
 
-def plan_model_grid(volume: Volume, brain_mask: np.ndarray, config: PreprocessConfig) -> GridRecord:
-    """The model grid of ``volume`` around ``brain_mask`` (same grid as the volume), without resampling."""
+def plan_model_grid(
+    volume: Volume, brain_mask: np.ndarray, config: PreprocessConfig, rotation: np.ndarray | None = None
+) -> GridRecord:
+    """The model grid of ``volume`` around ``brain_mask`` (same grid as the volume), without resampling.
+
+    ``rotation`` (3 x 3, RAS; the head pose) orients the grid's axes: column c is the world
+    direction of model axis c (x, y, z = left-right, posterior-anterior, inferior-superior), so
+    slices are cut in the head's canonical frame.  Without it the grid follows the world axes.
+    """
     mask = np.asarray(brain_mask).astype(bool)
     if mask.shape != volume.shape:
         raise Ct2mriError(f"{volume.name}: brain mask shape {mask.shape} differs from the volume {volume.shape}")
@@ -235,7 +244,10 @@ def plan_model_grid(volume: Volume, brain_mask: np.ndarray, config: PreprocessCo
     height, width = (int(n) for n in config.in_plane)
     affine = np.asarray(volume.affine, dtype=np.float64)
     shape = volume.shape
+    turned = rotation is not None and not np.allclose(rotation, np.eye(3), atol=1e-6)
     exact, ornt = _is_exact(affine, spacing)
+    exact = exact and not turned
+    frame = np.asarray(rotation, dtype=np.float64) if turned else np.eye(3)
     margin = float(config.margin_mm) / spacing
 
     if exact:
@@ -245,10 +257,11 @@ def plan_model_grid(volume: Volume, brain_mask: np.ndarray, config: PreprocessCo
             extent[int(c)] = shape[i]
     else:
         corners = np.array([[a, b, c] for a in (0, shape[0] - 1) for b in (0, shape[1] - 1) for c in (0, shape[2] - 1)])
-        world = corners @ affine[:3, :3].T + affine[:3, 3]
-        lo_world, hi_world = world.min(axis=0), world.max(axis=0)
-        grid_affine = np.diag([spacing, spacing, spacing, 1.0])
-        grid_affine[:3, 3] = lo_world
+        canonical = (corners @ affine[:3, :3].T + affine[:3, 3]) @ frame  # corners in the grid's frame
+        lo_world, hi_world = canonical.min(axis=0), canonical.max(axis=0)
+        grid_affine = np.eye(4)
+        grid_affine[:3, :3] = frame * spacing
+        grid_affine[:3, 3] = frame @ lo_world
         extent = [int(math.floor((hi_world[a] - lo_world[a]) / spacing + 1e-6)) + 1 for a in range(3)]
 
     to_grid = np.linalg.inv(grid_affine) @ affine
