@@ -67,7 +67,7 @@ def _inputs(folder: Path, env: dict[str, str]) -> None:
                                                                 for i, p in enumerate(pairs)))
     (folder / "cases.csv").write_text("case,pred,ref\n" + "".join(f"{p.name},out/{p.name}_synT1.nii.gz,mri/{p.name}.nii.gz\n"
                                                                   for p in pairs))
-    (folder / "models").mkdir()  # as in a clone
+    shutil.copytree(ROOT / "models" / "templates", folder / "models" / "templates")  # as in a clone
     (folder / "scripts").symlink_to(ROOT / "scripts")
 
 

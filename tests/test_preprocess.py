@@ -24,7 +24,7 @@ from ct2mri_cli.settings import PreprocessConfig
 from ct2mri_cli.style.key import load_style_key, style_key
 from tests.conftest import INVESALIUS_CT, make_head_phantom, t1_from_hu
 
-FAST = ["--spacing", "3", "--size", "56", "48"]
+FAST = ["--spacing", "3", "--size", "56", "48", "--frame", "native"]  # the phantoms are not heads: no pose
 FAST_CONFIG = PreprocessConfig(spacing_mm=3.0, in_plane=(56, 48))
 
 

@@ -61,7 +61,7 @@ def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> P
 
     path = models_dir() / TEMPLATE_BRAIN
     if not path.is_file():
-        raise Ct2mriError(f"{name}: the head-pose template {path} is missing (or keep the scan's axes with --native-axes)")
+        raise Ct2mriError(f"{name}: the head-pose template {path} is missing (or keep the scan's axes: translate --native-axes, preprocess --frame native)")
     fixed = _smooth_at(sitk.ReadImage(str(path), sitk.sitkFloat32), POSE_MM)
     moving = _smooth_at(sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM)
     found = sitk.Similarity3DTransform(sitk.CenteredTransformInitializer(
@@ -77,7 +77,7 @@ def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> P
     try:
         method.Execute(fixed, moving)
     except RuntimeError as exc:
-        raise Ct2mriError(f"{name}: the head pose could not be found ({exc}); keep the scan's axes with --native-axes") from None
+        raise Ct2mriError(f"{name}: the head pose could not be found ({exc}); keep the scan's axes with translate --native-axes or preprocess --frame native") from None
     matrix = np.asarray(found.GetMatrix(), dtype=np.float64).reshape(3, 3)
     u, s, vt = np.linalg.svd(matrix)
     rotation_lps = u @ vt
