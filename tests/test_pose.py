@@ -9,7 +9,11 @@ import pytest
 from benchmarks.bench_pose import rotation_ras, turned
 from ct2mri_cli.bundled import models_dir
 from ct2mri_cli.io.volumes import Volume
-from ct2mri_cli.preprocessing.geometry import apply_model_grid, from_model_grid, plan_model_grid
+from ct2mri_cli.preprocessing.geometry import (
+    apply_model_grid,
+    from_model_grid,
+    plan_model_grid,
+)
 from ct2mri_cli.preprocessing.pose import TEMPLATE_BRAIN, estimate_pose
 from ct2mri_cli.settings import PreprocessConfig
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
 from ..io.cases import read_case_csv, relative_to_table, scan_images
-from ..io.volumes import read_volume
+from ..io.volumes import read_volume, slice_axis
 from .metrics import METRIC_NAMES, evaluate_volumes, to_unit_range
 
 # Names ``ct2mri translate`` gives to batch outputs and saved masks: ``<case>_synT1``, ``<case>_brainmask``.
@@ -52,13 +52,6 @@ class CaseScore:
     normalisation: dict[str, str]
     slice_axis: int
     notes: list[str] = field(default_factory=list)
-
-
-def slice_axis(affine: np.ndarray) -> int:
-    """The voxel axis (0, 1 or 2) whose direction is closest to world inferior-superior."""
-    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
-    direction = matrix / np.linalg.norm(matrix, axis=0)
-    return int(np.argmax(np.abs(direction[2])))
 
 
 def evaluate_case(case: EvalCase, whole_volume: bool = False, normalise: str = "auto") -> CaseScore:

@@ -430,6 +430,13 @@ def _read_invesalius(path: Path) -> Volume:
     )
 
 
+def slice_axis(affine: np.ndarray) -> int:
+    """The voxel axis (0, 1 or 2) whose direction is closest to world inferior-superior."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    direction = matrix / np.linalg.norm(matrix, axis=0)
+    return int(np.argmax(np.abs(direction[2])))
+
+
 def is_sheared(affine: np.ndarray) -> bool:
     """Whether the voxel axes are not perpendicular to each other."""
     matrix = np.asarray(affine, dtype=np.float64)[:3, :3]

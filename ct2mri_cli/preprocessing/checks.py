@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume
+from ..io.volumes import Volume, slice_axis
 
-VERDICTS = ("pass", "corrected", "warning")
 THICK_SLICE_MM = 3.0
 ADULT_BRAIN_ML = (900.0, 2100.0)  # parenchyma and ventricles of adults
 NOT_A_BRAIN_ML = 300.0  # far below any brain: what was found is not one
@@ -41,11 +40,6 @@ class Check:
 
 def warnings_of(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.verdict == "warning"]
-
-
-def slice_axis(affine: np.ndarray) -> int:
-    """The array axis closest to the head's inferior-superior direction."""
-    return int(np.argmax(np.abs(np.asarray(affine)[2, :3]) / np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
 
 
 def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
