@@ -90,7 +90,7 @@ def test_every_documented_command_runs_on_a_fresh_folder(tmp_path, document):
     failures = []
     for command in documented_commands(document):
         small = _small(command)
-        done = subprocess.run(small, shell=True, cwd=tmp_path, env=run_env, capture_output=True, text=True)
+        done = subprocess.run(small, shell=True, cwd=tmp_path, env=run_env, capture_output=True, encoding="utf-8", errors="replace")
         if done.returncode != 0:
             failures.append(f"{command}\n  ran: {small}\n  {done.stderr.strip()[-600:]}")
     assert not failures, "\n".join(failures)

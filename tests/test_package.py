@@ -11,7 +11,7 @@ def test_every_public_name_resolves():
 
 def test_importing_the_cli_does_not_import_torch():
     code = "import sys, ct2mri_cli.cli.app; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True)
     assert out.stdout.strip() == "False"
 
 

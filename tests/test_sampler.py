@@ -150,7 +150,7 @@ _PEAK_RSS_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_steps():
     def peak_kib(steps: int) -> int:
-        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(steps)], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(steps)], capture_output=True, encoding="utf-8", errors="replace", check=True)
         return int(out.stdout.strip().splitlines()[-1])
 
     # Keeping one volume per step would add 100 x 4 MiB; the allocator's run-to-run noise is ~35 MiB.

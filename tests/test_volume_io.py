@@ -215,6 +215,9 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: 
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     orientation = "\\".join(f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1]))
+    import locale
+
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process to the C locale
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k in range(image.GetSize()[2]):
@@ -235,6 +238,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: 
             plane.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"{series_uid}_{k:03d}.dcm"))
         writer.Execute(plane)
+    locale.setlocale(locale.LC_ALL, saved_locale)
 
 
 def test_dicom_series_reads_back_like_its_nifti(tmp_path):
@@ -411,3 +415,4 @@ def test_a_sheared_grid_is_written_with_its_sform_only(tmp_path):
     assert int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 1
     np.testing.assert_allclose(img.affine, volume.affine, atol=1e-4)
     assert read_volume(tmp_path / "out.nii.gz").affine is not None
+
