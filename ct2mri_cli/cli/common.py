@@ -16,7 +16,7 @@ from rich.progress import (
 )
 
 from ..errors import Ct2mriError
-from ..io.atomic import check_folder_possible
+from ..io.atomic import check_folder_possible, same_file
 from ..reporting import console, info, settings, warn  # noqa: F401  (re-exported for subcommands)
 
 stdout = Console(highlight=False)
@@ -29,7 +29,7 @@ def check_named_output(path: Path, inputs: list[Path]) -> None:
     if path.is_dir():
         raise Ct2mriError(f"{path}: is a folder; name the output file")
     for source in inputs:
-        if path.exists() and source.exists() and path.samefile(source) or path.resolve() == source.resolve():
+        if same_file(path, source):
             raise Ct2mriError(f"{path}: the output would overwrite the input {source}")
 
 

@@ -64,8 +64,6 @@ def translate(
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
     sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler)
-    if style_mask is not None and (style is None or Path(style).name.lower().endswith(".safetensors") or not Path(style).exists()):
-        raise Ct2mriError("--style-mask goes with --style MRI (an MRI volume)")
     style_key, style_source = resolve_style(style, bundle.default_style_key, style_mask)
     style_distance = check_style_distance(style_key, bundle.default_style_key, style_source)
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from ..errors import Ct2mriError
 from ..evaluation.qc import pair_montage, write_png
-from ..io.atomic import atomic_output, remove_stale_temporaries
+from ..io.atomic import atomic_output, remove_stale_temporaries, same_file
 from ..io.cases import case_name
 from ..io.volumes import NIFTI_SUFFIXES, read_volume, write_nifti
 from .sidecar import build_sidecar, sidecar_path
@@ -77,12 +76,6 @@ def plan_jobs(inputs: list[Path], output: Optional[Path], save_mask: Optional[Pa
     return jobs
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
 def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
     """Refuse a run in which an output is an input, or two outputs are one file."""
     outputs = [(job.case, role, path) for job in jobs
@@ -90,11 +83,11 @@ def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
                                   ("sidecar", job.sidecar)) if path is not None]
     for _, role, path in outputs:
         for source in inputs:
-            if _same_file(path, source):
+            if same_file(path, source):
                 raise Ct2mriError(f"{path}: the {role} output would overwrite the input {source}")
     for i, (case, role, path) in enumerate(outputs):
         for other_case, other_role, other in outputs[i + 1:]:
-            if _same_file(path, other):
+            if same_file(path, other):
                 raise Ct2mriError(f"{path}: named as both the {role} of {case} and the {other_role} of {other_case}")
 
 

@@ -7,17 +7,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import __version__
-from ..io.volumes import NIFTI_SUFFIXES, Volume
+from ..io.cases import case_name
+from ..io.volumes import Volume
 from .translator import Translation, Translator
 
 
 def sidecar_path(output: Path) -> Path:
     """``synT1.nii.gz`` -> ``synT1.json`` (beside the output)."""
-    name = output.name
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return output.with_name(name[: -len(suffix)] + ".json")
-    return output.with_name(output.stem + ".json")
+    return output.with_name(case_name(output) + ".json")
 
 
 def build_sidecar(

@@ -54,6 +54,13 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (links included; paths not there yet compare resolved)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
 def check_folder_possible(folder: str | os.PathLike) -> None:
     """Fail early, before any work, when ``folder`` could not be created (a file is in the way)."""
     for candidate in (Path(folder), *Path(folder).parents):

@@ -373,12 +373,11 @@ def _apply_slice_positions(volume: Volume, positions_lps: np.ndarray, path: Path
     affine = np.asarray(volume.affine, dtype=np.float64)
     # slice k of the array is the k-th file of the reader: it lies at ras[k]
     step = (ras[-1] - ras[0]) / (len(ras) - 1)
-    normal = np.cross(affine[:3, 0], affine[:3, 1])
-    angle = float(np.degrees(np.arccos(np.clip(abs(step @ normal) / (np.linalg.norm(step) * np.linalg.norm(normal)), 0.0, 1.0))))
+    corrected = affine.copy()
+    corrected[:3, 2] = step
+    corrected[:3, 3] = ras[0]
+    angle = gantry_tilt_degrees(corrected)
     if angle > TILT_DEGREES:
-        corrected = affine.copy()
-        corrected[:3, 2] = step
-        corrected[:3, 3] = ras[0]
         volume.affine = corrected
         volume.notes.append(
             f"{path}: gantry tilt of {angle:.1f} degrees: the slices step {np.linalg.norm(step):.3f} mm along the tilted "
@@ -437,6 +436,14 @@ def slice_axis(affine: np.ndarray) -> int:
     return int(np.argmax(np.abs(direction[2])))
 
 
+def gantry_tilt_degrees(affine: np.ndarray) -> float:
+    """How far the slice axis leans from the normal of the slice plane (0 for an orthogonal grid)."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    normal = np.cross(matrix[:, 0], matrix[:, 1])
+    cosine = abs(normal @ matrix[:, 2]) / (np.linalg.norm(normal) * np.linalg.norm(matrix[:, 2]))
+    return float(np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0))))
+
+
 def is_sheared(affine: np.ndarray) -> bool:
     """Whether the voxel axes are not perpendicular to each other."""
     matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
@@ -460,9 +467,7 @@ def check_affine(affine: np.ndarray, source: str) -> None:
     direction = matrix / spacing
     error = np.abs(direction.T @ direction - np.eye(3)).max()
     in_plane = abs(float(direction[:, 0] @ direction[:, 1]))
-    normal = np.cross(direction[:, 0], direction[:, 1])
-    tilt = float(np.degrees(np.arccos(np.clip(abs(normal @ direction[:, 2]), 0.0, 1.0))))
-    if error > _ORTHONORMAL_TOL and (in_plane > _ORTHONORMAL_TOL or tilt >= MAX_TILT_DEGREES):
+    if error > _ORTHONORMAL_TOL and (in_plane > _ORTHONORMAL_TOL or gantry_tilt_degrees(affine) >= MAX_TILT_DEGREES):
         raise Ct2mriError(
             f"{source}: direction cosines are not orthonormal (sheared affine, deviation {error:.3g})"
         )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, slice_axis
+from ..io.volumes import Volume, gantry_tilt_degrees, slice_axis
 
 THICK_SLICE_MM = 3.0
 ADULT_BRAIN_ML = (900.0, 2100.0)  # parenchyma and ventricles of adults
@@ -69,14 +69,6 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
         "hu_scale", f"HU + {STORED_OFFSET:g}", rule, "corrected",
         f"{volume.name}: the CT was stored without its rescale (air near 0, soft tissue near 1060); "
         f"shifted by -{STORED_OFFSET:g} to Hounsfield units" + (", padding set to air" if padded.any() else ""))
-
-
-def gantry_tilt_degrees(affine: np.ndarray) -> float:
-    """How far the slice axis leans from the normal of the slice plane (0 for an orthogonal grid)."""
-    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
-    normal = np.cross(matrix[:, 0], matrix[:, 1])
-    cosine = abs(normal @ matrix[:, 2]) / (np.linalg.norm(normal) * np.linalg.norm(matrix[:, 2]))
-    return float(np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0))))
 
 
 def check_gantry_tilt(volume: Volume) -> Check:

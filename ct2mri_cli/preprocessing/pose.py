@@ -10,8 +10,10 @@ inference alike (see :func:`ct2mri_cli.preprocessing.geometry.plan_model_grid`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -55,6 +57,14 @@ def _smooth_at(image, mm: float):  # noqa: ANN001, ANN202
                          image.GetDirection(), 0.0, sitk.sitkFloat32)
 
 
+@functools.lru_cache(maxsize=2)
+def _template_at_pose_resolution(path: Path):  # noqa: ANN202
+    """The template brain, smoothed and at :data:`POSE_MM` (read once per process, not per case)."""
+    import SimpleITK as sitk
+
+    return _smooth_at(sitk.ReadImage(str(path), sitk.sitkFloat32), POSE_MM)
+
+
 def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> Pose:
     """The head pose of a brain mask on a grid with ``affine`` (RAS)."""
     import SimpleITK as sitk
@@ -62,7 +72,7 @@ def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> P
     path = models_dir() / TEMPLATE_BRAIN
     if not path.is_file():
         raise Ct2mriError(f"{name}: the head-pose template {path} is missing (or keep the scan's axes: translate --native-axes, preprocess --frame native)")
-    fixed = _smooth_at(sitk.ReadImage(str(path), sitk.sitkFloat32), POSE_MM)
+    fixed = _template_at_pose_resolution(path)
     moving = _smooth_at(sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM)
     found = sitk.Similarity3DTransform(sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))

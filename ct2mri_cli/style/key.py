@@ -64,21 +64,15 @@ def style_key(
 
 
 def _interval_counts(values: np.ndarray, quantum: float) -> np.ndarray:
-    """Bin counts with every value spread over [v - q/2, v + q/2] (cut to the key's range and
-    renormalised, so each voxel still counts once)."""
+    """Bin counts with every value (all in the key's range) spread over [v - q/2, v + q/2], cut
+    to the range and renormalised, so each voxel still counts once."""
     levels, counts = np.unique(values, return_counts=True)
     edges = np.linspace(LOWER_EDGE, UPPER_EDGE, NUM_BINS + 1)
     lo = np.clip(levels - quantum / 2.0, LOWER_EDGE, UPPER_EDGE)[:, None]
     hi = np.clip(levels + quantum / 2.0, LOWER_EDGE, UPPER_EDGE)[:, None]
     covered = np.clip(np.minimum(hi, edges[None, 1:]) - np.maximum(lo, edges[None, :-1]), 0.0, None)
-    width = covered.sum(axis=1, keepdims=True)
-    share = np.where(width > 0, covered / np.where(width > 0, width, 1.0), 0.0)
-    # a level whose interval lies wholly outside the range still sits in its own bin
-    outside = width[:, 0] <= 0
-    if outside.any():
-        index = np.clip(np.searchsorted(edges, levels[outside], side="left") - 1, 0, NUM_BINS - 1)
-        share[np.flatnonzero(outside), index] = 1.0
-    return counts @ share
+    # every level lies in the range already, so its interval always covers some of it
+    return counts @ (covered / covered.sum(axis=1, keepdims=True))
 
 
 def quantisation_step(values: np.ndarray, max_levels: int = 65536) -> float | None:

@@ -91,14 +91,17 @@ def resolve_style(
     a ``.safetensors`` key file; anything else is read as an MRI volume.
     """
     if spec is None or spec == "default":
-        return default_key, "model default"
-    bundled = bundled_key_path(spec)
-    if os.sep not in spec and "/" not in spec and bundled.is_file():
-        return load_style_key(bundled)[0], f"bundled:{spec}"
-    path = Path(spec)
-    if not path.exists():
-        names = ", ".join(bundled_key_names()) or "none installed"
-        raise Ct2mriError(f"--style {spec}: no such file, and not a bundled key ({names})")
-    if path.name.lower().endswith(KEY_SUFFIX):
-        return load_style_key(path)[0], f"file:{path}"
-    return mri_style_key(path, mask_path), f"mri:{path}"
+        key, source = default_key, "model default"
+    elif os.sep not in spec and "/" not in spec and bundled_key_path(spec).is_file():
+        key, source = load_style_key(bundled_key_path(spec))[0], f"bundled:{spec}"
+    else:
+        path = Path(spec)
+        if not path.exists():
+            names = ", ".join(bundled_key_names()) or "none installed"
+            raise Ct2mriError(f"--style {spec}: no such file, and not a bundled key ({names})")
+        if not path.name.lower().endswith(KEY_SUFFIX):
+            return mri_style_key(path, mask_path), f"mri:{path}"
+        key, source = load_style_key(path)[0], f"file:{path}"
+    if mask_path is not None:
+        raise Ct2mriError("--style-mask goes with --style MRI (an MRI volume)")
+    return key, source
