@@ -217,3 +217,19 @@ def test_ista_correction_matches_the_equations(norm, lam, steps, corrections):
     without = _reference_ista(ct.numpy(), steps, 0, lam, norm)
     assert np.abs(reference - without).max() > 5e-5  # the correction is exercised, ten times the tolerance
     np.testing.assert_allclose(out, reference, atol=5e-6, rtol=0)
+
+
+def test_a_zero_correction_step_costs_no_evaluations():
+    """ISTA with lambda = 0 is co-prediction, at co-prediction's cost, and the count says so."""
+    z, steps = 5, 4
+    _, ct = _pair(z)
+    seen = []
+    oracle = _oracle(0.7, 0.1)
+
+    def counting(x_t, y, t, style):
+        seen.append(x_t.shape[0])
+        return oracle(x_t, y, t, style)
+
+    sample_volume(counting, ct, STYLE, steps=steps, corrections=2, step_size=0.0, mode="ista")
+    assert sum(seen) == z * steps == network_evaluations(z, steps, 2, "ista", step_size=0.0)
+    assert network_evaluations(z, steps, 2, "ista", step_size=0.5) == z * (steps + 2 * (steps - 1))
