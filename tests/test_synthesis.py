@@ -454,3 +454,17 @@ def test_t1_histograms_differ_between_subjects():
         mask = pair.mask.astype(bool)
         keys.append(style_key(normalize_mri(pair.t1.astype(np.float32), mask), mask))
     assert float((keys[0][0] - keys[1][0]).abs().sum()) > 0.5
+
+
+def test_a_turn_composes_with_the_subjects_own_rotation():
+    """The angles of a turned subject describe the turn applied after its own rotation."""
+    from ct2mri_cli.data.synthesis.deformation import _rotation, turned_rotation
+
+    own = (4.0, -3.0, 5.0)
+    c, s = math.cos(math.radians(18.0)), math.sin(math.radians(18.0))
+    pitch = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    angles = turned_rotation(own, pitch)
+    np.testing.assert_allclose(_rotation(angles), pitch @ _rotation(own), atol=1e-12)
+    np.testing.assert_allclose(turned_rotation(own, np.eye(3)), own, atol=1e-12)
+    # a pure pitch of an upright subject is a pitch angle alone
+    np.testing.assert_allclose(turned_rotation((0.0, 0.0, 0.0), pitch), (18.0, 0.0, 0.0), atol=1e-12)

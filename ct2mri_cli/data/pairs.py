@@ -1,9 +1,9 @@
 """Paired CT/MRI preprocessing: from native scans to model-ready volumes plus a manifest.
 
-For one pair: read both scans, extract the brain from the CT (HU), register the CT to the MRI
-(rigid or affine; identity for pairs already aligned in world space), carry the CT and its brain
-mask onto the MRI grid, normalise (CT window, MRI robust min-max inside the brain), mask both
-with the brain, put them on the model grid, compute the MRI's style key and write, in
+For one pair: read both scans, take the CT to the model grid as ``translate`` does (scan checks,
+brain, head pose, CT window), register the CT to the MRI (rigid or affine; identity for pairs
+already aligned in world space), pull the MRI onto the CT's model grid through the inverse
+transform, normalise it (robust min-max inside the brain), compute its style key and write, in
 ``OUTDIR/<case>/``: ``ct.nii.gz``, ``mri.nii.gz`` (float32 in [0, 1]), ``mask.nii.gz`` (uint8),
 ``style_key.safetensors`` and ``qc.png``.  ``OUTDIR/manifest.json`` lists every case with paths
 relative to OUTDIR; :func:`load_case` reads one back as (Z, H, W) arrays for training.
@@ -31,11 +31,10 @@ from ..preprocessing.geometry import (
     GridRecord,
     model_reference,
     model_to_xyz,
-    to_model_grid,
+    resample_onto_model_grid,
 )
 from ..preprocessing.intensity import normalize_mri
-from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
-from ..preprocessing.pose import estimate_pose
+from ..preprocessing.model_view import view_ct
 from ..settings import PreprocessConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -48,7 +47,7 @@ CASE_FILES = {
     "style_key": "style_key.safetensors",
     "qc": "qc.png",
 }
-_CT_FILL_HU = -1024.0
+MIN_MRI_COVERAGE = 0.5  # share of the CT's brain the MRI must cover
 
 
 @dataclass
@@ -92,43 +91,46 @@ def prepare_pair(
     register: bool = True,
     affine: bool = False,
 ) -> PreparedCase:
-    """Run the whole preprocessing of one pair in memory (no files written)."""
-    from ..preprocessing.registration import register_ct_to_mri, resample_to_reference
+    """Run the whole preprocessing of one pair in memory (no files written).
+
+    The CT goes to the model grid exactly as ``translate`` takes it there
+    (:func:`~ct2mri_cli.preprocessing.model_view.view_ct`: checks, brain, pose, one
+    interpolation); the MRI is pulled onto that grid through the inverse of the registration,
+    then normalised inside the brain.
+    """
+    from ..preprocessing.registration import register_ct_to_mri
     from ..style.key import style_key
 
-    notes: list[str] = list(ct.notes) + list(mri.notes)
-    ct_mask, mask_notes = brain_mask_with_notes(ct)
-    notes.extend(mask_notes)
-    brain_ml = float(ct_mask.sum() * np.prod(ct.spacing) / 1000.0)
+    view = view_ct(ct, config)
+    notes: list[str] = view.notes + list(mri.notes)
+    brain_ml = float(view.mask.sum() * np.prod(view.ct.spacing) / 1000.0)
 
     metric: float | None = None
     transform = None
     kind = "none"
     if register:
-        result = register_ct_to_mri(ct, mri, affine=affine)
+        result = register_ct_to_mri(view.ct, mri, affine=affine)
         transform, metric, kind = result.transform, result.metric, result.kind
-    ct_on_mri = resample_to_reference(ct, mri, transform, order="linear", fill=_CT_FILL_HU)
-    mask_on_mri = (
-        resample_to_reference(ct_mask.astype(np.float32), mri, transform, order="linear", moving_affine=ct.affine) > 0.5
+    mri_model, inside = resample_onto_model_grid(
+        mri, view.record, None if transform is None else transform.GetInverse(), order="linear"
     )
-    if not mask_on_mri.any():
-        raise Ct2mriError(f"{ct.name}: the CT brain mask does not overlap {mri.name} (are they the same head?)")
-
-    mri01 = normalize_mri(mri.data, mask_on_mri, config.mri_percentiles, source=mri.name)
-    pose = estimate_pose(mask_on_mri, mri.affine, mri.name) if config.frame == "canonical" else None
-    rotation = None if pose is None else pose.rotation
-    model_mri, record = to_model_grid(mri.with_data(mri01), mask_on_mri, config, order="linear", rotation=rotation)
-    model_ct, model_mask = ct_to_model_space(ct_on_mri, mask_on_mri, record, config.ct_window_hu)
-    model_mri = np.clip(model_mri, 0.0, 1.0) * model_mask
-    cut = record.cut_note(mri.name)
-    if cut:
-        notes.append(cut)
-    key = style_key(model_mri, model_mask)
+    brain = view.mask_model
+    covered = float(inside[brain].mean()) if brain.any() else 0.0
+    if covered < MIN_MRI_COVERAGE:
+        raise Ct2mriError(
+            f"{ct.name}: {100 * covered:.0f}% of the CT's brain lies inside {mri.name} (are they the same head, and registered?)"
+        )
+    if covered < 1.0:
+        notes.append(f"{mri.name}: {100 * (1 - covered):.1f}% of the CT's brain lies outside the MRI; masked out")
+        brain = brain & inside
+    mri01 = normalize_mri(mri_model, brain, config.mri_percentiles, source=mri.name)
+    ct01 = view.ct_model01 * brain
+    key = style_key(mri01, brain)
     return PreparedCase(
-        ct01=model_ct.astype(np.float32),
-        mri01=model_mri.astype(np.float32),
-        mask=model_mask,
-        record=record,
+        ct01=ct01.astype(np.float32),
+        mri01=mri01.astype(np.float32),
+        mask=brain,
+        record=view.record,
         style_key=key,
         registration_metric=metric,
         registration=kind,

@@ -1,8 +1,8 @@
-"""CT -> synthetic MRI for native scans: brain mask, model grid, ISTA sampling, back to the CT grid.
+"""CT -> synthetic MRI for native scans: the model's view of the CT, ISTA sampling, back to the CT grid.
 
-:class:`Translator` holds a loaded model on one device, so many CTs reuse it.  Preprocessing
-mirrors ``preprocess`` exactly (the CT window is applied on the native grid, the brain mask
-zeroes everything outside the brain) so a model sees at inference what it saw in training.
+:class:`Translator` holds a loaded model on one device, so many CTs reuse it.  The CT reaches
+the model grid through :func:`ct2mri_cli.preprocessing.model_view.view_ct`, as in ``preprocess``,
+so a model sees at inference the slices it saw in training.
 """
 
 from __future__ import annotations
@@ -19,19 +19,10 @@ from ..diffusion.sampler import Denoiser, network_evaluations, sample_volume
 from ..errors import Ct2mriError
 from ..io.volumes import Volume
 from ..network import network_denoiser
-from ..preprocessing.checks import (
-    Check,
-    check_brain_volume,
-    check_components,
-    check_coverage,
-    check_gantry_tilt,
-    check_hu_scale,
-    check_slice_thickness,
-    warnings_of,
-)
-from ..preprocessing.geometry import GridRecord, from_model_grid, plan_model_grid
-from ..preprocessing.model_view import brain_mask_with_notes, ct_to_model_space
-from ..preprocessing.pose import Pose, estimate_pose
+from ..preprocessing.checks import Check
+from ..preprocessing.geometry import GridRecord, from_model_grid
+from ..preprocessing.model_view import view_ct
+from ..preprocessing.pose import Pose
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
 
@@ -136,46 +127,9 @@ class Translator:
 
         The scan checks (:mod:`ct2mri_cli.preprocessing.checks`) run first; with ``strict`` a
         warning among them fails the translation before any sampling."""
-        seconds: dict[str, float] = {}
-        notes: list[str] = list(ct.notes)
-        config = self.bundle.preprocess
-
-        start = time.perf_counter()
-        ct, hu_scale = check_hu_scale(ct)
-        checks = [hu_scale, check_gantry_tilt(ct), check_slice_thickness(ct)]
-        given = mask
-        if mask is None:
-            mask, mask_notes = brain_mask_with_notes(ct)
-            notes += mask_notes
-            if not mask.any():
-                raise Ct2mriError(f"{ct.name}: no brain found in the CT")
-        else:
-            mask = np.asarray(mask) > 0
-            if mask.shape != ct.shape:
-                raise Ct2mriError(f"{ct.name}: the mask's shape {mask.shape} differs from the CT's {ct.shape}")
-            if not mask.any():
-                raise Ct2mriError(f"{ct.name}: the given brain mask is empty")
-        checks += [check_brain_volume(mask, ct.spacing, ct.name, automatic=given is None),
-                   check_coverage(mask, ct.affine, ct.name), check_components(mask, ct.name)]
-        notes += [c.message for c in checks if c.verdict != "pass" and c.message]
-        seconds["brain_mask"] = time.perf_counter() - start
-        if self.strict and warnings_of(checks):
-            failed = warnings_of(checks)
-            raise Ct2mriError(f"{ct.name}: --strict: {', '.join(c.name for c in failed)} ({failed[0].message})")
-
-        start = time.perf_counter()
-        pose = None
-        if config.frame == "canonical" and not self.native_axes:
-            pose = estimate_pose(mask, ct.affine, ct.name)
-        seconds["pose"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        record = plan_model_grid(ct, mask, config, rotation=None if pose is None else pose.rotation)
-        ct_model, mask_model = ct_to_model_space(ct.data, mask, record, config.ct_window_hu)
-        cut = record.cut_note(ct.name)
-        if cut:
-            notes.append(cut)
-        seconds["to_model_grid"] = time.perf_counter() - start
+        view = view_ct(ct, self.bundle.preprocess, mask=mask, native_axes=self.native_axes, strict=self.strict)
+        seconds, notes = dict(view.seconds), list(view.notes)
+        record, mask, ct_model, mask_model = view.record, view.mask, view.ct_model01, view.mask_model
 
         start = time.perf_counter()
         mri_model, batch = self._sample(ct_model, style, progress, notes)
@@ -197,8 +151,8 @@ class Translator:
             record=record,
             evaluations=network_evaluations(ct_model.shape[0], s.steps, s.corrections, s.mode, s.step_size),
             batch_size=batch,
-            checks=checks,
-            pose=pose,
+            checks=view.checks,
+            pose=view.pose,
             seconds=seconds,
             notes=notes,
         )

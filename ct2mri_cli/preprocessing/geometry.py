@@ -179,10 +179,12 @@ def _resample(
     order: Order,
     fill: float,
     extrapolate: bool = False,
+    transform: Any = None,
 ) -> np.ndarray:
     """Resample a SimpleITK image onto the grid (size, RAS affine); returns the (x, y, z) array.
 
-    With ``extrapolate`` points outside the image take the nearest voxel's value, not ``fill``."""
+    With ``extrapolate`` points outside the image take the nearest voxel's value, not ``fill``;
+    ``transform`` (ITK) maps grid points to image points (identity when None)."""
     import SimpleITK as sitk
 
     reference = sitk_from_array(np.zeros((1, 1, 1), dtype=np.uint8), affine)
@@ -190,7 +192,7 @@ def _resample(
     out = sitk.Resample(
         image,
         [int(n) for n in size_xyz],
-        sitk.Transform(),
+        transform if transform is not None else sitk.Transform(),
         interpolator,
         reference.GetOrigin(),
         reference.GetSpacing(),
@@ -310,6 +312,27 @@ def apply_model_grid(
     out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value, extrapolate=True)
     out[_outside_native(record)] = pad_value
     return out.transpose(2, 1, 0).astype(np.float32, copy=True)
+
+
+def resample_onto_model_grid(
+    volume: Volume, record: GridRecord, transform: Any = None, order: Order = "linear", pad_value: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put a volume on its own grid (the MRI of a pair) onto a model grid planned on another scan.
+
+    ``transform`` (ITK, LPS mm) maps points of the model grid's world to the volume's world
+    (identity when None); linear resampling is anti-aliased from the volume's spacing to the
+    model's.  Returns the (Z, H, W) float32 array and the boolean (Z, H, W) share of the model
+    grid that lies inside the volume's field of view (elsewhere the array holds ``pad_value``).
+    """
+    order = _check_order(order)
+    nx, ny, nz = record.model_shape_xyz
+    image = sitk_from_array(np.asarray(volume.data, dtype=np.float32), volume.affine)
+    if order == "linear":
+        image = _smooth(image, _sigma_for(np.asarray(volume.spacing, dtype=np.float64), np.full(3, record.spacing_mm)))
+    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value, transform=transform)
+    ones = sitk_from_array(np.ones(volume.shape, dtype=np.uint8), volume.affine)
+    inside = _resample(ones, (nx, ny, nz), record.model_affine, "nearest", 0.0, transform=transform) > 0.5
+    return out.transpose(2, 1, 0).astype(np.float32, copy=True), inside.transpose(2, 1, 0).copy()
 
 
 def _outside_native(record: GridRecord) -> np.ndarray:

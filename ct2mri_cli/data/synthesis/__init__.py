@@ -24,7 +24,7 @@ and :mod:`.physics` (CT and MRI appearance, CT measurements).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from .deformation import (
     output_grid,
     pullback_field,
     smooth_random_field,
+    turned_rotation,
     upsample_coarse,
     warp_onto,
 )
@@ -135,9 +136,17 @@ def case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
-def generate_pair(source: str, seed: int, spacing_mm: float | None = None) -> SyntheticPair:
-    """Draw a subject from ``seed`` and synthesise its pair from source ``source``."""
+def generate_pair(
+    source: str, seed: int, spacing_mm: float | None = None, turn: np.ndarray | None = None
+) -> SyntheticPair:
+    """Draw a subject from ``seed`` and synthesise its pair from source ``source``.
+
+    ``turn`` (3 x 3 rotation, RAS) turns the subject's head about its brain centre on top of its
+    own pose: the same seed with and without it gives the same subject, resampled once either
+    way, in two head poses on the same grid."""
     anatomy = prepare_anatomy(source)
     rng = np.random.default_rng(seed)
     params = sample_subject(rng, source)
+    if turn is not None:
+        params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
     return synthesize_pair(anatomy, params, rng, spacing_mm, seed)

@@ -46,6 +46,13 @@ def _rotation(degrees: tuple[float, float, float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def turned_rotation(degrees: tuple[float, float, float], turn: np.ndarray) -> tuple[float, float, float]:
+    """The rotation angles (as ``SubjectParams.rotation_deg``) of ``turn`` (3 x 3, RAS) after ``degrees``."""
+    m = np.asarray(turn, dtype=np.float64) @ _rotation(degrees)
+    return (math.degrees(math.atan2(m[2, 1], m[2, 2])), math.degrees(-math.asin(float(np.clip(m[2, 0], -1.0, 1.0)))),
+            math.degrees(math.atan2(m[1, 0], m[0, 0])))
+
+
 def _coarse_grid(
     shape: tuple[int, int, int],
     affine: np.ndarray,
