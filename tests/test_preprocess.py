@@ -79,6 +79,7 @@ def test_single_pair_writes_a_model_ready_case(phantom_pair, tmp_path, capsys):
     assert manifest["preprocess"] == json.loads(json.dumps(FAST_CONFIG.to_dict()))
     (entry,) = manifest["cases"]
     assert entry["case"] == "case1" and entry["registration_metric"] is None and entry["registration"] == "none"
+    assert entry["head_pose"] is None  # --frame native
     for key, name in (("ct", "ct.nii.gz"), ("mri", "mri.nii.gz"), ("mask", "mask.nii.gz"),
                       ("style_key", "style_key.safetensors"), ("qc", "qc.png")):
         assert entry[key] == f"case1/{name}" and (out / entry[key]).is_file()
@@ -292,5 +293,6 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     translator = Translator(bundle, torch.device("cpu"), SamplingConfig(steps=2, corrections=0, mode="coprediction"))
     translation = translator.translate(read_volume(INVESALIUS_CT), bundle.default_style_key)
     assert translation.record.to_dict() == entry["grid"]
+    assert entry["head_pose"] == translation.pose.to_dict()
     np.testing.assert_array_equal(translation.mask_model, mask)
     np.testing.assert_array_equal(translation.ct_model01, ct01)

@@ -128,3 +128,23 @@ def test_text_bitmap_spells_with_the_glyphs():
     assert bitmap[0, :5].all() and bitmap[1:, 2].all() and not bitmap[1:, [0, 1, 3, 4]].any()  # T
     assert not bitmap[:, 5].any()  # the gap between letters
     assert bitmap[6, 7:10].all() and bitmap[:, 8].all()  # 1: stem and foot
+
+
+def test_the_caption_is_written_under_the_second_axial_panel():
+    from ct2mri_cli.evaluation.qc import pair_montage
+    from ct2mri_cli.evaluation.qc import pose_caption
+    from ct2mri_cli.preprocessing.pose import Pose
+
+    rng = np.random.default_rng(1)
+    z, h, w = 20, 64, 60
+    a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
+    picture = pair_montage(a, b, caption="POSE P 18.6 R 0.4 Y -1.2")
+    ink = np.all(picture == (255, 230, 64), axis=-1)
+    second = slice(w + 2, 2 * w + 2)
+    assert ink[3 * h // 4 : h, second].sum() > 20  # at the foot of the axial panel
+    ink[3 * h // 4 : h, second] = False
+    assert not ink.any()  # and nowhere else
+    c, s = np.cos(np.radians(18.6)), np.sin(np.radians(18.6))
+    pose = Pose(rotation=np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), translation_mm=(0, 0, 0), scale=1.0)
+    assert pose_caption(pose) == "POSE P 18.6 R 0.0 Y 0.0"
+    assert pose_caption(None) == "NATIVE AXES"

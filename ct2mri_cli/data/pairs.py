@@ -72,6 +72,7 @@ class PreparedCase:
     registration: str
     brain_ml: float
     transform: Any = None
+    pose: Any = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -136,6 +137,7 @@ def prepare_pair(
         registration=kind,
         brain_ml=brain_ml,
         transform=transform,
+        pose=view.pose,
         notes=notes,
     )
 
@@ -147,7 +149,7 @@ def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
 
 def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
-    from ..evaluation.qc import pair_montage, write_png
+    from ..evaluation.qc import pair_montage, pose_caption, write_png
     from ..preprocessing.registration import transform_to_dict
     from ..style.key import save_style_key
 
@@ -172,7 +174,8 @@ def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: Prep
             staging / CASE_FILES["style_key"], prepared.style_key,
             {"case": case, "source": str(pair.mri), "kind": "preprocessed MRI"},
         )
-        picture = pair_montage(prepared.ct01, prepared.mri01, prepared.mask, titles=("CT", "MRI", "CHECKERBOARD"), min_side=360)
+        picture = pair_montage(prepared.ct01, prepared.mri01, prepared.mask, titles=("CT", "MRI", "CHECKERBOARD"), min_side=360,
+                               caption=pose_caption(prepared.pose))
         write_png(picture, staging / CASE_FILES["qc"])
         final = out_dir / case
         final.mkdir(exist_ok=True)
@@ -189,6 +192,7 @@ def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: Prep
         "registration": prepared.registration,
         "registration_transform": transform_to_dict(prepared.transform) if prepared.transform is not None else None,
         "brain_ml": round(prepared.brain_ml, 3),
+        "head_pose": None if prepared.pose is None else prepared.pose.to_dict(),
         "source": {"ct": str(pair.ct), "mri": str(pair.mri)},
         "grid": prepared.record.to_dict(),
     }

@@ -8,13 +8,16 @@ on the left of the picture (neurological convention).
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
 from .lettering import draw_label, fitting_scale
+
+if TYPE_CHECKING:
+    from ..preprocessing.pose import Pose
 
 
 def to_uint8(image: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
@@ -113,6 +116,7 @@ def pair_montage(
     tiles: int = 8,
     titles: Sequence[str] | None = None,
     min_side: int | None = None,
+    caption: str | None = None,
 ) -> np.ndarray:
     """Rows = axial, coronal, sagittal through the mask's centre; columns = first, second,
     checkerboard of the two.  Inputs are (Z, H, W) in [0, 1]; the mask outline is drawn on the
@@ -120,7 +124,8 @@ def pair_montage(
 
     ``min_side`` enlarges every panel by the smallest integer factor that gives the picture at
     least that shorter side; ``titles`` (three column names) then label the top row, and the
-    plane names label the first column."""
+    plane names label the first column.  ``caption`` (the head pose, say) is written at the foot
+    of the second column's axial panel."""
     first01, second01 = np.asarray(first01), np.asarray(second01)
     if first01.shape != second01.shape:
         raise ValueError(f"volumes differ in shape: {first01.shape} vs {second01.shape}")
@@ -144,7 +149,17 @@ def pair_montage(
         scale = min(fitting_scale(text, rows[r][c].shape[1], rows[r][c].shape[0]) for r, c, text, _ in labels)
         for r, c, text, corner in labels:
             rows[r][c] = draw_label(rows[r][c], text, corner, scale)
+    if caption:
+        rows[0][1] = draw_label(rows[0][1], caption, "bottom")
     return montage(rows)
+
+
+def pose_caption(pose: "Pose | None") -> str:
+    """The head pose in the QC picture's lettering: the frame the slices were cut in."""
+    if pose is None:
+        return "NATIVE AXES"
+    pitch, roll, yaw = (round(v, 1) + 0.0 for v in pose.angles_degrees.values())  # + 0.0: no "-0.0"
+    return f"POSE P {pitch:.1f} R {roll:.1f} Y {yaw:.1f}"
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import Ct2mriError
-from ..evaluation.qc import pair_montage, write_png
+from ..evaluation.qc import pair_montage, pose_caption, write_png
 from ..io.atomic import atomic_output, remove_stale_temporaries, same_file
 from ..io.cases import case_name
 from ..io.volumes import NIFTI_SUFFIXES, read_volume, write_nifti
@@ -125,7 +125,8 @@ def run_job(
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
         if job.qc is not None:
             picture = pair_montage(result.ct_model01, result.mri_model01, result.mask_model,
-                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480)
+                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480,
+                                   caption=pose_caption(result.pose))
             write_png(picture,
                       stack.enter_context(atomic_output(job.qc)))
         seconds = {"load_model": load_seconds, "read": read_seconds, **result.seconds,
