@@ -1,10 +1,14 @@
-"""One loop for every batch command: cases run one after another, a failing case is recorded
-and the others go on (``preprocess``, ``translate``, ``evaluate``, ``synthesize --model-space``)."""
+"""The loops of every batch command: a failing case is recorded and the others go on.
+
+:func:`run_batch` runs cases one after another (``preprocess``, ``evaluate``, ``synthesize
+--model-space``); :func:`run_pipeline` overlaps the reading, the processing and the writing of
+neighbouring cases (``translate``)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 from .errors import Ct2mriError
 
@@ -67,3 +71,88 @@ def run_batch(
         outcome.done.append(name)
         emit(name, "done", message or "")
     return outcome
+
+
+Prepared = TypeVar("Prepared")
+Processed = TypeVar("Processed")
+
+
+def _completed(function: Callable[..., Any], *args: Any) -> Future:
+    """A future already holding what ``function(*args)`` returned or raised (no thread)."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as exc:  # handed to whoever reads the future, as a worker would
+        future.set_exception(exc)
+    return future
+
+
+def run_pipeline(
+    cases: Sequence[Case],
+    name_of: Callable[[Case], str],
+    prepare: Callable[[Case], Prepared],
+    process: Callable[[Case, Prepared], Processed],
+    finish: Callable[[Case, Processed], Optional[str]],
+    on_event: Optional[EventCallback] = None,
+    isolate: bool = True,
+    pipelined: bool = True,
+) -> BatchOutcome:
+    """Run every case through three stages, overlapped: while case i is processed here, case i+1
+    is prepared by a worker and case i-1 finished by another.
+
+    For ``translate``: prepare reads and checks a CT and cuts its model slices, process samples
+    (the accelerator's work), finish writes the outputs, so the accelerator need not wait for
+    disk or registration.  Any stage may raise :class:`SkipCase`; a failure is recorded per case
+    as in :func:`run_batch` (with ``isolate``), and events come in case order.  Without
+    ``pipelined`` the stages run one after another on this thread (the same results).
+    """
+    emit = on_event or (lambda case, kind, message: None)
+    outcome = BatchOutcome()
+    cases = list(cases)
+
+    def settle(name: str, future: Future) -> None:
+        try:
+            message = future.result()
+        except SkipCase as skip:
+            outcome.skipped.append(name)
+            emit(name, "skipped", str(skip))
+        except Exception as exc:
+            if not isolate:
+                raise
+            text = failure_message(name, exc)
+            outcome.failures.append((name, text))
+            emit(name, "failed", text)
+        else:
+            outcome.done.append(name)
+            emit(name, "done", message or "")
+
+    with ThreadPoolExecutor(1, "ct2mri-prepare") as reader, ThreadPoolExecutor(1, "ct2mri-finish") as writer:
+        def start(function: Callable[..., Any], *args: Any) -> Future:
+            return (reader if function is prepare else writer).submit(function, *args) if pipelined else _completed(function, *args)
+
+        ahead = start(prepare, cases[0]) if cases else None
+        writing: Optional[tuple[str, Future]] = None
+        for i, case in enumerate(cases):
+            name = name_of(case)
+            emit(name, "start", "")
+            prepared_future, ahead = ahead, (start(prepare, cases[i + 1]) if i + 1 < len(cases) else None)
+            try:
+                processed = process(case, prepared_future.result())  # type: ignore[union-attr]
+            except BaseException as exc:
+                if writing is not None:  # keep events in case order
+                    settle(*writing)
+                    writing = None
+                settle(name, _failed(exc))
+                continue
+            if writing is not None:
+                settle(*writing)
+            writing = (name, start(finish, case, processed))
+        if writing is not None:
+            settle(*writing)
+    return outcome
+
+
+def _failed(exc: BaseException) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future

@@ -216,4 +216,7 @@ def test_skip_existing_completes_an_interrupted_case_and_cleans_its_leftovers(tm
     assert main(args + ["--skip-existing"]) == 0
     assert (out / "a_synT1.json").is_file() and not stale.exists()
     assert (out / "b_synT1.nii.gz").stat().st_mtime_ns == finished["b_synT1.nii.gz"]  # b was finished: untouched
-    assert sorted(p.name for p in out.iterdir()) == ["a_synT1.json", "a_synT1.nii.gz", "b_synT1.json", "b_synT1.nii.gz", "qc"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_synT1.json", "a_synT1.nii.gz", "b_synT1.json", "b_synT1.nii.gz",
+                                                     "ct2mri_status_1-of-1.jsonl", "qc"]
+    lines = [json.loads(line) for line in (out / "ct2mri_status_1-of-1.jsonl").read_text().splitlines()]
+    assert sorted((e["case"], e["state"]) for e in lines) == [("a", "done"), ("b", "done")]

@@ -13,8 +13,11 @@ from . import common
 
 
 def translate(
-    inputs: List[Path] = typer.Argument(..., help="INPUT OUTPUT, or several input CTs with -o OUTDIR."),
+    inputs: Optional[List[Path]] = typer.Argument(
+        None, help="INPUT OUTPUT, or input CTs (files, DICOM folders, folders of cases, quoted globs) with -o OUTDIR."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (one input) or folder."),
+    case_list: Optional[Path] = typer.Option(
+        None, "--list", help="Case list: a text file with one input per line, or a CSV with columns case,ct[,mask,style,output]."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Weights file.", show_default="the bundled model"),
     style: Optional[str] = typer.Option(
         None, "--style", "-s", help="MRI volume, style key file, or bundled key name (average, colin27).",
@@ -24,76 +27,88 @@ def translate(
     corrections: Optional[int] = typer.Option(None, "--corrections", help="ISTA corrections M per step.", show_default="the model's"),
     step_size: Optional[float] = typer.Option(None, "--step-size", help="ISTA correction step size lambda.", show_default="the model's"),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="ista, coprediction or independent.", show_default="the model's"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help="auto (under torchrun: cuda:LOCAL_RANK), cpu, cuda, cuda:N or mps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call.", show_default="8 on CPUs, every window on GPUs"),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), fp32 or bf16."),
     compile_network: bool = typer.Option(False, "--compile", help="torch.compile the network (CUDA; slow first call)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the CT grid instead of automatic extraction (one input)."),
     save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the brain mask (file for one input, else folder)."),
     qc: Optional[Path] = typer.Option(None, "--qc", help="Write a QC montage PNG (file for one input, else folder)."),
+    output_format: str = typer.Option("nifti", "--output-format", help="nifti, or dicom: a series in the CT's study, one folder per case."),
     style_mask: Optional[Path] = typer.Option(None, "--style-mask", help="Brain mask of the --style MRI (else found by registration)."),
-    series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several."),
+    series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several.", show_default="the axial CT series"),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="K/N: translate share K of N of the cases (split by case name).",
+        show_default="SLURM_ARRAY_TASK_ID/COUNT, else all; under torchrun a share per process"),
+    status: Optional[Path] = typer.Option(None, "--status", help="Summarise the status files of an output folder, and exit."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
     native_axes: bool = typer.Option(False, "--native-axes", help="Cut slices along the scan's axes, not in the head's canonical frame."),
     strict: bool = typer.Option(False, "--strict", help="A scan check's warning fails the case (nothing is written)."),
+    pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline", help="Read the next case and write the last one while a case samples."),
 ) -> None:
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
-    from ..batch import SkipCase, run_batch
+    if status is not None:
+        if inputs or case_list is not None:
+            raise Ct2mriError("--status reads an output folder; give no inputs with it")
+        _print_status(status)
+        return
     from ..bundled import default_weights
     from ..device import resolve_device
-    from ..inference.jobs import check_outputs, is_nifti_name, plan_jobs, run_job
+    from ..inference.cohort import StyleBook, translate_cohort
+    from ..inference.jobs import check_outputs, plan_jobs
+    from ..inference.status import StatusFile
     from ..inference.translator import Translator
     from ..io.atomic import check_folder_possible, ensure_folder
-    from ..style.sources import check_style_distance, resolve_style
+    from ..io.cases import CaseSpec, case_name, expand_inputs, read_case_list
+    from ..shards import resolve_shard
     from ..weights import load_weights
 
-    jobs = plan_jobs(list(inputs), output, save_mask, qc)
+    given = list(inputs or [])
+    if output is None and case_list is None and len(given) == 2:  # INPUT OUTPUT
+        specs = [CaseSpec(case_name(given[0]), given[0]), CaseSpec("", given[1])]
+    else:
+        if output is None:
+            raise Ct2mriError("give INPUT OUTPUT, or inputs (or --list) with -o OUTDIR")
+        specs = [CaseSpec(case_name(p), p) for p in expand_inputs(given)] + (read_case_list(case_list) if case_list else [])
+        if not specs:
+            raise Ct2mriError("no inputs: give CT files or folders, or --list")
+    jobs = plan_jobs(specs, output, save_mask, qc, output_format)
     style_file = [Path(style)] if style is not None and Path(style).is_file() else []
-    check_outputs(jobs, [job.ct for job in jobs] + ([mask] if mask is not None else []) + style_file + ([weights] if weights else []))
-    if mask is not None and len(jobs) > 1:
-        raise Ct2mriError("--mask applies to one input only")
+    check_outputs(jobs, ([mask] if mask is not None else []) + style_file + ([weights] if weights else []))
+    if mask is not None:
+        if len(jobs) > 1:
+            raise Ct2mriError("--mask applies to one input only")
+        jobs[0].mask_in = mask
     for job in jobs:
         for target in job.targets:
             check_folder_possible(target.parent)
+    named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)  # the user named the output
+    cohort_folder = None if named_file else output
+    chosen = resolve_shard(shard)
+    mine = chosen.select(jobs, lambda job: job.case)
+    if chosen.count > 1:
+        common.info(f"shard {chosen.index + 1} of {chosen.count} ({chosen.source}): {len(mine)} of {len(jobs)} cases")
 
     started = time.perf_counter()
     weights_path = weights or default_weights()
     if weights is None and not weights_path.is_file():
         raise Ct2mriError(f"the bundled model {weights_path} is missing; pass --weights")
+    if device == "auto" and chosen.local_rank is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{chosen.local_rank % torch.cuda.device_count()}"
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
     sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler)
-    style_key, style_source = resolve_style(style, bundle.default_style_key, style_mask)
-    style_distance = check_style_distance(style_key, bundle.default_style_key, style_source)
+    styles = StyleBook(style, bundle.default_style_key, style_mask)
+    styles.key_for(None)  # the run's own --style fails the run, not each case
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
                             native_axes=native_axes)
     load_seconds = time.perf_counter() - started
-    if output is not None and not is_nifti_name(output):
-        ensure_folder(output)
-    explicitly_named = len(jobs) == 1 and (output is None or is_nifti_name(output))  # the user named the file
-
-    def work(job) -> str:  # noqa: ANN001
-        existing = [t for t in job.targets if t.exists()]
-        if skip_existing and job.finished:
-            raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped")
-        interrupted = skip_existing and existing  # what an interrupted run left is completed
-        if existing and not (force or explicitly_named or interrupted):
-            raise Ct2mriError(f"{existing[0]} exists (use --force or --skip-existing)")
-        with common.progress_bar("windows", remaining=True) as bar:
-            task = bar.add_task(job.case, total=None)
-            result, seconds = run_job(
-                job, translator, style_key, style_source, mask, series, load_seconds, style_distance=style_distance,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        for note in result.notes:
-            common.warn(note)
-        flagged[job.case] = [c.name for c in result.checks if c.verdict != "pass"]
-        return (
-            f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
-            + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-            + ")"
-        )
+    if cohort_folder is not None:
+        ensure_folder(cohort_folder)
 
     def on_event(case: str, kind: str, message: str) -> None:
         if kind in ("done", "skipped"):
@@ -101,17 +116,52 @@ def translate(
         elif kind == "failed":
             common.console.print(f"[red]error:[/red] {message}", soft_wrap=True)
 
-    flagged: dict[str, list[str]] = {}
-    outcome = run_batch(jobs, lambda job: job.case, work, on_event, isolate=len(jobs) > 1)
+    bar = common.progress_bar("windows", remaining=True)
+
+    def progress(job):  # noqa: ANN001, ANN202
+        task = bar.add_task(job.case, total=None)
+        return lambda done, total: bar.update(task, completed=done, total=total, visible=done < (total or 1))
+
+    with bar:
+        result = translate_cohort(
+            mine, translator, styles, status=StatusFile(cohort_folder, chosen) if cohort_folder is not None else None,
+            series_uid=series, skip_existing=skip_existing, force=force, explicitly_named=named_file,
+            load_seconds=load_seconds, pipelined=pipeline, isolate=len(jobs) > 1, on_event=on_event,
+            on_result=lambda job, r: [common.warn(note) for note in r.notes], progress=progress,
+        )
+    outcome = result.outcome
     if len(jobs) > 1:
-        with_checks = {case: names for case, names in flagged.items() if names}
+        with_checks = {case: names for case, names in result.flagged.items() if names}
         common.info(
             f"{len(outcome.done)} translated ({len(with_checks)} with scan-check warnings or corrections), "
-            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(jobs)}"
+            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(mine)}"
+            + (f" (shard {chosen.index + 1} of {chosen.count})" if chosen.count > 1 else "")
+            + f"; {result.wall_seconds:.1f} s, {100 * result.sampling_seconds / max(result.wall_seconds, 1e-9):.0f}% sampling"
         )
         for case, names in with_checks.items():
             common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
         for case, message in outcome.failures:
             common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
     if outcome.failures:
+        raise typer.Exit(code=1)
+
+
+def _print_status(folder: Path) -> None:
+    """The summary of a cohort's status files: cases per state and shard, failures, missing shards."""
+    from ..inference.status import read_cohort_status
+
+    cohort = read_cohort_status(folder)
+    for label, entries in cohort.shards.items():
+        states = [e.get("state") for e in entries.values()]
+        common.stdout.print(f"shard {label}: {states.count('done')} done, {states.count('failed')} failed, "
+                            f"{states.count('skipped')} skipped")
+        for case, entry in entries.items():
+            if entry.get("state") == "failed":
+                common.stdout.print(f"  failed {case}: {entry.get('error')}", soft_wrap=True)
+    for label in cohort.missing_shards:
+        common.stdout.print(f"shard {label}: no status file (not started?)")
+    flagged = sum(1 for entries in cohort.shards.values() for e in entries.values() if e.get("checks"))
+    common.stdout.print(f"{len(cohort.cases)} cases: {cohort.count('done')} done ({flagged} with scan-check notes), "
+                        f"{cohort.count('failed')} failed" + (f"; {len(cohort.missing_shards)} shard(s) missing" if cohort.missing_shards else ""))
+    if not cohort.complete:
         raise typer.Exit(code=1)

@@ -1,4 +1,4 @@
-"""Translation jobs: which outputs each input CT gets, and one job run from reading to writing."""
+"""Translation jobs: which outputs each input CT gets; reading one (up to its model slices) and writing one."""
 
 from __future__ import annotations
 
@@ -7,23 +7,28 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
-import torch
 
+from .. import __version__
 from ..errors import Ct2mriError
 from ..evaluation.qc import pair_montage, pose_caption, write_png
 from ..io.atomic import atomic_output, remove_stale_temporaries, same_file
-from ..io.cases import case_name
-from ..io.volumes import NIFTI_SUFFIXES, read_volume, write_nifti
+from ..io.cases import CaseSpec
+from ..io.dicom import write_dicom_series
+from ..io.volumes import NIFTI_SUFFIXES, Volume, read_volume, write_nifti
+from ..preprocessing.model_view import CtView
 from .sidecar import build_sidecar, sidecar_path
 from .translator import DESCRIP, Translation, Translator
 
 
+OUTPUT_FORMATS = ("nifti", "dicom")
+
+
 @dataclass
 class Job:
-    """One input and where its results go."""
+    """One input and where its results go; ``mask_in`` and ``style`` are the case's own (a case list)."""
 
     case: str
     ct: Path
@@ -31,6 +36,9 @@ class Job:
     sidecar: Path
     mask: Optional[Path]
     qc: Optional[Path]
+    mask_in: Optional[Path] = None
+    style: Optional[str] = None
+    output_format: str = "nifti"
 
     @property
     def targets(self) -> list[Path]:
@@ -40,35 +48,47 @@ class Job:
     @property
     def finished(self) -> bool:
         """Whether an earlier run wrote every file of this job (an interrupted one did not)."""
-        return all(p.is_file() for p in self.targets)
+        return all(p.exists() for p in self.targets) and self.sidecar.is_file()
 
 
 def is_nifti_name(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def plan_jobs(inputs: list[Path], output: Optional[Path], save_mask: Optional[Path], qc: Optional[Path]) -> list[Job]:
-    """Turn ``INPUT OUTPUT`` (or several inputs and ``-o OUTDIR``) into jobs, one per input CT."""
+def plan_jobs(
+    specs: list[CaseSpec],
+    output: Optional[Path],
+    save_mask: Optional[Path],
+    qc: Optional[Path],
+    output_format: str = "nifti",
+) -> list[Job]:
+    """Turn ``INPUT OUTPUT`` (a one-case ``specs`` and ``output`` None: the second spec is the
+    output) or cases with ``-o OUTDIR`` into jobs, one per input CT."""
+    if output_format not in OUTPUT_FORMATS:
+        raise Ct2mriError(f"--output-format {output_format!r}: expected nifti or dicom")
+    dicom = output_format == "dicom"
     if output is None:
-        if len(inputs) != 2:
+        if len(specs) != 2:
             raise Ct2mriError("give INPUT OUTPUT, or several inputs with -o OUTDIR")
-        inputs, output = [inputs[0]], inputs[1]
-        if not is_nifti_name(output):
+        specs, output = [specs[0]], specs[1].ct
+        if not dicom and not is_nifti_name(output):
             raise Ct2mriError(f"{output}: the output must end in .nii or .nii.gz (or use -o OUTDIR)")
-    single_file = len(inputs) == 1 and is_nifti_name(output)
+    single_file = len(specs) == 1 and (is_nifti_name(output) if not dicom else (output.suffix == "" and not output.is_dir()))
+    if dicom and len(specs) == 1 and is_nifti_name(output):
+        raise Ct2mriError(f"{output}: a DICOM series is a folder; name one without .nii / .nii.gz")
     if not single_file:
         if output.exists() and not output.is_dir():
             raise Ct2mriError(f"{output}: not a folder (several inputs need -o OUTDIR)")
     jobs = []
-    for ct in inputs:
-        case = case_name(ct)
-        out = output if single_file else output / f"{case}_synT1.nii.gz"
+    for spec in specs:
+        case = spec.case
+        out = spec.output or (output if single_file else output / (f"{case}_synT1" + ("" if dicom else ".nii.gz")))
         mask_out = qc_out = None
         if save_mask is not None:
             mask_out = save_mask if single_file and is_nifti_name(save_mask) else save_mask / f"{case}_brainmask.nii.gz"
         if qc is not None:
             qc_out = qc if single_file and qc.name.lower().endswith(".png") else qc / f"{case}_qc.png"
-        jobs.append(Job(case, ct, out, sidecar_path(out), mask_out, qc_out))
+        jobs.append(Job(case, spec.ct, out, sidecar_path(out), mask_out, qc_out, spec.mask, spec.style, output_format))
     cases = [j.case for j in jobs]
     duplicates = sorted({c for c in cases if cases.count(c) > 1})
     if duplicates:
@@ -78,6 +98,7 @@ def plan_jobs(inputs: list[Path], output: Optional[Path], save_mask: Optional[Pa
 
 def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
     """Refuse a run in which an output is an input, or two outputs are one file."""
+    inputs = inputs + [p for job in jobs for p in (job.ct, job.mask_in) if p is not None]
     outputs = [(job.case, role, path) for job in jobs
                for role, path in (("synthetic T1", job.output), ("brain mask", job.mask), ("QC picture", job.qc),
                                   ("sidecar", job.sidecar)) if path is not None]
@@ -91,35 +112,50 @@ def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
                 raise Ct2mriError(f"{path}: named as both the {role} of {case} and the {other_role} of {other_case}")
 
 
-def run_job(
-    job: Job,
-    translator: Translator,
-    style: torch.Tensor,
-    style_source: str,
-    mask_path: Optional[Path] = None,
-    series_uid: Optional[str] = None,
-    load_seconds: float = 0.0,
-    progress: Optional[Callable[[int, int], None]] = None,
-    style_distance: Optional[float] = None,
-) -> tuple[Translation, dict[str, float]]:
-    """Read, translate and write one job (synthetic T1, mask, QC picture, sidecar); returns the
-    translation and the seconds spent per stage."""
+@dataclass
+class ReadCase:
+    """A job's CT read and on the model grid, ready to sample."""
+
+    ct: Volume
+    view: CtView
+    mask_path: Optional[Path]
+    seconds: dict[str, float]
+
+
+def read_job(job: Job, translator: Translator, series_uid: Optional[str] = None) -> ReadCase:
+    """Read a job's CT (and its mask) and prepare the model's view of it (no sampling)."""
     for target in job.targets:
         remove_stale_temporaries(target)
     started = time.perf_counter()
     ct = read_volume(job.ct, series_uid=series_uid)
-    read_seconds = time.perf_counter() - started
     given_mask = None
-    if mask_path is not None:
-        given_mask = np.asarray(read_volume(mask_path).data) > 0
-    result = translator.translate(ct, style, given_mask, progress=progress)
+    if job.mask_in is not None:
+        given_mask = np.asarray(read_volume(job.mask_in).data) > 0
+    read_seconds = time.perf_counter() - started
+    view = translator.prepare(ct, given_mask)
+    return ReadCase(ct, view, job.mask_in, {"read": read_seconds})
 
+
+def write_job(
+    job: Job,
+    translator: Translator,
+    read: ReadCase,
+    result: Translation,
+    style_source: str,
+    style_distance: Optional[float] = None,
+    load_seconds: float = 0.0,
+) -> dict[str, float]:
+    """Write a job's synthetic T1 (NIfTI or DICOM), mask, QC picture and sidecar; returns the seconds
+    per stage.  Every file goes to a temporary name first and they are renamed together at the
+    end, the sidecar last, so a job is finished exactly when its sidecar exists."""
     started = time.perf_counter()
-    # Every file goes to a temporary name first; they are renamed together at the end, the
-    # sidecar last, so a job is finished exactly when its sidecar exists.
+    ct = read.ct
     with contextlib.ExitStack() as stack:
         sidecar_tmp = stack.enter_context(atomic_output(job.sidecar))
-        write_nifti(result.mri01, stack.enter_context(atomic_output(job.output)), ct, descrip=DESCRIP)
+        if job.output_format == "dicom":
+            dicom_out = stack.enter_context(_deferred_dicom(job.output))
+        else:
+            write_nifti(result.mri01, stack.enter_context(atomic_output(job.output)), ct, descrip=DESCRIP)
         if job.mask is not None:
             mask_tmp = stack.enter_context(atomic_output(job.mask))
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
@@ -127,14 +163,29 @@ def run_job(
             picture = pair_montage(result.ct_model01, result.mri_model01, result.mask_model,
                                    titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480,
                                    caption=pose_caption(result.pose))
-            write_png(picture,
-                      stack.enter_context(atomic_output(job.qc)))
-        seconds = {"load_model": load_seconds, "read": read_seconds, **result.seconds,
-                   "write": time.perf_counter() - started}
+            write_png(picture, stack.enter_context(atomic_output(job.qc)))
+        if job.output_format == "dicom":
+            bundle = translator.bundle
+            comments = (f"Synthetic T1 made by ct2mri {__version__} from the CT {ct.description or job.ct.name}; "
+                        f"weights sha256 {bundle.sha256}; NOT FOR DIAGNOSIS")
+            dicom_out.append(lambda: write_dicom_series(
+                result.mri01, ct, job.output, description="SYNTHETIC T1 (ct2mri) - NOT FOR DIAGNOSIS",
+                comments=comments, software=f"ct2mri {__version__}"))
+        seconds = {"load_model": load_seconds, **read.seconds, **result.seconds, "write": time.perf_counter() - started}
         sidecar = build_sidecar(
             ct_path=job.ct, ct=ct, output=job.output, translator=translator,
-            result=result, style_source=style_source, style_distance=style_distance, mask_path=mask_path,
+            result=result, style_source=style_source, style_distance=style_distance, mask_path=read.mask_path,
             seconds=seconds,
         )
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
-    return result, seconds
+    return seconds
+
+
+@contextlib.contextmanager
+def _deferred_dicom(folder: Path) -> Iterator[list[Callable[[], Path]]]:
+    """Collect the DICOM writer and run it when the other outputs are ready (it renames its own
+    temporary folder into place), before the sidecar is renamed."""
+    writers: list[Callable[[], Path]] = []
+    yield writers
+    for write in writers:
+        write()

@@ -21,7 +21,7 @@ from ..io.volumes import Volume
 from ..network import network_denoiser
 from ..preprocessing.checks import Check
 from ..preprocessing.geometry import GridRecord, from_model_grid
-from ..preprocessing.model_view import view_ct
+from ..preprocessing.model_view import CtView, view_ct
 from ..preprocessing.pose import Pose
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
@@ -116,6 +116,12 @@ class Translator:
             network = torch.compile(network)  # type: ignore[assignment]
         self.denoiser = network_denoiser(network, autocast_dtype=self.autocast, channels_last=self.channels_last)
 
+    def prepare(self, ct: Volume, mask: Optional[np.ndarray] = None) -> CtView:
+        """The model's view of one native CT (HU): scan checks, brain (``mask`` replaces automatic
+        extraction), pose and model slices.  With ``strict`` a warning among the checks fails here,
+        before any sampling.  Needs no network: a pipelined batch runs it ahead, in a worker."""
+        return view_ct(ct, self.bundle.preprocess, mask=mask, native_axes=self.native_axes, strict=self.strict)
+
     def translate(
         self,
         ct: Volume,
@@ -123,11 +129,13 @@ class Translator:
         mask: Optional[np.ndarray] = None,
         progress: Optional[Callable[[int, int], None]] = None,
     ) -> Translation:
-        """Translate one native CT volume (HU); ``mask`` replaces automatic brain extraction.
+        """Translate one native CT volume (HU); ``mask`` replaces automatic brain extraction."""
+        return self.translate_view(self.prepare(ct, mask), style, progress)
 
-        The scan checks (:mod:`ct2mri_cli.preprocessing.checks`) run first; with ``strict`` a
-        warning among them fails the translation before any sampling."""
-        view = view_ct(ct, self.bundle.preprocess, mask=mask, native_axes=self.native_axes, strict=self.strict)
+    def translate_view(
+        self, view: CtView, style: torch.Tensor, progress: Optional[Callable[[int, int], None]] = None
+    ) -> Translation:
+        """Sample a prepared CT (:meth:`prepare`) and bring the result back onto its native grid."""
         seconds, notes = dict(view.seconds), list(view.notes)
         record, mask, ct_model, mask_model = view.record, view.mask, view.ct_model01, view.mask_model
 

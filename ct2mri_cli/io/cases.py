@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import glob
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..errors import Ct2mriError
-from .volumes import IMAGE_SUFFIXES
+from .volumes import IMAGE_SUFFIXES, is_dicom_file
 
 
 def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
@@ -88,3 +90,69 @@ def scan_images(folder: Path, what: str, folders: bool = False) -> dict[str, Pat
             raise Ct2mriError(f"{folder}: two inputs are named {name} ({found[name].name}, {entry.name})")
         found[name] = entry
     return found
+
+
+@dataclass
+class CaseSpec:
+    """One case of a cohort: its input CT and, from a case list, its own mask, style and output."""
+
+    case: str
+    ct: Path
+    mask: Optional[Path] = None
+    style: Optional[str] = None
+    output: Optional[Path] = None
+
+
+def holds_dicom_files(folder: Path) -> bool:
+    """Whether ``folder`` itself holds DICOM files (a series or a study), not a folder of cases."""
+    return any(entry.is_file() and is_dicom_file(entry) for entry in folder.iterdir())
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Inputs as users give them, one path per case: files, DICOM folders, folders of cases
+    (their NIfTI and other image files and DICOM sub-folders), and quoted globs."""
+    found: list[Path] = []
+    for given in inputs:
+        text = str(given)
+        if not given.exists() and glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text))
+            if not matches:
+                raise Ct2mriError(f"{text}: the pattern matches no file")
+            found.extend(expand_inputs(matches))
+        elif given.is_dir() and not holds_dicom_files(given):
+            cases = scan_images(given, "", folders=True)
+            if not cases:
+                raise Ct2mriError(f"{given}: holds no images or DICOM series folders")
+            found.extend(cases.values())
+        else:
+            found.append(given)
+    return found
+
+
+def read_case_list(path: Path) -> list[CaseSpec]:
+    """A case list: a CSV with columns case, ct[, mask, style, output] (paths relative to the CSV),
+    or any other text file with one input per line (blank lines and ``#`` comments skipped)."""
+    if path.suffix.lower() == ".csv":
+        specs = []
+        for row in read_case_csv(path, ("case", "ct"), ("mask", "style", "output")):
+            check_case_name(row["case"], f"{path}: line {row['_line']}")
+            style = row.get("style") or None
+            if style is not None and (Path(style).suffix or "/" in style):  # a file, not a bundled key name
+                style = str(relative_to_table(path, style))
+            specs.append(CaseSpec(
+                case=row["case"], ct=relative_to_table(path, row["ct"]),
+                mask=relative_to_table(path, row["mask"]) if row.get("mask") else None,
+                style=style,
+                output=relative_to_table(path, row["output"]) if row.get("output") else None,
+            ))
+        return specs
+    if not path.is_file():
+        raise Ct2mriError(f"{path}: no such file")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Ct2mriError(f"{path}: cannot read the case list ({exc})") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not entries:
+        raise Ct2mriError(f"{path}: the case list names no inputs")
+    return [CaseSpec(case_name(p), p) for p in expand_inputs([relative_to_table(path, e) for e in entries])]

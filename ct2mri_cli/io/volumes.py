@@ -48,7 +48,8 @@ class Volume:
 
     ``data`` is indexed (i, j, k) like nibabel; ``affine`` maps voxel indices to RAS+ mm.
     ``header`` is the source NIfTI header (so qform/sform codes survive a rewrite) or None.
-    ``notes`` holds things the user should be told (e.g. which DICOM series was picked).
+    ``notes`` holds things the user should be told (e.g. which DICOM series was picked);
+    ``dicom`` the tags of a DICOM series' first slice (study, patient, frame of reference).
     """
 
     data: np.ndarray
@@ -57,6 +58,7 @@ class Volume:
     path: Path | None = None
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    dicom: dict[str, str] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -82,6 +84,7 @@ class Volume:
             header=self.header,
             path=self.path,
             description=self.description if description is None else description,
+            dicom=self.dicom,
         )
 
 
@@ -280,12 +283,12 @@ def _read_with_sitk(path: Path, description: str | None) -> Volume:
         raise Ct2mriError(f"{path}: not a readable image ({reason})") from None
     if description is None:
         description = f"{path.suffix.lstrip('.').upper() or 'image'} (SimpleITK)"
-    if (image.GetDimension() == 2 or image.GetSize()[2] == 1) and _is_dicom_file(path):
+    if (image.GetDimension() == 2 or image.GetSize()[2] == 1) and is_dicom_file(path):
         raise Ct2mriError(f"{path}: a single DICOM slice (2D); give the folder holding the whole series")
     return _volume_from_sitk(image, path, description)
 
 
-def _is_dicom_file(path: Path) -> bool:
+def is_dicom_file(path: Path) -> bool:
     """DICOM Part 10 files carry 'DICM' after a 128-byte preamble."""
     try:
         with path.open("rb") as handle:
@@ -311,12 +314,12 @@ def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:
             raise Ct2mriError(f"{path}: no DICOM series {series_uid} (found: {', '.join(uids)})")
         chosen = series_uid
     else:
-        chosen = max(uids, key=lambda uid: (len(files[uid]), uid))
+        chosen, why = _pick_series(files)
         if len(uids) > 1:
             others = ", ".join(f"{uid} ({len(files[uid])} files)" for uid in uids if uid != chosen)
             notes.append(
-                f"{path}: {len(uids)} DICOM series; using {chosen} ({len(files[chosen])} files), "
-                f"the largest (others: {others}; pick one with --series UID)"
+                f"{path}: {len(uids)} DICOM series; using {chosen} ({len(files[chosen])} files), {why} "
+                f"(others: {others}; pick one with --series UID)"
             )
     reader.SetFileNames(files[chosen])
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -326,10 +329,50 @@ def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:
         raise Ct2mriError(f"{path}: cannot read DICOM series {chosen} ({_one_line(exc)})") from None
     volume = _volume_from_sitk(image, path, f"DICOM series {chosen} ({len(files[chosen])} files)")
     volume.notes.extend(notes)
+    volume.dicom = {tag: reader.GetMetaData(0, tag).strip() for tag in reader.GetMetaDataKeys(0)}
     positions = _slice_positions(reader, image.GetDepth())
     if positions is not None:
         _apply_slice_positions(volume, positions, path)
     return volume
+
+
+def series_tags(file: str) -> dict[str, str]:
+    """The DICOM tags of one file (pixel data not read)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    reader.LoadPrivateTagsOff()
+    reader.ReadImageInformation()
+    return {tag: reader.GetMetaData(tag).strip() for tag in reader.GetMetaDataKeys()}
+
+
+def _pick_series(files: dict[str, list[str]]) -> tuple[str, str]:
+    """The series a CT translation wants: CT before other modalities, original images before
+    localisers and derived ones, axial slices before others, then the most slices.  Returns the
+    UID and the rule that decided."""
+    if len(files) == 1:
+        return next(iter(files)), "the only series"
+
+    def rank(uid: str) -> tuple:
+        try:
+            tags = series_tags(files[uid][0])
+        except RuntimeError:
+            tags = {}
+        image_type = tags.get("0008|0008", "").upper()
+        try:
+            row_col = [float(v) for v in tags.get("0020|0037", "").split("\\")]
+            axial = abs(float(np.cross(row_col[:3], row_col[3:6])[2])) > 0.8
+        except (ValueError, IndexError):
+            axial = False
+        return (tags.get("0008|0060", "").upper() == "CT", not any(w in image_type for w in ("LOCALIZER", "SCOUT")),
+                "DERIVED" not in image_type, axial, len(files[uid]), uid)
+
+    ranked = sorted(files, key=rank, reverse=True)
+    best, runner_up = rank(ranked[0]), rank(ranked[1])
+    reasons = ("the CT series", "not a localiser", "original, not derived", "the axial series", "the one with the most slices")
+    decided = next((reason for reason, a, b in zip(reasons, best, runner_up) if a != b), "the last by UID")
+    return ranked[0], decided
 
 
 def _slice_positions(reader: Any, depth: int) -> np.ndarray | None:

@@ -1,0 +1,129 @@
+"""A cohort through ``translate``: a shard of the jobs, pipelined, with a status file per shard.
+
+The CLI parses options and prints; this module decides what each job does (skip, overwrite,
+fail), runs the jobs through :func:`ct2mri_cli.batch.run_pipeline` (reading and writing
+overlap sampling) and records every case in the shard's status file.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..batch import BatchOutcome, EventCallback, SkipCase, run_pipeline
+from ..errors import Ct2mriError
+from ..style.sources import check_style_distance, resolve_style
+from .jobs import Job, ReadCase, read_job, write_job
+from .status import StatusFile
+from .translator import Translation, Translator
+
+ProgressFactory = Callable[[Job], Optional[Callable[[int, int], None]]]
+
+
+@dataclass
+class StyleBook:
+    """Style keys by ``--style`` value, resolved once each (cases of a list may name their own)."""
+
+    default_spec: Optional[str]
+    default_key: torch.Tensor
+    mask_path: Optional[Path] = None
+    keys: dict[Optional[str], tuple[torch.Tensor, str, float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key_for(self, spec: Optional[str]) -> tuple[torch.Tensor, str, float]:
+        """(key, source description, distance from the model's key) of a case's style."""
+        spec = spec if spec is not None else self.default_spec
+        with self.lock:  # the pipeline's reader and this thread both ask
+            if spec not in self.keys:
+                mask = self.mask_path if spec == self.default_spec else None
+                key, source = resolve_style(spec, self.default_key, mask)
+                self.keys[spec] = (key, source, check_style_distance(key, self.default_key, source))
+            return self.keys[spec]
+
+
+@dataclass
+class CohortResult:
+    outcome: BatchOutcome
+    flagged: dict[str, list[str]]  # case -> names of the scan checks that did not pass
+    sampling_seconds: float
+    wall_seconds: float
+
+
+def translate_cohort(
+    jobs: list[Job],
+    translator: Translator,
+    styles: StyleBook,
+    *,
+    status: Optional[StatusFile] = None,
+    series_uid: Optional[str] = None,
+    skip_existing: bool = False,
+    force: bool = False,
+    explicitly_named: bool = False,
+    load_seconds: float = 0.0,
+    pipelined: bool = True,
+    isolate: bool = True,
+    on_event: Optional[EventCallback] = None,
+    on_result: Optional[Callable[[Job, Translation], None]] = None,
+    progress: Optional[ProgressFactory] = None,
+) -> CohortResult:
+    """Translate ``jobs`` (one shard's share) and record each in ``status``.
+
+    A job whose outputs exist fails unless ``force``, ``explicitly_named`` (the user named the
+    file) or ``skip_existing`` (a finished job is skipped, an interrupted one redone).  A skipped
+    job keeps its earlier status line (or gets a "done" line when an interrupted run lost it).
+    """
+    by_case = {job.case: job for job in jobs}
+    flagged: dict[str, list[str]] = {}
+    sampling = [0.0]
+    started = time.perf_counter()
+
+    def prepare(job: Job) -> ReadCase:
+        if skip_existing and job.finished:
+            raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped")
+        existing = [t for t in job.targets if t.exists()]
+        if existing and not (force or explicitly_named or skip_existing):
+            raise Ct2mriError(f"{existing[0]} exists (use --force or --skip-existing)")
+        styles.key_for(job.style)  # a bad style fails the case before it is sampled
+        return read_job(job, translator, series_uid)
+
+    def process(job: Job, read: ReadCase) -> tuple[ReadCase, Translation]:
+        key = styles.key_for(job.style)[0]
+        began = time.perf_counter()
+        result = translator.translate_view(read.view, key, progress(job) if progress else None)
+        sampling[0] += time.perf_counter() - began
+        return read, result
+
+    def finish(job: Job, done: tuple[ReadCase, Translation]) -> str:
+        read, result = done
+        _, source, distance = styles.key_for(job.style)
+        seconds = write_job(job, translator, read, result, source, distance, load_seconds)
+        flagged[job.case] = [c.name for c in result.checks if c.verdict != "pass"]
+        if on_result is not None:
+            on_result(job, result)
+        if status is not None:
+            status.record({"case": job.case, "input": str(job.ct), "output": str(job.output), "state": "done",
+                           "checks": flagged[job.case], "seconds": round(sum(seconds.values()), 3), "error": None})
+        return (f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
+                + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + ")")
+
+    def record_event(case: str, kind: str, message: str) -> None:
+        if status is not None and kind in ("failed", "skipped"):
+            job = by_case[case]
+            previous = status.previous(case)
+            if kind == "failed":
+                status.record({"case": case, "input": str(job.ct), "output": str(job.output), "state": "failed",
+                               "checks": [], "seconds": None, "error": message})
+            elif previous is None or previous.get("state") != "done":  # finished earlier, its line lost
+                status.record({"case": case, "input": str(job.ct), "output": str(job.output), "state": "done",
+                               "checks": None, "seconds": None, "error": None})
+        if on_event is not None:
+            on_event(case, kind, message)
+
+    outcome = run_pipeline(jobs, lambda job: job.case, prepare, process, finish, record_event,
+                           isolate=isolate, pipelined=pipelined)
+    return CohortResult(outcome, flagged, sampling[0], time.perf_counter() - started)

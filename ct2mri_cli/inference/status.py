@@ -1,0 +1,103 @@
+"""Status files of a cohort: one per shard, JSON lines, one line per case.
+
+``OUTDIR/ct2mri_status_K-of-N.jsonl`` lists what shard K of N did with each of its cases:
+``case``, ``input``, ``output``, ``state`` (done, failed, skipped), ``checks`` (scan checks that did
+not pass), ``seconds``, ``error``.  A rerun (``--skip-existing``) keeps the lines of cases it skips
+and replaces the others, so a finished cohort lists every case once.  The file is rewritten
+atomically after every case: an interrupted shard leaves a valid file of what it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import Ct2mriError
+from ..io.atomic import atomic_output
+from ..shards import Shard
+
+STATUS_PATTERN = "ct2mri_status_*-of-*.jsonl"
+_LABEL = re.compile(r"ct2mri_status_(\d+)-of-(\d+)\.jsonl$")
+
+
+def status_path(folder: Path, shard: Shard) -> Path:
+    return folder / f"ct2mri_status_{shard.label}.jsonl"
+
+
+def _read_lines(path: Path) -> dict[str, dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise Ct2mriError(f"{path}: cannot read the status file ({exc.strerror or exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            entries[str(entry["case"])] = entry
+        except (ValueError, KeyError, TypeError):
+            raise Ct2mriError(f"{path}: line {number} is not a status entry") from None
+    return entries
+
+
+class StatusFile:
+    """The status file of one shard, kept in memory and rewritten after each case."""
+
+    def __init__(self, folder: Path, shard: Shard) -> None:
+        self.path = status_path(folder, shard)
+        self.entries: dict[str, dict[str, Any]] = _read_lines(self.path) if self.path.is_file() else {}
+        self._lock = threading.Lock()  # the pipeline's writer and the main thread both record
+
+    def previous(self, case: str) -> Optional[dict[str, Any]]:
+        return self.entries.get(case)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Add or replace the line of ``entry["case"]`` and rewrite the file."""
+        with self._lock:
+            self.entries[str(entry["case"])] = entry
+            with atomic_output(self.path) as tmp:
+                tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()))
+
+
+@dataclass
+class CohortStatus:
+    """What the status files of an output folder say, all shards together."""
+
+    shards: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # label -> case -> entry
+    missing_shards: list[str] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(1 for entries in self.shards.values() for e in entries.values() if e.get("state") == state)
+
+    @property
+    def cases(self) -> list[str]:
+        return [case for entries in self.shards.values() for case in entries]
+
+    @property
+    def complete(self) -> bool:
+        """Every shard reported, and no case failed."""
+        return not self.missing_shards and self.count("failed") == 0 and bool(self.shards)
+
+
+def read_cohort_status(folder: Path) -> CohortStatus:
+    """Read every status file in ``folder``; shards of the same N that never wrote are listed missing."""
+    if not folder.is_dir():
+        raise Ct2mriError(f"{folder}: no such folder")
+    status = CohortStatus()
+    counts: set[int] = set()
+    for path in sorted(folder.glob(STATUS_PATTERN)):
+        match = _LABEL.search(path.name)
+        if not match:
+            continue
+        counts.add(int(match.group(2)))
+        status.shards[f"{match.group(1)}-of-{match.group(2)}"] = _read_lines(path)
+    if not status.shards:
+        raise Ct2mriError(f"{folder}: no status files ({STATUS_PATTERN}); is it a translate output folder?")
+    for n in sorted(counts):
+        status.missing_shards += [f"{k}-of-{n}" for k in range(1, n + 1) if f"{k}-of-{n}" not in status.shards]
+    return status
