@@ -209,9 +209,10 @@ def test_4d_metaimage_with_several_volumes_is_refused(tmp_path):
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: float = 2.0, intercept: float = -1024.0,
-                       positions=None) -> None:
+                       positions=None, extra_tags=None) -> None:
     """Write a 3D int16 image as a CT series, one file per slice, with rescale tags; slice k sits
-    at the image's own voxel (0, 0, k), or at ``positions[k]`` (LPS mm) when given."""
+    at the image's own voxel (0, 0, k), or at ``positions[k]`` (LPS mm) when given.  ``extra_tags``
+    (tag -> value) go on every slice."""
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     orientation = "\\".join(f"{v:.8f}" for v in (*direction[:, 0], *direction[:, 1]))
@@ -233,6 +234,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: 
             "0018|0050": f"{image.GetSpacing()[2]:.6f}",
             "0028|1052": f"{intercept:g}",
             "0028|1053": f"{slope:g}",
+            **(extra_tags or {}),
         }
         for key, value in tags.items():
             plane.SetMetaData(key, value)

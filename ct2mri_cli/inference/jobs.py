@@ -62,19 +62,21 @@ def plan_jobs(
     qc: Optional[Path],
     output_format: str = "nifti",
 ) -> list[Job]:
-    """Turn ``INPUT OUTPUT`` (a one-case ``specs`` and ``output`` None: the second spec is the
-    output) or cases with ``-o OUTDIR`` into jobs, one per input CT."""
+    """Turn ``INPUT OUTPUT`` (two ``specs`` and ``output`` None: the second spec is the output)
+    or cases with ``-o OUTDIR`` (``-o FILE.nii.gz`` for one case) into jobs, one per input CT."""
     if output_format not in OUTPUT_FORMATS:
         raise Ct2mriError(f"--output-format {output_format!r}: expected nifti or dicom")
     dicom = output_format == "dicom"
-    if output is None:
+    positional = output is None  # INPUT OUTPUT
+    if positional:
         if len(specs) != 2:
             raise Ct2mriError("give INPUT OUTPUT, or several inputs with -o OUTDIR")
         specs, output = [specs[0]], specs[1].ct
         if not dicom and not is_nifti_name(output):
             raise Ct2mriError(f"{output}: the output must end in .nii or .nii.gz (or use -o OUTDIR)")
-    single_file = len(specs) == 1 and (is_nifti_name(output) if not dicom else (output.suffix == "" and not output.is_dir()))
-    if dicom and len(specs) == 1 and is_nifti_name(output):
+    # a DICOM series is a folder: one only when named as INPUT OUTPUT; -o is the folder of outputs
+    single_file = len(specs) == 1 and (positional if dicom else is_nifti_name(output))
+    if dicom and single_file and is_nifti_name(output):
         raise Ct2mriError(f"{output}: a DICOM series is a folder; name one without .nii / .nii.gz")
     if not single_file:
         if output.exists() and not output.is_dir():

@@ -1,0 +1,176 @@
+"""Cohorts through ``ct2mri translate``: shards, SLURM arrays, torchrun, status files, restarts, case lists."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from ct2mri_cli.cli.app import main
+from tests.helpers import fast_weights
+
+CASES = [f"p{i}" for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Five different phantom CTs in a folder, a fast network, and the unsharded run's outputs."""
+    from tests.conftest import make_head_phantom
+
+    root = tmp_path_factory.mktemp("cohort")
+    (root / "cases").mkdir()
+    for i, case in enumerate(CASES):
+        phantom = make_head_phantom(spacing=(3.0, 3.0, 3.0), seed=i)
+        nib.save(nib.Nifti1Image(phantom.hu.astype(np.int16), phantom.affine), str(root / "cases" / f"{case}.nii.gz"))
+    weights = fast_weights(root / "w.safetensors")
+    assert main(["-q", "translate", str(root / "cases"), "-o", str(root / "whole"), "--weights", str(weights),
+                 "--device", "cpu", "--no-pipeline"]) == 0
+    return root, weights
+
+
+def _base(cohort):
+    root, weights = cohort
+    return ["-q", "translate", str(root / "cases"), "--weights", str(weights), "--device", "cpu"]
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: np.asarray(nib.load(str(p)).dataobj).tobytes() for p in sorted(folder.glob("*_synT1.nii.gz"))}
+
+
+def _status_lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(folder.glob("ct2mri_status_*.jsonl")) for line in path.read_text().splitlines()]
+
+
+def _assert_like_the_whole_run(cohort, folder: Path) -> None:
+    expected = _outputs(cohort[0] / "whole")
+    assert sorted(expected) == [f"{c}_synT1.nii.gz" for c in CASES]
+    assert _outputs(folder) == expected  # every case once, bit for bit
+    lines = _status_lines(folder)
+    assert sorted(e["case"] for e in lines) == CASES and all(e["state"] == "done" for e in lines)
+
+
+def test_the_pipelined_run_equals_the_sequential_one(cohort, tmp_path):
+    assert main(_base(cohort) + ["-o", str(tmp_path / "out")]) == 0
+    _assert_like_the_whole_run(cohort, tmp_path / "out")
+
+
+def test_two_shards_write_every_case_once_and_report_their_status(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_base(cohort) + ["-o", str(out), "--shard", "1/2"]) == 0
+    first = _outputs(out)
+    assert len(first) == 3  # sorted p0..p4, every other one: p0, p2, p4
+    capsys.readouterr()
+    assert main(["translate", "--status", str(out)]) == 1  # shard 2 has not run
+    report = capsys.readouterr().out
+    assert "shard 2-of-2: no status file" in report and "3 cases: 3 done" in report
+    assert main(_base(cohort) + ["-o", str(out), "--shard", "2/2"]) == 0
+    _assert_like_the_whole_run(cohort, out)
+    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == ["ct2mri_status_1-of-2.jsonl", "ct2mri_status_2-of-2.jsonl"]
+    capsys.readouterr()
+    assert main(["translate", "--status", str(out)]) == 0
+    assert "5 cases: 5 done (0 with scan-check notes), 0 failed" in capsys.readouterr().out
+
+
+def test_a_slurm_array_needs_no_arithmetic(cohort, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    for task in ("1", "2"):  # --array=1-2
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+        assert main(_base(cohort) + ["-o", str(out)]) == 0
+    _assert_like_the_whole_run(cohort, out)
+
+
+def _environment() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    # torchrun sets one thread per process unless told; CPU results are bit-identical only for
+    # the same thread count as the run compared with
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    return env
+
+
+@pytest.mark.slow
+def test_torchrun_gives_each_process_a_share(cohort, tmp_path):
+    root, weights = cohort
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "ct2mri_cli",
+         "-q", "translate", str(root / "cases"), "-o", str(out), "--weights", str(weights), "--device", "auto"],
+        capture_output=True, encoding="utf-8", errors="replace", env=_environment(), timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    _assert_like_the_whole_run(cohort, out)
+    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == ["ct2mri_status_1-of-2.jsonl", "ct2mri_status_2-of-2.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_killed_shard_restarts_with_skip_existing_and_rewrites_nothing(cohort, tmp_path):
+    root, weights = cohort
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "ct2mri_cli", "-q", "translate", str(root / "cases"), "-o", str(out),
+            "--weights", str(weights), "--device", "cpu", "--shard", "1/2", "--steps", "40"]
+    process = subprocess.Popen(args, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*_synT1.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    done_before = sorted(p.name for p in out.glob("*_synT1.json"))
+    assert 1 <= len(done_before) < 3, done_before  # killed while its share was unfinished
+    rerun = subprocess.run(args + ["--skip-existing"], env=_environment(), capture_output=True, encoding="utf-8",
+                           errors="replace", timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    for name in done_before:
+        for path in (out / name, out / name.replace(".json", ".nii.gz")):
+            assert path.stat().st_mtime_ns == finished[path.name]  # finished cases are not rewritten
+    lines = _status_lines(out)
+    assert sorted(e["case"] for e in lines) == ["p0", "p2", "p4"] and all(e["state"] == "done" for e in lines)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_case_lists_as_text_and_csv(cohort, tmp_path):
+    root, weights = cohort
+    listing = tmp_path / "cases.txt"
+    listing.write_text(f"# two cases\n{root / 'cases' / 'p1.nii.gz'}\n\n{os.path.relpath(root / 'cases' / 'p3.nii.gz', tmp_path)}\n")
+    base = ["-q", "translate", "--weights", str(weights), "--device", "cpu"]
+    assert main(base + ["--list", str(listing), "-o", str(tmp_path / "a")]) == 0
+    expected = _outputs(root / "whole")
+    assert _outputs(tmp_path / "a") == {k: expected[k] for k in ("p1_synT1.nii.gz", "p3_synT1.nii.gz")}
+
+    table = tmp_path / "cases.csv"
+    table.write_text("case,ct,output,style\n"
+                     f"first,{root / 'cases' / 'p0.nii.gz'},named/first_t1.nii.gz,\n"
+                     f"second,{root / 'cases' / 'p2.nii.gz'},,colin27\n")
+    assert main(base + ["--list", str(table), "-o", str(tmp_path / "b")]) == 0
+    first = np.asarray(nib.load(str(tmp_path / "named" / "first_t1.nii.gz")).dataobj)
+    assert first.tobytes() == expected["p0_synT1.nii.gz"]  # the default style, written where the row says
+    second = json.loads((tmp_path / "b" / "second_synT1.json").read_text())
+    assert second["style_source"] == "bundled:colin27"
+    glob_run = main(base + [str(root / "cases" / "p[01].nii.gz"), "-o", str(tmp_path / "c")])
+    assert glob_run == 0 and sorted(_outputs(tmp_path / "c")) == ["p0_synT1.nii.gz", "p1_synT1.nii.gz"]
+
+
+def test_bad_case_lists_fail_with_one_line(cohort, tmp_path, capsys):
+    _, weights = cohort
+    base = ["translate", "--weights", str(weights), "--device", "cpu", "-o", str(tmp_path / "o")]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    assert main(base + ["--list", str(empty)]) == 1
+    assert "the case list names no inputs" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,file\na,b\n")
+    assert main(base + ["--list", str(bad)]) == 1
+    assert "needs the columns case, ct" in capsys.readouterr().err
+    assert main(base + [str(tmp_path / "nothing*.nii.gz")]) == 1
+    assert "matches no file" in capsys.readouterr().err
+    assert main(["translate", "--status", str(tmp_path)]) == 1
+    assert "no status files" in capsys.readouterr().err
