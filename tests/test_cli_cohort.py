@@ -57,7 +57,7 @@ def _assert_like_the_whole_run(cohort, folder: Path) -> None:
 
 
 def test_the_pipelined_run_equals_the_sequential_one(cohort, tmp_path):
-    assert main(_base(cohort) + ["-o", str(tmp_path / "out")]) == 0
+    assert main(_base(cohort) + ["-o", str(tmp_path / "out"), "--pipeline"]) == 0
     _assert_like_the_whole_run(cohort, tmp_path / "out")
 
 
