@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -82,3 +83,49 @@ def test_train_resume_force_and_quiet(dataset, tmp_path, capsys):
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2]
     assert (run / "stray.txt").read_text() == "mine"  # --force removes only the run's own files
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_00000002.pt"]
+
+
+def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
+    """A second stage starts from the first stage's exported weights: its network, the data's
+    preprocessing, and a record of where it started."""
+    import torch
+
+    from ct2mri_cli.weights import load_weights
+
+    first = tmp_path / "first"
+    assert main(["-q", "train", str(dataset), "-o", str(first), *FAST, "--steps", "2", "--set", "network.base_channels=8"]) == 0
+    weights = first / "model.safetensors"
+    exported = load_weights(weights)
+
+    second = tmp_path / "second"
+    fast_without_preset = [a for a in FAST if a not in ("--preset", "tiny")]
+    assert main(["-q", "train", str(dataset), "-o", str(second), *fast_without_preset, "--steps", "1",
+                 "--set", "lr=1e-12", "--set", "ema_decay=0", "--init", str(weights)]) == 0
+    saved = json.loads((second / "config.json").read_text())
+    assert saved["init"] == str(weights) and saved["preset"] == "tiny" and saved["network"] == {"base_channels": 8}
+    resumed = load_weights(second / "model.safetensors")
+    assert resumed.network.config == exported.network.config
+    # one step at a learning rate of 1e-12 barely moves the weights: the run started from the file
+    for name, tensor in exported.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], tensor, atol=1e-6, rtol=0)
+    assert resumed.provenance["init"] == {"file": "model.safetensors", "sha256": exported.sha256, "training_steps": 2}
+
+    from_scratch = tmp_path / "scratch"
+    assert main(["-q", "train", str(dataset), "-o", str(from_scratch), *FAST, "--steps", "1",
+                 "--set", "network.base_channels=8", "--set", "lr=1e-12", "--set", "ema_decay=0"]) == 0
+    scratch = load_weights(from_scratch / "model.safetensors").network.state_dict()
+    assert any(not torch.allclose(scratch[n], t, atol=1e-6) for n, t in exported.network.state_dict().items())
+
+    other = tmp_path / "other_grid"
+    shutil.copytree(dataset, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["preprocess"]["spacing_mm"] = 3.0
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    _fails(capsys, ["train", str(other), "-o", str(tmp_path / "y"), *fast_without_preset, "--steps", "1", "--init", str(weights)],
+           "the weights were trained on data preprocessed otherwise: spacing_mm 2.0 (data: 3.0)")
+
+    # --preset names the run's own network, which must then match the file's
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--init", str(weights)],
+           "its network differs from the run's: base_channels 8 (run: ")
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1",
+                    "--init", str(tmp_path / "none.safetensors")], "none.safetensors: no such file")

@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from ..errors import Ct2mriError
 from . import common
 
 
@@ -18,6 +19,9 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="Total optimiser steps of the run.", show_default="10000"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per step and process.", show_default="8"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the folder from checkpoints/last.pt."),
+    init: Optional[Path] = typer.Option(
+        None, "--init", help="Start from a weights file's network (fine-tune the bundled model, or continue a staged "
+        "training from committed weights); its network settings are taken unless --preset or --set network.* say otherwise."),
     overrides: Optional[List[str]] = typer.Option(
         None, "--set", help="Override a setting: key=value (e.g. lr=2e-4, network.base_channels=48); repeatable."
     ),
@@ -26,14 +30,20 @@ def train(
 ) -> None:
     """Train the multi-slice Brownian-bridge model; torchrun launches distributed (DDP) training.
 
-    Settings come from the defaults, then --config, then --preset/--steps/--batch-size/--device,
-    then --set, later ones winning.  With --resume the run's saved settings are the starting point.
+    Settings come from the defaults (with --init: the weights' network), then --config, then
+    --preset/--steps/--batch-size/--device, then --set, later ones winning.  With --resume the
+    run's saved settings are the starting point.
     """
     from ..training import config as cfg
     from ..training.loop import train as run_training
     from ..training.rundir import RunLayout
 
     requested: dict[str, Any] = cfg.read_config_file(config) if config is not None else {}
+    if init is not None:
+        if not init.is_file():
+            raise Ct2mriError(f"--init {init}: no such file")
+        own_network = preset is not None or "network" in requested or any(o.startswith("network.") for o in overrides or [])
+        requested = {**({} if own_network else cfg.network_settings_of(init)), **requested, "init": str(init)}
     for key, value in (("preset", preset), ("steps", steps), ("batch_size", batch_size), ("device", device)):
         if value is not None:
             requested[key] = value

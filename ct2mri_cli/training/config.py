@@ -50,6 +50,7 @@ class TrainConfig(SettingsMixin):
     _what = "training"
 
     data_dir: str = ""
+    init: str = ""  # a weights file whose network starts the run (fine-tuning, staged training)
     preset: str = "small"  # a key of ct2mri_cli.network.PRESETS
     network: dict[str, Any] = field(default_factory=dict)  # UNetConfig fields overriding the preset
     batch_size: int = 8  # windows per optimiser step and process (before accumulation)
@@ -177,6 +178,20 @@ def config_from_dict(data: dict[str, Any], source: str = "configuration") -> Tra
     config = TrainConfig(**values)
     check_config(config)
     return config
+
+
+def network_settings_of(weights: str | Path) -> dict[str, Any]:
+    """``preset`` and ``network`` settings that rebuild a weights file's network (for ``--init``)."""
+    from ..weights import load_weights
+
+    bundle = load_weights(weights, device="cpu")
+    found = bundle.network.config
+    preset = bundle.provenance.get("preset")
+    preset = preset if preset in PRESETS else "small"
+    base = PRESETS[preset]
+    overrides = {f.name: getattr(found, f.name) for f in dataclasses.fields(found)
+                 if getattr(found, f.name) != getattr(base, f.name) and f.name not in FIXED_NETWORK_FIELDS}
+    return {"preset": preset, "network": overrides}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

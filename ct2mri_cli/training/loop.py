@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from ..diffusion.bridge import BridgeSchedule, bridge_loss
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
 from ..network import UNet, count_parameters
+from ..settings import PreprocessConfig
+from ..weights import ModelBundle, load_weights
 from . import distributed as ddp
 from .batches import FLIP_TAG, WindowSampler, derive_seed
 from .checkpoint import (
@@ -102,6 +105,7 @@ class Trainer:
         self.sampler = WindowSampler(len(data.train), config.seed, ctx.rank, ctx.world_size, config.flip)
         self.step = 0
         self.best: Optional[dict[str, Any]] = None
+        self.init_record: Optional[dict[str, Any]] = None
         self.last_val: Optional[dict[str, Any]] = None
         self.last_loss: Optional[float] = None
         if ctx.enabled:
@@ -115,6 +119,13 @@ class Trainer:
         self.log = JsonLog(layout.log, enabled=ctx.is_main)
 
     # -- state -------------------------------------------------------------------------------
+    def start_from(self, bundle: ModelBundle) -> None:
+        """Start a new run from a weights file's network (its EMA weights; the EMA starts there too)."""
+        self.network.load_state_dict(bundle.network.state_dict())
+        self.ema = EMA(self.network, self.config.ema_decay, self.config.ema_start)
+        self.init_record = {"file": Path(self.config.init).name, "sha256": bundle.sha256,
+                            "training_steps": bundle.provenance.get("training_steps")}
+
     def load(self, checkpoint: dict[str, Any]) -> None:
         """Continue from ``checkpoint`` (already checked for compatible settings)."""
         self.network.load_state_dict(checkpoint["model"])
@@ -229,6 +240,8 @@ class Trainer:
             provenance["validation"] = self.last_val
         if self.best is not None:
             provenance["best_validation"] = self.best
+        if self.init_record is not None:
+            provenance["init"] = self.init_record
         return export_weights(
             path,
             self.ema.model,
@@ -321,6 +334,29 @@ class Trainer:
         return TrainResult(self.layout.root, self.step, self.last_loss, self.best, digest, self.ctx.world_size)
 
 
+def check_init(config: TrainConfig) -> ModelBundle:
+    """The ``init`` weights file, read and checked against the run's network and bridge."""
+    bundle = load_weights(config.init, device="cpu")
+    wanted, found = config.network_config(), bundle.network.config
+    if found != wanted:
+        differ = [f"{f.name} {getattr(found, f.name)} (run: {getattr(wanted, f.name)})"
+                  for f in dataclasses.fields(found) if getattr(found, f.name) != getattr(wanted, f.name)]
+        raise Ct2mriError(f"--init {config.init}: its network differs from the run's: {', '.join(differ)} "
+                          "(leave out --preset and network settings to take the file's)")
+    if bundle.bridge != BridgeSchedule().config:
+        raise Ct2mriError(f"--init {config.init}: trained with another bridge schedule ({bundle.bridge})")
+    return bundle
+
+
+def check_init_data(config: TrainConfig, bundle: ModelBundle, preprocess: PreprocessConfig) -> None:
+    """Fine-tuning data must be cut like the data the weights learnt from (grid, window, frame)."""
+    if bundle.preprocess != preprocess:
+        mine, theirs = bundle.preprocess.to_dict(), preprocess.to_dict()
+        differ = [f"{k} {mine[k]} (data: {theirs.get(k)})" for k in mine if mine[k] != theirs.get(k)]
+        raise Ct2mriError(f"--init {config.init}: the weights were trained on data preprocessed otherwise: "
+                          f"{', '.join(differ)}; preprocess with the same settings")
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -355,11 +391,14 @@ def train(
             raise Ct2mriError(
                 f"{layout.last}: the run already has {checkpoint['step']} steps; pass --steps above that to continue"
             )
+    initial = check_init(config) if config.init and checkpoint is None else None
     device = ddp.training_device(config.device, ctx)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     with ReadingProgress(console, enabled=ctx.is_main and not quiet) as reading:
         data = load_training_data(config, config.network_config().downsampling_factor, reading.update)
+    if initial is not None:
+        check_init_data(config, initial, data.manifest.preprocess)
     if checkpoint is not None and checkpoint.get("manifest_sha256") != data.manifest.sha256 and ctx.is_main:
         from ..reporting import warn
 
@@ -372,6 +411,8 @@ def train(
             write_config(layout, config)
         ddp.barrier(ctx)
         trainer = Trainer(config, layout, data, device, ctx, console, quiet)
+        if initial is not None:
+            trainer.start_from(initial)
         if checkpoint is not None:
             trainer.load(checkpoint)
             del checkpoint
