@@ -91,7 +91,10 @@ def test_batch_isolates_failures_and_skips_existing(tmp_path, weights, head_ct_n
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "broken" in err and "1 translated" in err and "1 failed" in err
-    assert _files(outdir) == ["good_synT1.json", "good_synT1.nii.gz"]
+    assert _files(outdir) == ["ct2mri_status_1-of-1.jsonl", "good_synT1.json", "good_synT1.nii.gz"]
+    status = {e["case"]: e for e in map(json.loads, (outdir / "ct2mri_status_1-of-1.jsonl").read_text().splitlines())}
+    assert status["good"]["state"] == "done" and status["good"]["output"] == str(outdir / "good_synT1.nii.gz")
+    assert status["broken"]["state"] == "failed" and "broken.nii.gz" in status["broken"]["error"]
     before = (outdir / "good_synT1.nii.gz").stat().st_mtime_ns
     assert main(["-q", "translate", str(good), "-o", str(outdir), "--weights", str(weights), "--skip-existing"]) == 0
     assert (outdir / "good_synT1.nii.gz").stat().st_mtime_ns == before
