@@ -103,8 +103,9 @@ def run_pipeline(
     For ``translate``: prepare reads and checks a CT and cuts its model slices, process samples
     (the accelerator's work), finish writes the outputs, so the accelerator need not wait for
     disk or registration.  Any stage may raise :class:`SkipCase`; a failure is recorded per case
-    as in :func:`run_batch` (with ``isolate``), and events come in case order.  Without
-    ``pipelined`` the stages run one after another on this thread (the same results).
+    as in :func:`run_batch` (with ``isolate``), and the cases' outcomes (done, skipped, failed)
+    are told in case order.  Without ``pipelined`` the stages run one after another on this
+    thread (the same results).
     """
     emit = on_event or (lambda case, kind, message: None)
     outcome = BatchOutcome()
@@ -136,23 +137,17 @@ def run_pipeline(
             name = name_of(case)
             emit(name, "start", "")
             prepared_future, ahead = ahead, (start(prepare, cases[i + 1]) if i + 1 < len(cases) else None)
-            try:
-                processed = process(case, prepared_future.result())  # type: ignore[union-attr]
-            except BaseException as exc:
-                if writing is not None:  # keep events in case order
+            processing = _completed(lambda: process(case, prepared_future.result()))  # type: ignore[union-attr]
+            if processing.exception() is not None:
+                if writing is not None:  # keep outcomes in case order
                     settle(*writing)
                     writing = None
-                settle(name, _failed(exc))
+                settle(name, processing)
                 continue
             if writing is not None:
                 settle(*writing)
-            writing = (name, start(finish, case, processed))
+            writing = (name, start(finish, case, processing.result()))
         if writing is not None:
             settle(*writing)
     return outcome
 
-
-def _failed(exc: BaseException) -> Future:
-    future: Future = Future()
-    future.set_exception(exc)
-    return future

@@ -12,6 +12,7 @@ from .errors import Ct2mriError
 T = TypeVar("T")
 SAMPLER_MODES = ("independent", "coprediction", "ista")
 CORRECTION_NORMS = ("paper", "released")
+CORRECTION_CAP = 0.02  # of the image range: far above the released scale's moves, far below a wrecking one
 
 
 def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
@@ -70,6 +71,7 @@ class SamplingConfig(SettingsMixin):
     step_size: float = 0.5
     mode: str = "ista"
     correction_norm: str = "released"
+    correction_cap: float = CORRECTION_CAP  # most a correction moves a pixel, as a share of the [-1, 1] range (0: no cap)
 
     def with_overrides(
         self,
@@ -77,9 +79,11 @@ class SamplingConfig(SettingsMixin):
         corrections: Optional[int] = None,
         step_size: Optional[float] = None,
         mode: Optional[str] = None,
+        correction_cap: Optional[float] = None,
     ) -> "SamplingConfig":
         """These settings with the given ones (those not None) replacing them."""
-        given = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode}
+        given = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode,
+                 "correction_cap": correction_cap}
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
 
     def check(self, num_timesteps: int = 1000) -> None:
@@ -96,3 +100,5 @@ class SamplingConfig(SettingsMixin):
             raise Ct2mriError(f"--step-size must be a finite number >= 0, got {self.step_size}")
         if self.correction_norm not in CORRECTION_NORMS:
             raise Ct2mriError(f"correction_norm must be one of {', '.join(CORRECTION_NORMS)}, got {self.correction_norm!r}")
+        if not math.isfinite(self.correction_cap) or self.correction_cap < 0:
+            raise Ct2mriError(f"--correction-cap must be a finite number >= 0, got {self.correction_cap}")

@@ -17,6 +17,15 @@ from ct2mri_cli.cli.app import main
 from tests.helpers import fast_weights
 
 CASES = [f"p{i}" for i in range(5)]
+LAUNCHER_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP",
+                      "RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@pytest.fixture(autouse=True)
+def no_launcher(monkeypatch):
+    """These tests set the launchers' variables themselves (the suite may run inside an array job)."""
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +97,23 @@ def test_a_slurm_array_needs_no_arithmetic(cohort, tmp_path, monkeypatch):
     _assert_like_the_whole_run(cohort, out)
 
 
+def test_a_named_output_is_translated_whole_inside_an_array_job(cohort, tmp_path, monkeypatch, capsys):
+    root, weights = cohort
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    out = tmp_path / "p1_t1.nii.gz"
+    assert main(["-q", "translate", str(root / "cases" / "p1.nii.gz"), str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    assert np.asarray(nib.load(str(out)).dataobj).tobytes() == _outputs(root / "whole")["p1_synT1.nii.gz"]
+    # a shard with nothing to do still reports, so --status sees it ran
+    many = tmp_path / "many"
+    assert main(["translate", str(root / "cases" / "p1.nii.gz"), str(root / "cases" / "p2.nii.gz"), "-o", str(many),
+                 "--weights", str(weights), "--device", "cpu"]) == 0
+    assert "shard 4 of 4 (SLURM array task 3 (4 of 4)): 0 of 2 cases; nothing to do" in capsys.readouterr().err
+    assert (many / "ct2mri_status_4-of-4.jsonl").read_text() == ""
+
+
 def _environment() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     # torchrun sets one thread per process unless told; CPU results are bit-identical only for
     # the same thread count as the run compared with
@@ -103,7 +127,7 @@ def test_torchrun_gives_each_process_a_share(cohort, tmp_path):
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "ct2mri_cli",
-         "-q", "translate", str(root / "cases"), "-o", str(out), "--weights", str(weights), "--device", "auto"],
+         "-q", "translate", str(root / "cases"), "-o", str(out), "--weights", str(weights), "--device", "cpu"],
         capture_output=True, encoding="utf-8", errors="replace", env=_environment(), timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]

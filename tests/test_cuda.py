@@ -1,7 +1,5 @@
 """On CUDA: the translator agrees with the CPU, bf16 stays close to fp32, batches adapt (skipped without CUDA)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -24,21 +22,27 @@ def phantom():
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return load_weights(fast_weights(tmp_path_factory.mktemp("w") / "w.safetensors"))
+def weights(tmp_path_factory):
+    return fast_weights(tmp_path_factory.mktemp("w") / "w.safetensors")
 
 
-def test_cuda_fp32_matches_the_cpu(bundle, phantom):
-    cpu = Translator(bundle, torch.device("cpu"), bundle.sampling, precision="fp32").translate(phantom, bundle.default_style_key)
-    cuda = Translator(dataclasses.replace(bundle), torch.device("cuda"), bundle.sampling, precision="fp32")
-    gpu = cuda.translate(phantom, bundle.default_style_key)
+@pytest.fixture
+def bundle(weights):
+    return load_weights(weights)  # a Translator moves its network: each test loads its own
+
+
+def test_cuda_fp32_matches_the_cpu(weights, phantom):
+    on_cpu = load_weights(weights)
+    cpu = Translator(on_cpu, torch.device("cpu"), on_cpu.sampling, precision="fp32").translate(phantom, on_cpu.default_style_key)
+    on_gpu = load_weights(weights)
+    gpu = Translator(on_gpu, torch.device("cuda"), on_gpu.sampling, precision="fp32").translate(phantom, on_gpu.default_style_key)
     assert np.array_equal(gpu.mask, cpu.mask)
     assert psnr(gpu.mri01, cpu.mri01, cpu.mask) > 40.0
 
 
 def test_cuda_bf16_stays_close_to_fp32_and_batches_every_window(bundle, phantom):
     fp32 = Translator(bundle, torch.device("cuda"), bundle.sampling, precision="fp32").translate(phantom, bundle.default_style_key)
-    bf16_translator = Translator(bundle, torch.device("cuda"), bundle.sampling)
+    bf16_translator = Translator(bundle, torch.device("cuda"), bundle.sampling)  # the same network, now under autocast
     assert bf16_translator.autocast == torch.bfloat16 and bf16_translator.channels_last
     bf16 = bf16_translator.translate(phantom, bundle.default_style_key)
     assert bf16.batch_size == bf16.ct_model01.shape[0]  # every window of the volume in one call

@@ -170,8 +170,9 @@ def _biased_x0(x_t, y):
     return (y - 0.1) / 0.7 + 0.15 * tanh(3.0 * x_t) + 0.05
 
 
-def _reference_ista(ct: np.ndarray, steps: int, corrections: int, lam: float, norm: str) -> np.ndarray:
-    """Co-prediction + correction (paper Eq. 4-6), written from the equations in float64.
+def _reference_ista(ct: np.ndarray, steps: int, corrections: int, lam: float, norm: str, cap: float = 0.0) -> np.ndarray:
+    """Co-prediction + correction (paper Eq. 4-6), written from the equations in float64; with
+    ``cap`` each correction's move is clipped to cap x 2 (the share of the [-1, 1] range).
 
     The denoiser is per-pixel, so every window predicts a slice identically and co-prediction
     reduces to evaluating it on the padded volume."""
@@ -201,7 +202,8 @@ def _reference_ista(ct: np.ndarray, steps: int, corrections: int, lam: float, no
             score = -(m[n] * (x - y) + (1 - m[n]) * predicted) / delta[n]
             size = d if norm == "paper" else np.sqrt(d)
             gamma = lam * delta_step[n] * size / (score**2).sum(axis=(1, 2))
-            x = x + gamma[:, None, None] * score
+            move = gamma[:, None, None] * score
+            x = x + (np.clip(move, -2 * cap, 2 * cap) if cap else move)
     raise AssertionError("the time points end at 0")
 
 
@@ -212,11 +214,28 @@ def test_ista_correction_matches_the_equations(norm, lam, steps, corrections):
     ct = torch.rand(4, 6, 5, generator=g) * 1.2 - 0.6
     denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)  # noqa: E731
     out = sample_volume(denoiser, ct, STYLE, steps=steps, corrections=corrections, step_size=lam, mode="ista",
-                        correction_norm=norm).double().numpy()
+                        correction_norm=norm, correction_cap=0.0).double().numpy()
     reference = _reference_ista(ct.numpy(), steps, corrections, lam, norm)
     without = _reference_ista(ct.numpy(), steps, 0, lam, norm)
     assert np.abs(reference - without).max() > 5e-5  # the correction is exercised, ten times the tolerance
     np.testing.assert_allclose(out, reference, atol=5e-6, rtol=0)
+
+
+@pytest.mark.parametrize("lam", [50.0, 1e6])
+def test_the_correction_cap_bounds_every_move(lam):
+    """On the paper's scale a large lambda moves pixels far; the cap clips each move to 2% of the
+    range, as an independent implementation of the clipped step says, whatever lambda is."""
+    g = torch.Generator().manual_seed(12)
+    ct = torch.rand(4, 6, 5, generator=g) * 1.2 - 0.6
+    denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)  # noqa: E731
+    capped = sample_volume(denoiser, ct, STYLE, steps=4, corrections=1, step_size=lam, mode="ista",
+                           correction_norm="paper").double().numpy()  # the default cap
+    reference = _reference_ista(ct.numpy(), 4, 1, lam, "paper", cap=0.02)
+    unbounded = _reference_ista(ct.numpy(), 4, 1, lam, "paper")
+    assert np.abs(unbounded - reference).max() > 1e-3  # the cap binds (200 times the tolerance)
+    np.testing.assert_allclose(capped, reference, atol=5e-6, rtol=0)
+    without = _reference_ista(ct.numpy(), 4, 0, lam, "paper")
+    assert np.abs(capped - without).max() <= 3 * 2 * 0.02 + 1e-6  # three corrections of at most 0.04 each
 
 
 def test_a_zero_correction_step_costs_no_evaluations():

@@ -109,6 +109,8 @@ def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
     for name, tensor in exported.network.state_dict().items():
         torch.testing.assert_close(resumed.network.state_dict()[name], tensor, atol=1e-6, rtol=0)
     assert resumed.provenance["init"] == {"file": "model.safetensors", "sha256": exported.sha256, "training_steps": 2}
+    assert main(["-q", "train", str(dataset), "-o", str(second), "--steps", "2", "--resume"]) == 0
+    assert load_weights(second / "model.safetensors").provenance["init"] == resumed.provenance["init"]  # kept on resuming
 
     from_scratch = tmp_path / "scratch"
     assert main(["-q", "train", str(dataset), "-o", str(from_scratch), *FAST, "--steps", "1",

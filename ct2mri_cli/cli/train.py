@@ -42,7 +42,8 @@ def train(
     if init is not None:
         if not init.is_file():
             raise Ct2mriError(f"--init {init}: no such file")
-        own_network = preset is not None or "network" in requested or any(o.startswith("network.") for o in overrides or [])
+        own_network = (preset is not None or "network" in requested or "preset" in requested
+                       or any(o.startswith(("network.", "preset=")) for o in overrides or []))
         requested = {**({} if own_network else cfg.network_settings_of(init)), **requested, "init": str(init)}
     for key, value in (("preset", preset), ("steps", steps), ("batch_size", batch_size), ("device", device)):
         if value is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -27,6 +28,9 @@ def translate(
     corrections: Optional[int] = typer.Option(None, "--corrections", help="ISTA corrections M per step.", show_default="the model's"),
     step_size: Optional[float] = typer.Option(None, "--step-size", help="ISTA correction step size lambda.", show_default="the model's"),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="ista, coprediction or independent.", show_default="the model's"),
+    correction_cap: Optional[float] = typer.Option(
+        None, "--correction-cap", help="Most one ISTA correction moves a pixel, as a share of the image range (0: no cap).",
+        show_default="the model's, else 0.02"),
     device: str = typer.Option("auto", "--device", help="auto (under torchrun: cuda:LOCAL_RANK), cpu, cuda, cuda:N or mps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call.", show_default="8 on CPUs, every window on GPUs"),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), fp32 or bf16."),
@@ -87,23 +91,30 @@ def translate(
             check_folder_possible(target.parent)
     named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)  # the user named the output
     cohort_folder = None if named_file else output
-    chosen = resolve_shard(shard)
+    # a SLURM array or torchrun shares out a cohort; a file the user named is translated whole
+    chosen = resolve_shard(shard, os.environ if cohort_folder is not None else {})
     mine = chosen.select(jobs, lambda job: job.case)
     if chosen.count > 1:
-        common.info(f"shard {chosen.index + 1} of {chosen.count} ({chosen.source}): {len(mine)} of {len(jobs)} cases")
+        message = f"shard {chosen.index + 1} of {chosen.count} ({chosen.source}): {len(mine)} of {len(jobs)} cases"
+        if mine:
+            common.info(message)
+        else:
+            common.warn(message + "; nothing to do")
 
     started = time.perf_counter()
     weights_path = weights or default_weights()
     if weights is None and not weights_path.is_file():
         raise Ct2mriError(f"the bundled model {weights_path} is missing; pass --weights")
-    if device == "auto" and chosen.local_rank is not None:
+    local_rank = chosen.local_rank if chosen.local_rank is not None else (
+        int(os.environ["LOCAL_RANK"]) if os.environ.get("LOCAL_RANK", "").isdigit() else None)
+    if device == "auto" and local_rank is not None:
         import torch
 
         if torch.cuda.is_available():
-            device = f"cuda:{chosen.local_rank % torch.cuda.device_count()}"
+            device = f"cuda:{local_rank % torch.cuda.device_count()}"
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
-    sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler)
+    sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler, correction_cap)
     styles = StyleBook(style, bundle.default_style_key, style_mask)
     styles.key_for(None)  # the run's own --style fails the run, not each case
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
@@ -156,13 +167,14 @@ def _print_status(folder: Path) -> None:
     cohort = read_cohort_status(folder)
     for label, entries in cohort.shards.items():
         states = [e.get("state") for e in entries.values()]
-        common.stdout.print(f"shard {label}: {states.count('done')} done, {states.count('failed')} failed, "
-                            f"{states.count('skipped')} skipped")
+        common.stdout.print(f"shard {label}: {states.count('done')} done, {states.count('failed')} failed")
         for case, entry in entries.items():
             if entry.get("state") == "failed":
                 common.stdout.print(f"  failed {case}: {entry.get('error')}", soft_wrap=True)
     for label in cohort.missing_shards:
         common.stdout.print(f"shard {label}: no status file (not started?)")
+    if len({label.split("-of-")[1] for label in cohort.shards}) > 1:
+        common.warn(f"{folder}: status files of runs split in different numbers of shards; remove the old ones")
     flagged = sum(1 for entries in cohort.shards.values() for e in entries.values() if e.get("checks"))
     common.stdout.print(f"{len(cohort.cases)} cases: {cohort.count('done')} done ({flagged} with scan-check notes), "
                         f"{cohort.count('failed')} failed" + (f"; {len(cohort.missing_shards)} shard(s) missing" if cohort.missing_shards else ""))

@@ -12,7 +12,7 @@ from typing import Callable, Literal, Optional
 
 import torch
 
-from ..settings import CORRECTION_NORMS, SAMPLER_MODES
+from ..settings import CORRECTION_CAP, CORRECTION_NORMS, SAMPLER_MODES
 from .bridge import BridgeSchedule, sampling_timesteps
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -79,6 +79,7 @@ def sample_volume(
     mode: Mode = "ista",
     batch_size: Optional[int] = None,
     correction_norm: str = "released",
+    correction_cap: float = CORRECTION_CAP,
     clip_denoised: bool = True,
     schedule: Optional[BridgeSchedule] = None,
     progress: Optional[Callable[[int, int], None]] = None,
@@ -90,7 +91,9 @@ def sample_volume(
     ``"ista"`` adds ``corrections`` deterministic correction steps (Eq. 5 and 6) of size
     ``step_size`` after every step but the last.  ``correction_norm`` picks the step's scale:
     ``"paper"`` is Eq. 5 as printed, ``lambda * delta_{n|n-1} * d / ||S_k||^2``; ``"released"``
-    uses ``sqrt(d)`` in place of ``d``, a step smaller by sqrt(H*W).
+    uses ``sqrt(d)`` in place of ``d``, a step smaller by sqrt(H*W).  ``correction_cap`` bounds
+    how far one correction moves any pixel, as a share of the [-1, 1] range (0: unbounded), so
+    that no ``step_size`` can wreck an image.
     At most ``batch_size`` windows go through the denoiser at once (default: all Z).
     ``progress(done, total)`` is called after every batch with counts of windows.
     """
@@ -155,7 +158,7 @@ def sample_volume(
             x = schedule.sample_posterior(x, x0_hat, y_padded, t, n)
             if use_corrections:
                 for _ in range(corrections):
-                    x = _correct(x, y_padded, copredict(x, n), n, schedule, step_size, correction_norm)
+                    x = _correct(x, y_padded, copredict(x, n), n, schedule, step_size, correction_norm, correction_cap)
     raise AssertionError("the time points end at 0")
 
 
@@ -167,8 +170,10 @@ def _correct(
     schedule: BridgeSchedule,
     step_size: float,
     correction_norm: str,
+    correction_cap: float = 0.0,
 ) -> torch.Tensor:
-    """One deterministic correction step at time ``n`` (Eq. 5 with the score of Eq. 6)."""
+    """One deterministic correction step at time ``n`` (Eq. 5 with the score of Eq. 6), each
+    pixel's move bounded by ``correction_cap`` x the [-1, 1] range (0: unbounded)."""
     m_n = float(schedule.m[n])
     score = -(m_n * (x - y) + (1.0 - m_n) * copredicted) / float(schedule.delta[n])
     d = x.shape[-1] * x.shape[-2]
@@ -176,4 +181,8 @@ def _correct(
     norm2 = score.double().pow(2).sum(dim=(1, 2))
     safe = norm2 > torch.finfo(torch.float32).tiny
     gamma = torch.where(safe, step_size * float(schedule.delta_step[n]) * scale / norm2.clamp_min(1e-300), 0.0)
-    return x + gamma.to(x.dtype)[:, None, None] * score
+    move = gamma.to(x.dtype)[:, None, None] * score
+    if correction_cap > 0:
+        limit = 2.0 * correction_cap
+        move = move.clamp(-limit, limit)
+    return x + move

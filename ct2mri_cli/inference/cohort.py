@@ -78,6 +78,8 @@ def translate_cohort(
     job keeps its earlier status line (or gets a "done" line when an interrupted run lost it).
     """
     by_case = {job.case: job for job in jobs}
+    if status is not None:
+        status.record()
     flagged: dict[str, list[str]] = {}
     sampling = [0.0]
     started = time.perf_counter()
@@ -93,9 +95,8 @@ def translate_cohort(
 
     def process(job: Job, read: ReadCase) -> tuple[ReadCase, Translation]:
         key = styles.key_for(job.style)[0]
-        began = time.perf_counter()
         result = translator.translate_view(read.view, key, progress(job) if progress else None)
-        sampling[0] += time.perf_counter() - began
+        sampling[0] += result.seconds["sampling"]
         return read, result
 
     def finish(job: Job, done: tuple[ReadCase, Translation]) -> str:
@@ -107,7 +108,8 @@ def translate_cohort(
             on_result(job, result)
         if status is not None:
             status.record({"case": job.case, "input": str(job.ct), "output": str(job.output), "state": "done",
-                           "checks": flagged[job.case], "seconds": round(sum(seconds.values()), 3), "error": None})
+                           "checks": flagged[job.case],
+                           "seconds": round(sum(v for k, v in seconds.items() if k != "load_model"), 3), "error": None})
         return (f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
                 + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + ")")
 

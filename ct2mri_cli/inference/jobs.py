@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -149,13 +149,17 @@ def write_job(
 ) -> dict[str, float]:
     """Write a job's synthetic T1 (NIfTI or DICOM), mask, QC picture and sidecar; returns the seconds
     per stage.  Every file goes to a temporary name first and they are renamed together at the
-    end, the sidecar last, so a job is finished exactly when its sidecar exists."""
+    end (a DICOM series as soon as it is whole), the sidecar last, so a job is finished exactly
+    when its sidecar exists."""
     started = time.perf_counter()
     ct = read.ct
     with contextlib.ExitStack() as stack:
         sidecar_tmp = stack.enter_context(atomic_output(job.sidecar))
-        if job.output_format == "dicom":
-            dicom_out = stack.enter_context(_deferred_dicom(job.output))
+        if job.output_format == "dicom":  # the series folder renames itself into place; the sidecar comes last
+            comments = (f"Synthetic T1 made by ct2mri {__version__} from the CT {ct.description or job.ct.name}; "
+                        f"weights sha256 {translator.bundle.sha256}; NOT FOR DIAGNOSIS")
+            write_dicom_series(result.mri01, ct, job.output, description="SYNTHETIC T1 (ct2mri) - NOT FOR DIAGNOSIS",
+                               comments=comments, software=f"ct2mri {__version__}")
         else:
             write_nifti(result.mri01, stack.enter_context(atomic_output(job.output)), ct, descrip=DESCRIP)
         if job.mask is not None:
@@ -166,13 +170,6 @@ def write_job(
                                    titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480,
                                    caption=pose_caption(result.pose))
             write_png(picture, stack.enter_context(atomic_output(job.qc)))
-        if job.output_format == "dicom":
-            bundle = translator.bundle
-            comments = (f"Synthetic T1 made by ct2mri {__version__} from the CT {ct.description or job.ct.name}; "
-                        f"weights sha256 {bundle.sha256}; NOT FOR DIAGNOSIS")
-            dicom_out.append(lambda: write_dicom_series(
-                result.mri01, ct, job.output, description="SYNTHETIC T1 (ct2mri) - NOT FOR DIAGNOSIS",
-                comments=comments, software=f"ct2mri {__version__}"))
         seconds = {"load_model": load_seconds, **read.seconds, **result.seconds, "write": time.perf_counter() - started}
         sidecar = build_sidecar(
             ct_path=job.ct, ct=ct, output=job.output, translator=translator,
@@ -181,13 +178,3 @@ def write_job(
         )
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     return seconds
-
-
-@contextlib.contextmanager
-def _deferred_dicom(folder: Path) -> Iterator[list[Callable[[], Path]]]:
-    """Collect the DICOM writer and run it when the other outputs are ready (it renames its own
-    temporary folder into place), before the sidecar is renamed."""
-    writers: list[Callable[[], Path]] = []
-    yield writers
-    for write in writers:
-        write()

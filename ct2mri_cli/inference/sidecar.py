@@ -44,7 +44,7 @@ def build_sidecar(
         "style_source": style_source,
         "style_distance_to_default": None if style_distance is None else round(style_distance, 5),
         "sampler": {"mode": s.mode, "steps": s.steps, "corrections": s.corrections, "step_size": s.step_size,
-                    "correction_norm": s.correction_norm},
+                    "correction_norm": s.correction_norm, "correction_cap": s.correction_cap},
         "network_evaluations": result.evaluations,
         "batch_size": result.batch_size,
         "device": str(translator.device),

@@ -1,8 +1,8 @@
 """Status files of a cohort: one per shard, JSON lines, one line per case.
 
 ``OUTDIR/ct2mri_status_K-of-N.jsonl`` lists what shard K of N did with each of its cases:
-``case``, ``input``, ``output``, ``state`` (done, failed, skipped), ``checks`` (scan checks that did
-not pass), ``seconds``, ``error``.  A rerun (``--skip-existing``) keeps the lines of cases it skips
+``case``, ``input``, ``output``, ``state`` (done or failed), ``checks`` (scan checks that did not
+pass), ``seconds``, ``error``.  A rerun (``--skip-existing``) keeps the lines of cases it skips
 and replaces the others, so a finished cohort lists every case once.  The file is rewritten
 atomically after every case: an interrupted shard leaves a valid file of what it finished.
 """
@@ -56,10 +56,12 @@ class StatusFile:
     def previous(self, case: str) -> Optional[dict[str, Any]]:
         return self.entries.get(case)
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Add or replace the line of ``entry["case"]`` and rewrite the file."""
+    def record(self, entry: Optional[dict[str, Any]] = None) -> None:
+        """Add or replace the line of ``entry["case"]`` and rewrite the file (without an entry:
+        write the file as it stands, so a shard with no cases is seen to have run)."""
         with self._lock:
-            self.entries[str(entry["case"])] = entry
+            if entry is not None:
+                self.entries[str(entry["case"])] = entry
             with atomic_output(self.path) as tmp:
                 tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()))
 

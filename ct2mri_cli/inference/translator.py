@@ -55,6 +55,7 @@ def sample_model_space(
         step_size=sampling.step_size,
         mode=sampling.mode,  # type: ignore[arg-type]
         correction_norm=sampling.correction_norm,
+        correction_cap=sampling.correction_cap,
         batch_size=batch_size,
         schedule=schedule,
         progress=progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -32,13 +33,17 @@ def _temporary_patterns(dest: Path) -> list[str]:
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files an interrupted write of ``path`` left beside it; returns them."""
+    """Remove the temporary files (and folders: a DICOM series being written) an interrupted
+    write of ``path`` left beside it; returns them."""
     dest = Path(path)
     if not dest.parent.is_dir():
         return []
-    stale = [p for pattern in _temporary_patterns(dest) for p in dest.parent.glob(pattern) if p.is_file()]
+    stale = sorted({p for pattern in _temporary_patterns(dest) for p in dest.parent.glob(pattern)})
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return stale
 
 

@@ -120,10 +120,12 @@ def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
                 raise Ct2mriError(f"{text}: the pattern matches no file")
             found.extend(expand_inputs(matches))
         elif given.is_dir() and not holds_dicom_files(given):
-            cases = scan_images(given, "", folders=True)
+            # a folder of cases: its image files and the sub-folders holding DICOM files (not,
+            # say, an output folder inside it)
+            cases = [p for p in scan_images(given, "", folders=True).values() if p.is_file() or holds_dicom_files(p)]
             if not cases:
                 raise Ct2mriError(f"{given}: holds no images or DICOM series folders")
-            found.extend(cases.values())
+            found.extend(cases)
         else:
             found.append(given)
     return found

@@ -43,9 +43,10 @@ def _format(values: np.ndarray) -> str:
     return "\\".join(f"{float(v):.6f}".rstrip("0").rstrip(".") if abs(v) > 1e-9 else "0" for v in values)
 
 
-def _slices_last(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Data and affine with the slice axis last (DICOM slices are 2D images stacked along it)."""
-    axis = slice_axis(affine) if data.ndim == 3 else 2
+def _slices_last(data: np.ndarray, affine: np.ndarray, from_dicom: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Data and affine with the slice axis last (DICOM slices are 2D images stacked along it):
+    a DICOM input's own slices (its third axis), else the axis closest to the volume's slices."""
+    axis = 2 if from_dicom else slice_axis(affine)
     if axis == 2:
         return data, affine
     order = [a for a in range(3) if a != axis] + [axis]
@@ -54,7 +55,7 @@ def _slices_last(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     return np.transpose(data, order), moved
 
 
-def series_tags(reference: Volume, description: str, comments: str, software: str) -> dict[str, str]:
+def synthetic_series_tags(reference: Volume, description: str, comments: str, software: str) -> dict[str, str]:
     """The tags every slice of the synthetic series shares (patient, study, series, provenance)."""
     now = datetime.datetime.now()
     source = reference.dicom or {}
@@ -73,6 +74,9 @@ def series_tags(reference: Volume, description: str, comments: str, software: st
         "0008|0016": MR_IMAGE_STORAGE,
         "0008|0060": "MR",
         "0008|0008": "DERIVED\\SECONDARY",
+        "0018|0020": "RM",  # Scanning Sequence: research mode (no acquisition made this image)
+        "0018|0021": "NONE",  # Sequence Variant
+        "0018|0023": "3D",  # MR Acquisition Type
         "0020|000e": new_uid(),
         "0020|0011": series_number,
         "0008|103e": description[:64],
@@ -103,16 +107,18 @@ def write_dicom_series(
     values01 = np.asarray(values01)
     if values01.shape != reference.shape:
         raise Ct2mriError(f"{folder}: the volume's shape {values01.shape} differs from the CT's {reference.shape}")
-    data, affine = _slices_last(values01, np.asarray(reference.affine, dtype=np.float64))
+    from_dicom = bool(reference.dicom)
+    data, affine = _slices_last(values01, np.asarray(reference.affine, dtype=np.float64), from_dicom)
     stored = np.rint(np.clip(data, 0.0, 1.0) * STORED_MAX).astype(np.int16)
     columns = affine[:3, :3]
     spacing = np.linalg.norm(columns, axis=0)
     row_dir, col_dir = columns[:, 0] / spacing[0], columns[:, 1] / spacing[1]
+    between = abs(float(columns[:, 2] @ np.cross(row_dir, col_dir)))  # along the normal (a tilted step is longer)
     orientation = _format(np.concatenate([row_dir * _LPS, col_dir * _LPS]))
-    shared = series_tags(reference, description, comments, software)
-    thickness = reference.dicom.get("0018|0050") or f"{spacing[2]:.6g}"
+    shared = synthetic_series_tags(reference, description, comments, software)
+    thickness = (reference.dicom.get("0018|0050") if from_dicom else None) or f"{between:.6g}"
     shared.update({"0020|0037": orientation, "0028|0030": _format(np.array([spacing[1], spacing[0]])),
-                   "0018|0050": thickness, "0018|0088": f"{spacing[2]:.6g}"})
+                   "0018|0050": thickness, "0018|0088": f"{between:.6g}"})
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +142,13 @@ def write_dicom_series(
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             os.replace(folder, old / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(staging, folder)
+            except BaseException:
+                os.replace(old / folder.name, folder)  # the earlier series comes back
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, folder)
     except BaseException:

@@ -336,7 +336,7 @@ def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:
     return volume
 
 
-def series_tags(file: str) -> dict[str, str]:
+def read_dicom_tags(file: str) -> dict[str, str]:
     """The DICOM tags of one file (pixel data not read)."""
     import SimpleITK as sitk
 
@@ -356,7 +356,7 @@ def _pick_series(files: dict[str, list[str]]) -> tuple[str, str]:
 
     def rank(uid: str) -> tuple:
         try:
-            tags = series_tags(files[uid][0])
+            tags = read_dicom_tags(files[uid][0])
         except RuntimeError:
             tags = {}
         image_type = tags.get("0008|0008", "").upper()

@@ -134,6 +134,7 @@ class Trainer:
         self.step = int(checkpoint["step"])
         self.best = checkpoint.get("best")
         self.last_loss = checkpoint.get("last_loss")
+        self.init_record = checkpoint.get("init")
         states = checkpoint["rng"]
         if len(states) == self.ctx.world_size:
             self.sampler.load_state_dict(restore_rng(states[self.ctx.rank], self.noise))
@@ -165,6 +166,7 @@ class Trainer:
                 "best": self.best,
                 "last_loss": self.last_loss,
                 "manifest_sha256": self.data.manifest.sha256,
+                "init": self.init_record,
             }
             save_checkpoint(self.layout.last, payload)
             if periodic:
