@@ -131,3 +131,11 @@ def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
            "its network differs from the run's: base_channels 8 (run: ")
     _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1",
                     "--init", str(tmp_path / "none.safetensors")], "none.safetensors: no such file")
+
+
+def test_the_logged_learning_rate_follows_the_schedule(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert main(["-q", "train", str(dataset), "-o", str(run), *FAST, "--steps", "5", "--set", "log_every=1",
+                 "--set", "lr=1e-3", "--set", "lr_schedule=cosine", "--set", "warmup_steps=2", "--set", "val_every=0"]) == 0
+    logged = [r["lr"] for r in read_log(run / "log.jsonl") if r["kind"] == "train"]
+    assert logged == pytest.approx([5e-4, 1e-3, 0.75e-3, 0.25e-3, 0.0], abs=1e-12)

@@ -95,3 +95,20 @@ def test_resume_may_change_only_harmless_settings():
     assert resume_conflicts(saved, config_from_dict({"preset": "tiny", "steps": 20, "val_every": 5})) == []
     changed = config_from_dict({"preset": "tiny", "lr": 1e-3, "network": {"base_channels": 8}})
     assert resume_conflicts(saved, changed) == ["network", "lr"]
+
+
+def test_the_learning_rate_warms_up_then_follows_the_schedule():
+    import math
+
+    from ct2mri_cli.training.config import TrainConfig
+
+    constant = TrainConfig(lr=2e-4, steps=100)
+    assert [constant.learning_rate(s) for s in (1, 50, 100)] == [2e-4] * 3
+    cosine = TrainConfig(lr=2e-4, steps=100, lr_schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert cosine.learning_rate(1) == pytest.approx(2e-5) and cosine.learning_rate(10) == pytest.approx(2e-4)
+    for step in (11, 40, 55, 99, 100):
+        fraction = (step - 10) / 90
+        expected = 2e-5 + (2e-4 - 2e-5) * (1 + math.cos(math.pi * fraction)) / 2
+        assert cosine.learning_rate(step) == pytest.approx(expected, rel=1e-12), step
+    assert cosine.learning_rate(100) == pytest.approx(2e-5)  # the floor at the last step
+    assert cosine.learning_rate(55) == pytest.approx(1.1e-4)  # half-way down

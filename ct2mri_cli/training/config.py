@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..network import PRESETS, UNetConfig
 from ..settings import CORRECTION_NORMS, SamplingConfig, SettingsMixin
 
 LOSSES = ("l1", "weighted_l2")
+LR_SCHEDULES = ("constant", "cosine")
 # Network fields fixed by the method (6-channel input, 3 style tokens of 128 bins).
 FIXED_NETWORK_FIELDS = ("in_channels", "out_channels", "style_tokens", "style_dim")
 # Settings a resumed run may change without breaking the continuation of the optimisation.
@@ -55,6 +57,9 @@ class TrainConfig(SettingsMixin):
     network: dict[str, Any] = field(default_factory=dict)  # UNetConfig fields overriding the preset
     batch_size: int = 8  # windows per optimiser step and process (before accumulation)
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # "constant", or "cosine": down to min_lr_ratio x lr at the last step
+    warmup_steps: int = 0  # the learning rate rises linearly from lr / warmup_steps over these steps
+    min_lr_ratio: float = 0.0  # the cosine schedule's floor, as a share of lr
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     ema_decay: float = 0.995
@@ -80,6 +85,19 @@ class TrainConfig(SettingsMixin):
     device: str = "auto"
     bf16: bool = True  # bf16 autocast of the network on CUDA (ignored elsewhere)
     num_threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (1 for the first): warm-up, then the schedule.
+
+        A function of the step alone, so a resumed run follows the same curve."""
+        if self.warmup_steps and step <= self.warmup_steps:
+            return self.lr * step / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(self.steps - self.warmup_steps, 1)
+        progress = min(max(step - self.warmup_steps, 0) / span, 1.0)
+        floor = self.lr * self.min_lr_ratio
+        return floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def network_config(self) -> UNetConfig:
         """The preset with the ``network`` overrides applied."""
@@ -276,6 +294,9 @@ def check_config(c: TrainConfig) -> None:
            c.network, "head_channels, norm_groups and transformer_depth must be >= 1")
     _check(c.batch_size >= 1, "batch_size", c.batch_size, "must be >= 1")
     _check(c.lr > 0, "lr", c.lr, "must be > 0")
+    _check(c.lr_schedule in LR_SCHEDULES, "lr_schedule", c.lr_schedule, f"expected one of {', '.join(LR_SCHEDULES)}")
+    _check(c.warmup_steps >= 0, "warmup_steps", c.warmup_steps, "must be >= 0")
+    _check(0.0 <= c.min_lr_ratio <= 1.0, "min_lr_ratio", c.min_lr_ratio, "must be in [0, 1]")
     _check(all(0.0 <= b < 1.0 for b in c.adam_betas), "adam_betas", c.adam_betas, "each must be in [0, 1)")
     _check(c.weight_decay >= 0, "weight_decay", c.weight_decay, "must be >= 0")
     _check(0.0 <= c.ema_decay < 1.0, "ema_decay", c.ema_decay, "must be in [0, 1)")

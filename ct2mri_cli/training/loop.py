@@ -200,6 +200,8 @@ class Trainer:
             self.timer.mark("network")
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), c.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.learning_rate(self.step + 1)
         self.optimizer.step()
         self.timer.mark("optimizer")
         self.step += 1
