@@ -139,3 +139,26 @@ def test_the_logged_learning_rate_follows_the_schedule(dataset, tmp_path):
                  "--set", "lr=1e-3", "--set", "lr_schedule=cosine", "--set", "warmup_steps=2", "--set", "val_every=0"]) == 0
     logged = [r["lr"] for r in read_log(run / "log.jsonl") if r["kind"] == "train"]
     assert logged == pytest.approx([5e-4, 1e-3, 0.75e-3, 0.25e-3, 0.0], abs=1e-12)
+
+
+def test_random_crops_train_on_part_of_each_slice_and_resume_exactly(dataset, tmp_path, capsys):
+    """Crops of 16 x 16 from 32 x 32 slices: the network trains on them, validation and the
+    exported model work on whole slices, and a resumed run draws the same crops (same weights)."""
+    from ct2mri_cli.training.loop import parameters_digest
+    from ct2mri_cli.weights import load_weights
+
+    args = ["-q", "train", str(dataset), *FAST, "--set", "crop=[16,16]", "--set", "val_every=2", "--set", "checkpoint_every=2"]
+    assert main([*args, "-o", str(tmp_path / "whole"), "--steps", "4"]) == 0
+    assert main([*args, "-o", str(tmp_path / "split"), "--steps", "2"]) == 0
+    assert main([*args, "-o", str(tmp_path / "split"), "--steps", "4", "--resume"]) == 0
+    whole, split = (load_weights(tmp_path / run / "model.safetensors") for run in ("whole", "split"))
+    assert parameters_digest(whole.network) == parameters_digest(split.network)
+    validation = [r for r in read_log(tmp_path / "whole" / "log.jsonl") if r["kind"] == "val"]
+    assert validation and all(np.isfinite(r["psnr"]) for r in validation)  # validated on whole 32 x 32 slices
+    no_crop = tmp_path / "plain"
+    assert main(["-q", "train", str(dataset), *FAST, "-o", str(no_crop), "--steps", "4", "--set", "val_every=2"]) == 0
+    assert parameters_digest(load_weights(no_crop / "model.safetensors").network) != parameters_digest(whole.network)
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[9,16]"],
+           "setting crop = [9, 16]: must be [0, 0] (whole slices) or two positive multiples of")
+    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[64,16]"],
+           "larger than the data's 32x32 slices")

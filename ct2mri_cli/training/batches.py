@@ -22,6 +22,7 @@ def derive_seed(*parts: int) -> int:
 
 
 FLIP_TAG = 1
+CROP_TAG = 2
 
 
 class WindowSampler:

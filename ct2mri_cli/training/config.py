@@ -71,6 +71,7 @@ class TrainConfig(SettingsMixin):
     steps: int = 10000  # optimiser steps in total
     seed: int = 0
     flip: bool = True  # random left-right flips of training windows
+    crop: tuple[int, int] = (0, 0)  # random in-plane crops (H, W) of training windows; (0, 0): whole slices
     min_brain_voxels: int = 1  # a window's centre slice needs this many brain voxels
     val_subjects: int = 1  # subjects held out for validation (0: none)
     log_every: int = 10
@@ -293,6 +294,9 @@ def check_config(c: TrainConfig) -> None:
     _check(net.head_channels >= 1 and net.norm_groups >= 1 and net.transformer_depth >= 1, "network",
            c.network, "head_channels, norm_groups and transformer_depth must be >= 1")
     _check(c.batch_size >= 1, "batch_size", c.batch_size, "must be >= 1")
+    factor = net.downsampling_factor
+    _check(c.crop == (0, 0) or all(n > 0 and n % factor == 0 for n in c.crop), "crop", list(c.crop),
+           f"must be [0, 0] (whole slices) or two positive multiples of {factor} (the network's downsampling)")
     _check(c.lr > 0, "lr", c.lr, "must be > 0")
     _check(c.lr_schedule in LR_SCHEDULES, "lr_schedule", c.lr_schedule, f"expected one of {', '.join(LR_SCHEDULES)}")
     _check(c.warmup_steps >= 0, "warmup_steps", c.warmup_steps, "must be >= 0")

@@ -27,7 +27,7 @@ from ..network import UNet, count_parameters
 from ..settings import PreprocessConfig
 from ..weights import ModelBundle, load_weights
 from . import distributed as ddp
-from .batches import FLIP_TAG, WindowSampler, derive_seed
+from .batches import CROP_TAG, FLIP_TAG, WindowSampler, derive_seed
 from .checkpoint import (
     capture_rng,
     load_checkpoint,
@@ -184,6 +184,8 @@ class Trainer:
         for micro in range(c.grad_accumulation):
             indices, flips = self.sampler.next(c.batch_size)
             x0, y, style = self.data.train.batch(indices, flips, self.device)
+            if c.crop != (0, 0):
+                x0, y = self._crop(x0, y, micro)
             t = torch.randint(0, self.schedule.num_timesteps, (c.batch_size,), generator=self.noise, device=self.device)
             noise = torch.randn(x0.shape, generator=self.noise, device=self.device)
             x_t = self.schedule.q_sample(x0, y, t, noise)
@@ -209,6 +211,16 @@ class Trainer:
             self.ema.update(self.network, self.step)
         self.timer.mark("ema")
         return total / c.grad_accumulation
+
+    def _crop(self, x0: torch.Tensor, y: torch.Tensor, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random in-plane window of each MRI/CT pair; the offsets depend on the run's
+        seed, the process, the step and the micro-batch alone, so a resumed run draws the same."""
+        h, w = self.config.crop
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, self.ctx.rank, CROP_TAG, self.step, micro))
+        tops = torch.randint(0, x0.shape[-2] - h + 1, (x0.shape[0],), generator=generator).tolist()
+        lefts = torch.randint(0, x0.shape[-1] - w + 1, (x0.shape[0],), generator=generator).tolist()
+        pick = lambda images: torch.stack([im[:, t : t + h, s : s + w] for im, t, s in zip(images, tops, lefts)])  # noqa: E731
+        return pick(x0), pick(y)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -403,6 +415,9 @@ def train(
         data = load_training_data(config, config.network_config().downsampling_factor, reading.update)
     if initial is not None:
         check_init_data(config, initial, data.manifest.preprocess)
+    if config.crop != (0, 0) and any(c > n for c, n in zip(config.crop, data.in_plane)):
+        h, w = data.in_plane
+        raise Ct2mriError(f"setting crop = {list(config.crop)}: larger than the data's {h}x{w} slices")
     if checkpoint is not None and checkpoint.get("manifest_sha256") != data.manifest.sha256 and ctx.is_main:
         from ..reporting import warn
 
