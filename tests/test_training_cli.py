@@ -162,3 +162,28 @@ def test_random_crops_train_on_part_of_each_slice_and_resume_exactly(dataset, tm
            "setting crop = [9, 16]: must be [0, 0] (whole slices) or two positive multiples of")
     _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[64,16]"],
            "larger than the data's 32x32 slices")
+
+
+def test_memory_mapped_windows_train_like_windows_in_memory(dataset, tmp_path):
+    import torch
+
+    from ct2mri_cli.training.config import TrainConfig
+    from ct2mri_cli.training.data import load_training_data
+    from ct2mri_cli.training.loop import parameters_digest
+    from ct2mri_cli.weights import load_weights
+
+    config = TrainConfig(data_dir=str(dataset), preset="tiny")
+    in_memory = load_training_data(config)
+    mapped = load_training_data(config, spill_to=tmp_path / "spill")
+    for kind in ("ct", "mri"):
+        array = getattr(mapped.train, kind)
+        assert torch.equal(array, getattr(in_memory.train, kind))
+        assert (tmp_path / "spill" / f"{kind}.f16").stat().st_size == array.numel() * 2  # float16 on disk
+    assert sorted(p.name for p in (tmp_path / "spill").iterdir()) == ["ct.f16", "mri.f16"]  # no temporary left
+
+    args = ["-q", "train", str(dataset), *FAST, "--steps", "3", "--set", "val_every=0"]
+    assert main([*args, "-o", str(tmp_path / "memory")]) == 0
+    assert main([*args, "-o", str(tmp_path / "mapped"), "--set", "memory_map=true"]) == 0
+    assert (tmp_path / "mapped" / "windows" / "process-0" / "ct.f16").is_file()
+    digests = [parameters_digest(load_weights(tmp_path / run / "model.safetensors").network) for run in ("memory", "mapped")]
+    assert digests[0] == digests[1]

@@ -41,6 +41,7 @@ RESUMABLE = frozenset(
         "val_batch_size",
         "device",
         "num_threads",
+        "memory_map",
     }
 )
 
@@ -72,6 +73,7 @@ class TrainConfig(SettingsMixin):
     seed: int = 0
     flip: bool = True  # random left-right flips of training windows
     crop: tuple[int, int] = (0, 0)  # random in-plane crops (H, W) of training windows; (0, 0): whole slices
+    memory_map: bool = False  # training windows in files under RUN/windows/, memory-mapped, not in memory
     min_brain_voxels: int = 1  # a window's centre slice needs this many brain voxels
     val_subjects: int = 1  # subjects held out for validation (0: none)
     log_every: int = 10

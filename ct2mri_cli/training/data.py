@@ -10,6 +10,8 @@ slice holds brain.  Subjects held out for validation keep their whole volumes in
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -170,10 +172,18 @@ def split_subjects(subjects: list[str], held_out: int, seed: int) -> set[str]:
 
 
 class _WindowBuilder:
-    """Accumulates cases in compact form (padded float16) and their brain windows."""
+    """Accumulates cases in compact form (padded float16) and their brain windows, in memory or,
+    with ``spill_to``, in two files on disk that the windows are then memory-mapped from."""
 
-    def __init__(self, min_brain_voxels: int) -> None:
+    def __init__(self, min_brain_voxels: int, spill_to: Optional[Path] = None) -> None:
         self.min_brain_voxels = min_brain_voxels
+        self.spill_to = spill_to
+        self.spill: dict[str, Any] = {}
+        if spill_to is not None:
+            spill_to.mkdir(parents=True, exist_ok=True)
+            self.spill = {kind: tempfile.NamedTemporaryFile(prefix=f".{kind}.", suffix=".f16", dir=spill_to, delete=False)
+                          for kind in ("ct", "mri")}
+        self.shape: Optional[tuple[int, int]] = None
         self.cts: list[np.ndarray] = []
         self.mris: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []
@@ -185,8 +195,14 @@ class _WindowBuilder:
     def add(self, case: CaseVolumes) -> None:
         z = case.ct.shape[0]
         pad = ((1, 1), (0, 0), (0, 0))
-        self.cts.append(np.pad(case.ct, pad).astype(np.float16))
-        self.mris.append(np.pad(case.mri, pad).astype(np.float16))
+        ct, mri = np.pad(case.ct, pad).astype(np.float16), np.pad(case.mri, pad).astype(np.float16)
+        self.shape = ct.shape[1:]
+        if self.spill:
+            self.spill["ct"].write(ct.tobytes())
+            self.spill["mri"].write(mri.tobytes())
+        else:
+            self.cts.append(ct)
+            self.mris.append(mri)
         centres = np.flatnonzero(case.mask.reshape(z, -1).sum(axis=1) >= self.min_brain_voxels)
         self.starts.append(self.offset + centres)  # the window centred on slice c starts at padded index c
         self.case_of.append(np.full(centres.size, len(self.names)))
@@ -194,10 +210,27 @@ class _WindowBuilder:
         self.names.append(case.name)
         self.offset += z + 2
 
+    def discard(self) -> None:
+        """Remove the files of an unfinished spill."""
+        for handle in self.spill.values():
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+
+    def _stacked(self, kind: str) -> torch.Tensor:
+        if not self.spill:
+            return torch.from_numpy(np.concatenate(self.cts if kind == "ct" else self.mris))
+        handle = self.spill[kind]
+        handle.close()
+        final = self.spill_to / f"{kind}.f16"  # type: ignore[operator]
+        os.replace(handle.name, final)
+        # copy-on-write: torch wants a writable array; nothing writes to it, and the file is never changed
+        array = np.memmap(final, dtype=np.float16, mode="c", shape=(self.offset, *self.shape))  # type: ignore[misc]
+        return torch.from_numpy(array)
+
     def build(self) -> WindowSet:
         return WindowSet(
-            ct=torch.from_numpy(np.concatenate(self.cts)),
-            mri=torch.from_numpy(np.concatenate(self.mris)),
+            ct=self._stacked("ct"),
+            mri=self._stacked("mri"),
             starts=torch.from_numpy(np.concatenate(self.starts).astype(np.int64)),
             case_of=torch.from_numpy(np.concatenate(self.case_of).astype(np.int64)),
             keys=torch.stack(self.keys),
@@ -213,17 +246,40 @@ def load_training_data(
     config: TrainConfig,
     divisor: int = 1,
     on_case: Optional[Callable[[int, int], None]] = None,
+    spill_to: Optional[Path] = None,
 ) -> TrainingData:
     """Read the whole data folder, check it, split it by subject and build the training windows.
 
     ``divisor`` is the network's down-sampling factor (in-plane sizes must be multiples of it).
     ``on_case(done, total)`` reports progress while reading.  Training cases are turned into
-    their compact form as soon as they are read, so memory peaks at one float32 case.
+    their compact form as soon as they are read, so memory peaks at one float32 case.  With
+    ``spill_to`` (a folder) the training windows go to files there and are memory-mapped: a
+    cohort larger than the memory trains at the cost of page reads (validation cases stay in
+    memory).
     """
     manifest = open_dataset(config.data_dir)
-    where = manifest.folder / MANIFEST
     held_out = split_subjects([_subject(e) for e in manifest.cases], config.val_subjects, config.seed)
-    builder = _WindowBuilder(config.min_brain_voxels)
+    builder = _WindowBuilder(config.min_brain_voxels, spill_to)
+    try:
+        train, validation = _read_cases(manifest, config, held_out, builder, divisor, on_case)
+    except BaseException:
+        builder.discard()
+        raise
+    if len(train) == 0:
+        rule = f" or below min_brain_voxels = {config.min_brain_voxels}" if config.min_brain_voxels > 1 else ""
+        raise Ct2mriError(f"{manifest.folder}: no training slice holds brain (every mask is empty{rule})")
+    return TrainingData(manifest=manifest, train=train, validation=validation, train_keys=list(builder.keys))
+
+
+def _read_cases(
+    manifest: Manifest,
+    config: TrainConfig,
+    held_out: set[str],
+    builder: "_WindowBuilder",
+    divisor: int,
+    on_case: Optional[Callable[[int, int], None]],
+) -> tuple[WindowSet, list[CaseVolumes]]:
+    where = manifest.folder / MANIFEST
     validation: list[CaseVolumes] = []
     in_plane: Optional[tuple[tuple[int, ...], str]] = None
     for i, entry in enumerate(manifest.cases):
@@ -244,9 +300,4 @@ def load_training_data(
             builder.add(case)
         if on_case is not None:
             on_case(i + 1, len(manifest.cases))
-    train = builder.build()
-    if len(train) == 0:
-        rule = f" or below min_brain_voxels = {config.min_brain_voxels}" if config.min_brain_voxels > 1 else ""
-        raise Ct2mriError(f"{manifest.folder}: no training slice holds brain (every mask is empty{rule})")
-    return TrainingData(manifest=manifest, train=train, validation=validation, train_keys=list(builder.keys))
-
+    return builder.build(), validation

@@ -412,7 +412,8 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     with ReadingProgress(console, enabled=ctx.is_main and not quiet) as reading:
-        data = load_training_data(config, config.network_config().downsampling_factor, reading.update)
+        spill = layout.windows / f"process-{ctx.rank}" if config.memory_map else None
+        data = load_training_data(config, config.network_config().downsampling_factor, reading.update, spill)
     if initial is not None:
         check_init_data(config, initial, data.manifest.preprocess)
     if config.crop != (0, 0) and any(c > n for c, n in zip(config.crop, data.in_plane)):

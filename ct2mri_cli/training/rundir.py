@@ -47,6 +47,11 @@ class RunLayout:
     def best(self) -> Path:
         return self.root / "best.safetensors"
 
+    @property
+    def windows(self) -> Path:
+        """Where ``memory_map`` puts the training windows (a folder per process, rewritten at each start)."""
+        return self.root / "windows"
+
     def outputs(self) -> list[Path]:
         """Files of a previous run that exist in the folder."""
         fixed = [self.config, self.log, self.model, self.best]
