@@ -87,7 +87,12 @@ def _torchrun(env: Mapping[str, str]) -> Optional[tuple[int, int, Optional[int]]
     rank = _integer(env, "RANK", 0)
     if world < 1 or not 0 <= rank < world:  # type: ignore[operator]
         raise Ct2mriError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-    return rank, world, _integer(env, "LOCAL_RANK")  # type: ignore[return-value]
+    return rank, world, local_rank(env)  # type: ignore[return-value]
+
+
+def local_rank(env: Mapping[str, str] = os.environ) -> Optional[int]:
+    """torchrun's ``LOCAL_RANK`` (the process's GPU on its machine), or None outside torchrun."""
+    return _integer(env, "LOCAL_RANK")
 
 
 def resolve_shard(option: Optional[str], env: Mapping[str, str] = os.environ) -> Shard:

@@ -43,3 +43,13 @@ def test_more_steps_than_the_bridge_has_are_refused(tmp_path):
     with pytest.raises(Ct2mriError, match="--steps 201: the bridge has only 200 time steps"):
         _translator(tmp_path, BridgeConfig(num_timesteps=200), SamplingConfig(steps=201))
     _translator(tmp_path, BridgeConfig(num_timesteps=200), SamplingConfig(steps=200))
+
+
+def test_the_correction_cap_of_the_settings_reaches_the_sampler(tmp_path):
+    ct01 = np.random.default_rng(1).random((3, 16, 16), dtype=np.float32)
+    outputs = []
+    for cap in (0.0, 0.02):
+        sampling = SamplingConfig(steps=4, corrections=1, step_size=1e6, mode="ista", correction_norm="paper", correction_cap=cap)
+        translator = _translator(tmp_path, BridgeConfig(), sampling)
+        outputs.append(translator._sample(ct01, translator.bundle.default_style_key, None, [])[0])
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-3

@@ -67,7 +67,7 @@ def translate(
     from ..inference.translator import Translator
     from ..io.atomic import check_folder_possible, ensure_folder
     from ..io.cases import CaseSpec, case_name, expand_inputs, read_case_list
-    from ..shards import resolve_shard
+    from ..shards import local_rank, resolve_shard
     from ..weights import load_weights
 
     given = list(inputs or [])
@@ -105,13 +105,12 @@ def translate(
     weights_path = weights or default_weights()
     if weights is None and not weights_path.is_file():
         raise Ct2mriError(f"the bundled model {weights_path} is missing; pass --weights")
-    local_rank = chosen.local_rank if chosen.local_rank is not None else (
-        int(os.environ["LOCAL_RANK"]) if os.environ.get("LOCAL_RANK", "").isdigit() else None)
-    if device == "auto" and local_rank is not None:
+    gpu = local_rank()  # under torchrun, even for a file translated whole
+    if device == "auto" and gpu is not None:
         import torch
 
         if torch.cuda.is_available():
-            device = f"cuda:{local_rank % torch.cuda.device_count()}"
+            device = f"cuda:{gpu % torch.cuda.device_count()}"
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
     sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler, correction_cap)

@@ -107,9 +107,8 @@ def translate_cohort(
         if on_result is not None:
             on_result(job, result)
         if status is not None:
-            status.record({"case": job.case, "input": str(job.ct), "output": str(job.output), "state": "done",
-                           "checks": flagged[job.case],
-                           "seconds": round(sum(v for k, v in seconds.items() if k != "load_model"), 3), "error": None})
+            status.record(_status_line(job, "done", checks=flagged[job.case],
+                                       seconds=round(sum(v for k, v in seconds.items() if k != "load_model"), 3)))
         return (f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
                 + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + ")")
 
@@ -118,14 +117,19 @@ def translate_cohort(
             job = by_case[case]
             previous = status.previous(case)
             if kind == "failed":
-                status.record({"case": case, "input": str(job.ct), "output": str(job.output), "state": "failed",
-                               "checks": [], "seconds": None, "error": message})
+                status.record(_status_line(job, "failed", checks=[], error=message))
             elif previous is None or previous.get("state") != "done":  # finished earlier, its line lost
-                status.record({"case": case, "input": str(job.ct), "output": str(job.output), "state": "done",
-                               "checks": None, "seconds": None, "error": None})
+                status.record(_status_line(job, "done"))
         if on_event is not None:
             on_event(case, kind, message)
 
     outcome = run_pipeline(jobs, lambda job: job.case, prepare, process, finish, record_event,
                            isolate=isolate, pipelined=pipelined)
     return CohortResult(outcome, flagged, sampling[0], time.perf_counter() - started)
+
+
+def _status_line(job: Job, state: str, checks: Optional[list[str]] = None, seconds: Optional[float] = None,
+                 error: Optional[str] = None) -> dict:
+    """One case's line in its shard's status file."""
+    return {"case": job.case, "input": str(job.ct), "output": str(job.output), "state": state,
+            "checks": checks, "seconds": seconds, "error": error}

@@ -368,8 +368,9 @@ def _pick_series(files: dict[str, list[str]]) -> tuple[str, str]:
         return (tags.get("0008|0060", "").upper() == "CT", not any(w in image_type for w in ("LOCALIZER", "SCOUT")),
                 "DERIVED" not in image_type, axial, len(files[uid]), uid)
 
-    ranked = sorted(files, key=rank, reverse=True)
-    best, runner_up = rank(ranked[0]), rank(ranked[1])
+    ranks = {uid: rank(uid) for uid in files}  # one tag read per series
+    ranked = sorted(files, key=ranks.__getitem__, reverse=True)
+    best, runner_up = ranks[ranked[0]], ranks[ranked[1]]
     reasons = ("the CT series", "not a localiser", "original, not derived", "the axial series", "the one with the most slices")
     decided = next((reason for reason, a, b in zip(reasons, best, runner_up) if a != b), "the last by UID")
     return ranked[0], decided
