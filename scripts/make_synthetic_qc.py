@@ -6,7 +6,11 @@ ventricles, an axial slice through the posterior fossa and a coronal slice, for 
 and one Colin27-based pair.  Everything is shown at 1 mm per pixel with the patient's left on the
 left of the picture (nearest-neighbour resampling, so noise is shown as acquired).
 
-Usage: python scripts/make_synthetic_qc.py [OUT.png] [--seed S]
+With ``--sources`` and ``--variety``, other source brains and the wide variety of subjects and
+scanners; ``--planes 1`` shows only the axial slice through the ventricles (one row per source).
+
+Usage: python scripts/make_synthetic_qc.py [OUT.png] [--seed S] [--sources mni,colin27]
+       [--variety calibrated|wide] [--planes 1|3]
 """
 
 from __future__ import annotations
@@ -88,17 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="docs/qc_synthetic_pair.png")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sources", default="mni,colin27")
+    parser.add_argument("--variety", default="calibrated")
+    parser.add_argument("--planes", type=int, default=3, choices=(1, 3))
     args = parser.parse_args(argv)
 
     real = read_volume(REAL_CT)
     real_mask = extract_brain_ct(real)
     real_ras, _ = to_ras_1mm(real.data, real.affine, -1024.0)
     real_mask_ras, _ = to_ras_1mm(real_mask.astype(np.float32), real.affine, 0.0)
-    real_planes = sections(real_ras, real_mask_ras > 0.5, -1024.0)
+    real_planes = sections(real_ras, real_mask_ras > 0.5, -1024.0)[: args.planes]
 
     rows = []
-    for index, source in enumerate(("mni", "colin27")):
-        pair = generate_pair(source, case_seed(args.seed, index))
+    for index, source in enumerate(args.sources.split(",")):
+        pair = generate_pair(source, case_seed(args.seed, index), variety=args.variety)
+        if args.variety == "wide":
+            p = pair.params
+            print(f"{source}: slice {p.slice_thickness_mm:.1f} mm, kernel {p.kernel_sharpness:.2f}, noise "
+                  f"{p.ct_noise_sd:.1f} HU, GM-WM {p.hu['gm'] - p.hu['wm']:.1f} HU, cupping {p.cupping_hu:.1f} HU, "
+                  f"atrophy {p.atrophy:.2f}, ventricles {p.ventricle_mm:+.1f} mm, pitch {p.rotation_deg[0]:+.0f} deg")
         ct_ras, _ = to_ras_1mm(pair.ct, pair.affine, -1024.0)
         t1_ras, _ = to_ras_1mm(pair.t1, pair.affine, 0.0)
         mask = extract_brain_ct(Volume(pair.ct.astype(np.float32), pair.affine))

@@ -10,7 +10,7 @@ import pytest
 from ct2mri_cli.cli.app import main
 from ct2mri_cli.data import synthesis, synthetic_set
 from ct2mri_cli.data.synthesis import anatomy
-from ct2mri_cli.data.templates import source_missing
+from ct2mri_cli.data.sources import source_missing
 
 FAST = ["--spacing", "4"]
 
@@ -43,13 +43,14 @@ def test_writes_pairs_csv_manifest_and_licence(generated):
 
     manifest = json.loads((generated / "synthesis.json").read_text())
     assert manifest["format"] == "ct2mri-synthetic-pairs" and manifest["settings"]["seed"] == 3
+    assert manifest["settings"]["variety"] == "wide"  # the default
     assert manifest["settings"]["licence"] == "MNI_LICENSE.txt"
     assert "McConnell Brain Imaging Centre" in (generated / "MNI_LICENSE.txt").read_text()
     for row, entry in zip(rows, manifest["cases"]):
         assert entry["case"] == row["case"] and entry["seed"] == int(row["seed"])
         assert entry["params"]["source"] == row["source"] and set(entry["params"]["hu"]) == set(synthesis.CLASSES)
         # the recorded parameters are the ones the seed draws
-        drawn = synthesis.sample_subject(np.random.default_rng(entry["seed"]), row["source"]).to_dict()
+        drawn = synthesis.sample_subject(np.random.default_rng(entry["seed"]), row["source"], variety="wide").to_dict()
         assert entry["params"] == drawn
 
         imgs = {k: nib.load(str(generated / row[k])) for k in ("ct", "mri", "mask")}
@@ -91,9 +92,13 @@ def test_refuses_to_overwrite_then_force_reproduces_the_same_bytes(generated, ca
 def test_another_seed_gives_other_anatomy(generated, tmp_path):
     _need_sources("mni")
     out = tmp_path / "other"
-    assert main(["-q", "synthesize", "-o", str(out), "-n", "1", "--seed", "4", "--source", "mni", *FAST]) == 0
-    a = np.asanyarray(nib.load(str(generated / "case_0000" / "brain_mask.nii.gz")).dataobj).astype(bool)
-    b = np.asanyarray(nib.load(str(out / "case_0000" / "brain_mask.nii.gz")).dataobj).astype(bool)
+    masks = []
+    for seed in (3, 4):  # calibrated subjects: the same field of view, so the masks compare voxel by voxel
+        folder = out / str(seed)
+        args = ["-q", "synthesize", "-o", str(folder), "-n", "1", "--seed", str(seed), "--source", "mni", "--variety", "calibrated"]
+        assert main([*args, *FAST]) == 0
+        masks.append(np.asanyarray(nib.load(str(folder / "case_0000" / "brain_mask.nii.gz")).dataobj).astype(bool))
+    a, b = masks
     assert a.shape == b.shape and 2 * (a & b).sum() / (a.sum() + b.sum()) < 0.98
 
 
@@ -129,7 +134,9 @@ def test_model_space_is_training_ready(tmp_path):
     "args, message",
     [
         (["-n", "0"], "need at least one pair"),
-        (["-n", "1", "--source", "brainz"], "--source 'brainz': choose from mni, colin27, both"),
+        (["-n", "1", "--source", "brainz"], "--source 'brainz': choose from mni, colin27, s1, fsl152"),
+        (["-n", "1", "--source", "mni", "--exclude", "mni"], "leaves no source brain"),
+        (["-n", "1", "--variety", "odd"], "--variety 'odd': choose from calibrated, wide"),
         (["-n", "1", "--spacing", "0"], "--spacing 0: use a voxel size between 0.25 and 8 mm"),
     ],
 )
@@ -154,9 +161,9 @@ def test_output_that_is_a_file(tmp_path, capsys):
 
 def test_missing_template_writes_nothing(tmp_path, monkeypatch, capsys):
     # bypass the per-process caches so the lookup really happens; each is patched where it is
-    # looked up: prepare_anatomy by the command (via the package), _colin_parts by the anatomy module
+    # looked up: prepare_anatomy by the command (via the package), _head_parts by the anatomy module
     monkeypatch.setattr(synthesis, "prepare_anatomy", synthesis.prepare_anatomy.__wrapped__)
-    monkeypatch.setattr(anatomy, "_colin_parts", anatomy._colin_parts.__wrapped__)
+    monkeypatch.setattr(anatomy, "_head_parts", anatomy._head_parts.__wrapped__)
     monkeypatch.setenv("CT2MRI_COLIN27_DIR", str(tmp_path / "empty"))
     out = tmp_path / "o"
     assert main(["synthesize", "-o", str(out), "-n", "1", "--source", "colin27"]) == 1
@@ -167,3 +174,31 @@ def test_missing_template_writes_nothing(tmp_path, monkeypatch, capsys):
 def test_sources_alternate_for_both():
     assert synthetic_set.sources_for("both", 5) == ["mni", "colin27", "mni", "colin27", "mni"]
     assert synthetic_set.sources_for("mni", 2) == ["mni", "mni"]
+
+
+def test_source_lists_groups_and_exclusions():
+    assert synthetic_set.sources_for("mni,s1,fsl152", 4) == ["mni", "s1", "fsl152", "mni"]
+    everything = synthetic_set.parse_sources("all")
+    assert everything == ["mni", "colin27", "s1", "fsl152", "sri24", "pydeface", "icbm2009c"]
+    assert synthetic_set.parse_sources("all", exclude="colin27,s1") == ["mni", "fsl152", "sri24", "pydeface", "icbm2009c"]
+    assert synthetic_set.parse_sources("both,mni") == ["mni", "colin27"]  # each source once
+
+
+def test_sources_lists_every_source_and_fetch_failures_exit_1(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from ct2mri_cli.data import sources as registry
+
+    monkeypatch.setenv("CT2MRI_CACHE", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["sources"]) == 0
+    listing = capsys.readouterr().out
+    for name in registry.SOURCES:
+        assert name in listing
+    assert "BSD-2-Clause" in listing and "one person, whole head" in listing
+    monkeypatch.setattr(registry.subprocess, "run",
+                        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "ERROR: offline\n"))
+    assert main(["-q", "sources", "--fetch", "pydeface"]) == 1
+    assert "could not download pydeface==2.1.0: ERROR: offline" in capsys.readouterr().err
+    assert main(["sources", "--fetch", "nope"]) == 1
+    assert "--source 'nope'" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def _small(command: str) -> str:
 
 def _inputs(folder: Path, env: dict[str, str]) -> None:
     """The files the commands name: CTs with their T1s and masks, folders and case tables of them."""
-    subprocess.run(["ct2mri", "-q", "synthesize", "-o", "inputs", "-n", "2", "--seed", "5", "--spacing", "2"],
+    subprocess.run(["ct2mri", "-q", "synthesize", "-o", "inputs", "-n", "2", "--seed", "5", "--spacing", "2", "--variety", "calibrated"],
                    cwd=folder, env=env, check=True)
     pairs = [folder / "inputs" / f"case_000{i}" for i in range(2)]
     shutil.copy(pairs[0] / "ct_hu.nii.gz", folder / "ct.nii.gz")

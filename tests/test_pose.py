@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from benchmarks.bench_pose import rotation_ras
 from ct2mri_cli.bundled import models_dir
-from ct2mri_cli.data import templates
+from ct2mri_cli.data import sources
 from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 from ct2mri_cli.preprocessing.geometry import (
     apply_model_grid,
@@ -102,7 +102,7 @@ def test_the_real_head_ct_turned_in_its_affine_translates_alike(head_ct):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(templates.source_missing("mni")), reason="the MNI source brain is not installed")
+@pytest.mark.skipif(bool(sources.source_missing("mni")), reason="the MNI source brain is not installed")
 def test_a_turned_synthetic_head_translates_like_the_upright_one():
     """One synthetic subject, upright and turned by 18 degrees of pitch and 4 of roll (resampled
     once either way, on the same axis-aligned grid): against each head's own truth, the turned

@@ -133,7 +133,7 @@ def test_head_and_brain_styles_translate_alike(tmp_path):
     """The same CT translated with Colin27's head and with its brain as style: within 0.2 dB."""
     from ct2mri_cli.cli.app import main
     from ct2mri_cli.data.synthesis import generate_pair
-    from ct2mri_cli.data.templates import source_missing
+    from ct2mri_cli.data.sources import source_missing
     from ct2mri_cli.evaluation.metrics import psnr
     from tests.conftest import COLIN_BRAIN, COLIN_T1
 

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.data import synthesis as S
-from ct2mri_cli.data.templates import source_missing
+from ct2mri_cli.data.sources import source_missing
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
 
@@ -360,7 +360,7 @@ def test_ct_statistics_on_a_known_volume():
 
 
 def test_unknown_source_is_an_error():
-    with pytest.raises(Ct2mriError, match="unknown source 'nope'"):
+    with pytest.raises(Ct2mriError, match="unknown source brain 'nope'"):
         S.prepare_anatomy("nope")
 
 

@@ -42,13 +42,14 @@ def _global_options(
 
 def _register() -> None:
     """Subcommands in the order ``--help`` lists them (their modules import heavy code lazily)."""
-    from . import histogram, info, preprocess, synthesize, train, translate
+    from . import histogram, info, preprocess, sources, synthesize, train, translate
 
     app.command("translate")(translate.translate)
     app.command("preprocess")(preprocess.preprocess)
     app.command("train")(train.train)
     app.command("histogram")(histogram.histogram)
     app.command("synthesize")(synthesize.synthesize)
+    app.command("sources")(sources.sources)
     app.command("info")(info.info)
     from . import evaluate
 

@@ -17,16 +17,20 @@ def synthesize(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
     n: int = typer.Option(..., "-n", "--count", help="Number of pairs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole set (case i uses a seed derived from it)."),
-    source: str = typer.Option("both", "--source", help="Source brains: mni, colin27 or both (alternating)."),
+    source: str = typer.Option(
+        "both", "--source", help="Source brains, comma-separated, used in turn: names from `ct2mri sources`, both (mni,colin27) or all."
+    ),
+    exclude: str = typer.Option("", "--exclude", help="Source brains to leave out (e.g. the held-out brain).", show_default="none"),
+    variety: str = typer.Option("wide", "--variety", help="Subject ranges: wide (anatomy and scanners of a clinic) or calibrated (around the real head CT)."),
     spacing: Optional[float] = typer.Option(None, "--spacing", help="Voxel size in mm.", show_default="the source's 1 mm grid"),
     model_space: bool = typer.Option(False, "--model-space", help="Also preprocess into OUT/model/ (training-ready)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> int:
-    """Write N aligned synthetic CT/T1 pairs (with brain masks) made from the MNI and Colin27 brains."""
+    """Write N aligned synthetic CT/T1 pairs (with brain masks) made from real T1 brains."""
     from ..data.synthesis import prepare_anatomy
     from ..data.synthetic_set import MODEL_DIR, PAIRS_CSV, check_request, write_pairs
 
-    plan = check_request(out, n, source, spacing, force)
+    plan = check_request(out, n, source, spacing, force, exclude, variety)
     if model_space and not force and (out / MODEL_DIR).exists():
         raise Ct2mriError(f"{out / MODEL_DIR} exists (use --force to overwrite)")
     started = time.perf_counter()
@@ -49,7 +53,7 @@ def synthesize(
 
     with progress:
         task = progress.add_task("synthesize", total=n)
-        entries = write_pairs(out, n, seed, source, spacing, force, on_event)
+        entries = write_pairs(out, n, seed, source, spacing, force, on_event, exclude, variety)
     common.info(f"wrote {len(entries)} pair(s) in {time.perf_counter() - started:.0f} s -> {out / PAIRS_CSV}")
     if model_space:
         return _to_model_space(out, entries, force)

@@ -8,6 +8,7 @@ Layout of OUTDIR::
     pairs.csv                    case,ct,mri,mask,source,seed (input of `ct2mri preprocess --csv`)
     synthesis.json               generation settings and the parameters drawn for every case
     MNI_LICENSE.txt              the MNI template notice (when MNI cases are present)
+    NOTICE_<source>.txt          the notice of every other source brain that has one
     model/                       with --model-space: `ct2mri preprocess` output, ready for `train`
 
 ``pairs.csv`` and ``synthesis.json`` are rewritten after every case, so an interrupted run
@@ -31,10 +32,10 @@ from .. import __version__
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output, check_folder_possible, ensure_folder
 from ..io.volumes import Volume, write_nifti
-from .synthesis import case_seed, generate_pair, prepare_anatomy
-from .templates import mni_license_text
+from .sources import SOURCES, get_source, source_notice
+from .synthesis import VARIETIES, case_seed, generate_pair, prepare_anatomy
 
-SOURCE_CHOICES = ("mni", "colin27", "both")
+SOURCE_GROUPS = {"both": ("mni", "colin27"), "all": SOURCES}
 CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
 PAIRS_CSV = "pairs.csv"
 MANIFEST = "synthesis.json"
@@ -49,18 +50,48 @@ def synthetic_case_name(index: int) -> str:
     return f"case_{index:04d}"
 
 
-def sources_for(choice: str, n: int) -> list[str]:
-    """The source of each case: one source, or MNI and Colin27 alternating for ``both``."""
-    if choice not in SOURCE_CHOICES:
-        raise Ct2mriError(f"--source {choice!r}: choose from {', '.join(SOURCE_CHOICES)}")
-    if choice == "both":
-        return ["mni" if i % 2 == 0 else "colin27" for i in range(n)]
-    return [choice] * n
+def parse_sources(choice: str, exclude: str = "") -> list[str]:
+    """Source names from a comma-separated list of registry names and groups (``both``: MNI and
+    Colin27; ``all``: every source), less those in ``exclude``; in the order given."""
+
+    def names(text: str) -> list[str]:
+        out: list[str] = []
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            group = SOURCE_GROUPS.get(item)
+            if group is None:
+                try:
+                    get_source(item)
+                except Ct2mriError:
+                    raise Ct2mriError(
+                        f"--source {item!r}: choose from {', '.join(SOURCES)} or {', '.join(SOURCE_GROUPS)}"
+                    ) from None
+                group = (item,)
+            out += [name for name in group if name not in out]
+        return out
+
+    left_out = names(exclude)
+    chosen = [name for name in names(choice) if name not in left_out]
+    if not chosen:
+        raise Ct2mriError(f"--source {choice!r} less --exclude {exclude!r} leaves no source brain")
+    return chosen
 
 
-def planned_outputs(out_dir: Path, n: int) -> list[Path]:
+def sources_for(choice: str, n: int, exclude: str = "") -> list[str]:
+    """The source of each case: the chosen sources in turn (``both``: MNI, Colin27, MNI...)."""
+    chosen = parse_sources(choice, exclude)
+    return [chosen[i % len(chosen)] for i in range(n)]
+
+
+def notice_file(source: str) -> str:
+    return LICENCE_FILE if source == "mni" else f"NOTICE_{source}.txt"
+
+
+def planned_outputs(out_dir: Path, n: int, plan: list[str] | None = None) -> list[Path]:
     """Every path a run would create or replace (what --force is needed for)."""
-    paths = [out_dir / PAIRS_CSV, out_dir / MANIFEST, out_dir / LICENCE_FILE]
+    notices = {notice_file(name) for name in (plan or ["mni"])}
+    paths = [out_dir / PAIRS_CSV, out_dir / MANIFEST] + [out_dir / name for name in sorted(notices)]
     for i in range(n):
         paths += [out_dir / synthetic_case_name(i) / name for name in CASE_FILES.values()]
     return paths
@@ -120,18 +151,28 @@ def write_synthetic_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
     }
 
 
-def check_request(out_dir: Path, n: int, source: str, spacing_mm: Optional[float], force: bool) -> list[str]:
+def check_request(
+    out_dir: Path,
+    n: int,
+    source: str,
+    spacing_mm: Optional[float],
+    force: bool,
+    exclude: str = "",
+    variety: str = "wide",
+) -> list[str]:
     """Validate a request before any work; returns the source of each case."""
     if n < 1:
         raise Ct2mriError(f"-n {n}: need at least one pair")
     if spacing_mm is not None and not 0.25 <= spacing_mm <= 8.0:
         raise Ct2mriError(f"--spacing {spacing_mm:g}: use a voxel size between 0.25 and 8 mm")
-    plan = sources_for(source, n)
+    if variety not in VARIETIES:
+        raise Ct2mriError(f"--variety {variety!r}: choose from {', '.join(VARIETIES)}")
+    plan = sources_for(source, n, exclude)
     if out_dir.exists() and not out_dir.is_dir():
         raise Ct2mriError(f"{out_dir}: exists and is not a folder")
     check_folder_possible(out_dir.parent)
     if not force:
-        existing = [p for p in planned_outputs(out_dir, n) if p.exists()]
+        existing = [p for p in planned_outputs(out_dir, n, plan) if p.exists()]
         if existing:
             raise Ct2mriError(f"{existing[0]} exists (use --force to overwrite)")
     return plan
@@ -148,30 +189,49 @@ def write_pairs(
     spacing_mm: Optional[float] = None,
     force: bool = False,
     on_event: Optional[EventCallback] = None,
+    exclude: str = "",
+    variety: str = "wide",
 ) -> list[dict[str, Any]]:
     """Generate ``n`` pairs into ``out_dir``; returns the manifest entries.
 
+    ``source`` and ``exclude`` are comma-separated source names or groups
+    (:func:`parse_sources`); ``variety`` the ranges subjects are drawn from.
     ``on_event(case, kind, message)`` gets kind "prepare" (a source's anatomy is being built),
     "start" and "done".  Refuses to replace existing outputs unless ``force``.
     """
 
     emit = on_event or (lambda case, kind, message: None)
-    plan = check_request(out_dir, n, source, spacing_mm, force)
+    plan = check_request(out_dir, n, source, spacing_mm, force, exclude, variety)
     for name in sorted(set(plan)):  # fail early (missing templates) before writing anything
         emit(name, "prepare", "")
         prepare_anatomy(name)
     ensure_folder(out_dir)
 
-    settings = {"n": n, "seed": seed, "source": source, "spacing_mm": spacing_mm, "files": dict(CASE_FILES)}
-    if "mni" in plan:
-        _write_text(out_dir / LICENCE_FILE, mni_license_text())
-        settings["licence"] = LICENCE_FILE
+    settings: dict[str, Any] = {
+        "n": n,
+        "seed": seed,
+        "source": source,
+        "exclude": exclude,
+        "variety": variety,
+        "spacing_mm": spacing_mm,
+        "files": dict(CASE_FILES),
+    }
+    notices = {}
+    for name in sorted(set(plan)):
+        text = source_notice(name)
+        if text is not None:
+            _write_text(out_dir / notice_file(name), text)
+            notices[name] = notice_file(name)
+    if notices:
+        settings["notices"] = notices
+        if "mni" in notices:
+            settings["licence"] = LICENCE_FILE
     entries: list[dict[str, Any]] = []
     for index, name in enumerate(plan):
         case = synthetic_case_name(index)
         emit(case, "start", name)
         started = time.perf_counter()
-        pair = generate_pair(name, case_seed(seed, index), spacing_mm)
+        pair = generate_pair(name, case_seed(seed, index), spacing_mm, variety=variety)
         entries.append(write_synthetic_case(out_dir, case, pair))
         _write_text(out_dir / PAIRS_CSV, _pairs_csv(entries))
         _write_text(out_dir / MANIFEST, _manifest(settings, entries))

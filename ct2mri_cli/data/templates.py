@@ -1,6 +1,5 @@
-"""Locating and loading the real T1 brains that synthetic CT/MRI pairs are made from.
-
-Two sources exist offline:
+"""Locating and loading the two source brains that keep their own finders (the registry of all
+source brains is :mod:`ct2mri_cli.data.sources`):
 
 - MNI ICBM152 2009a (nonlinear, symmetric): a skull-stripped T1 average with grey- and
   white-matter probability maps, 1 mm, shipped inside the ``nilearn`` package.  It is read from an
@@ -37,7 +36,6 @@ MNI_MEMBERS = {
 MNI_CACHE_SUBDIR = "mni_icbm152_2009a"
 COLIN27_DIR = Path("/usr/share/mricron/templates")
 COLIN27_FILES = {"t1": "ch2.nii.gz", "brain": "ch2bet.nii.gz"}
-SOURCES = ("mni", "colin27")
 
 
 @dataclass
@@ -150,10 +148,14 @@ def find_colin27_files() -> dict[str, Path]:
     return paths
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D NIfTI image (a trailing axis of length 1 dropped) as float32 in canonical RAS, with
+    its affine."""
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
     except Exception as exc:  # nibabel raises many types for damaged files
         raise Ct2mriError(f"{path}: not a readable NIfTI image ({exc})") from None
     if data.ndim != 3:
@@ -173,26 +175,13 @@ def _check_same_grid(
         raise Ct2mriError(f"{path}: not on the grid of {ref_path} ({name} files must match)")
 
 
-def source_missing(name: str) -> str | None:
-    """Why the files of template source ``name`` cannot be found (how to get them), or None when
-    they are there.  Only absence is reported: a damaged file still fails when it is loaded."""
-    finders = {"mni": find_mni_files, "colin27": find_colin27_files}
-    if name not in finders:
-        raise Ct2mriError(f"unknown template source {name!r} (choose from {', '.join(SOURCES)})")
-    try:
-        finders[name]()
-    except Ct2mriError as exc:
-        return str(exc)
-    return None
-
-
 def load_template(name: str) -> Template:
     """Load source ``"mni"`` or ``"colin27"`` in canonical RAS orientation."""
     if name == "mni":
         files = find_mni_files()
-        t1 = _load(files["t1"])
-        gm = _load(files["gm"])
-        wm = _load(files["wm"])
+        t1 = load_nifti(files["t1"])
+        gm = load_nifti(files["gm"])
+        wm = load_nifti(files["wm"])
         for key, item in (("gm", gm), ("wm", wm)):
             _check_same_grid("MNI", files["t1"], t1, files[key], item)
         scale = 255.0 if max(float(gm[0].max()), float(wm[0].max())) > 1.5 else 1.0
@@ -207,11 +196,11 @@ def load_template(name: str) -> Template:
         )
     if name == "colin27":
         files = find_colin27_files()
-        t1 = _load(files["t1"])
-        brain = _load(files["brain"])
+        t1 = load_nifti(files["t1"])
+        brain = load_nifti(files["brain"])
         _check_same_grid("Colin27", files["t1"], t1, files["brain"], brain)
         return Template(name="colin27", t1=t1[0], affine=t1[1], files=files, head=True, brain=brain[0] > 0)
-    raise Ct2mriError(f"unknown template source {name!r} (choose from {', '.join(SOURCES)})")
+    raise Ct2mriError(f"unknown template source {name!r} (choose from mni, colin27)")
 
 
 def mni_license_text() -> str:

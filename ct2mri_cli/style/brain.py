@@ -36,29 +36,35 @@ def _resampled(image, mm: float):  # noqa: ANN001, ANN202
                          image.GetDirection(), 0.0, sitk.sitkFloat32)
 
 
+def mattes_registration(fixed, moving, initial, learning_rate: float = 1.0, moving_initial=None,  # noqa: ANN001, ANN201
+                        sampling: float = 0.1, in_place: bool = False):
+    """One multi-resolution (4, 2, 1) registration by Mattes mutual information (32 bins, random
+    sampling) and regular-step gradient descent; returns the transform found."""
+    import SimpleITK as sitk
+
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(sampling, 1)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(learning_rate, 1e-4, 300)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([4, 2, 1])
+    method.SetSmoothingSigmasPerLevel([2, 1, 0])
+    if moving_initial is not None:
+        method.SetMovingInitialTransform(moving_initial)
+    method.SetInitialTransform(initial, inPlace=in_place)
+    return method.Execute(fixed, moving)
+
+
 def _register(fixed, moving):  # noqa: ANN001, ANN202
     """Similarity, then affine, from the template (moving) to the MRI (fixed)."""
     import SimpleITK as sitk
 
-    def run(initial, moving_initial=None, learning_rate=1.0):  # noqa: ANN001, ANN202
-        method = sitk.ImageRegistrationMethod()
-        method.SetMetricAsMattesMutualInformation(32)
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(0.1, 1)
-        method.SetInterpolator(sitk.sitkLinear)
-        method.SetOptimizerAsRegularStepGradientDescent(learning_rate, 1e-4, 300)
-        method.SetOptimizerScalesFromPhysicalShift()
-        method.SetShrinkFactorsPerLevel([4, 2, 1])
-        method.SetSmoothingSigmasPerLevel([2, 1, 0])
-        if moving_initial is not None:
-            method.SetMovingInitialTransform(moving_initial)
-        method.SetInitialTransform(initial, inPlace=False)
-        return method.Execute(fixed, moving)
-
     start = sitk.CenteredTransformInitializer(fixed, moving, sitk.Similarity3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
-    similarity = run(start)
-    affine = run(sitk.AffineTransform(3), similarity, learning_rate=0.5)
+    similarity = mattes_registration(fixed, moving, start)
+    affine = mattes_registration(fixed, moving, sitk.AffineTransform(3), 0.5, moving_initial=similarity)
     composite = sitk.CompositeTransform(similarity)
     composite.AddTransform(affine)
     return composite

@@ -1,6 +1,6 @@
 """Synthetic, exactly aligned CT/T1 pairs made from real T1 brains.
 
-A source brain (:mod:`ct2mri_cli.data.templates`) is first turned into an *anatomy*: per-voxel
+A source brain (:mod:`ct2mri_cli.data.sources`) is first turned into an *anatomy*: per-voxel
 fractions of eight tissue classes (CSF, grey and white matter inside the intracranial volume;
 cortical bone, diploe, fat, soft tissue and air outside it), the T1 intensities normalised to
 white matter = 1, and the intracranial mask.  A *subject* is then drawn from a seed:
@@ -14,12 +14,18 @@ white matter = 1, and the intracranial mask.  A *subject* is then drawn from a s
 - MRI appearance: a gamma/saturation contrast curve, a multiplicative bias field, a little noise
   and an arbitrary scanner scale, so histograms (style keys) differ between subjects.
 
+The ``calibrated`` variety keeps every range around one real head CT; the ``wide`` one (the
+default of ``ct2mri synthesize``) varies anatomy (large deformations, atrophy, ventricles,
+asymmetry, size, pose) and scanners (slice thickness, kernel, noise, grey/white contrast,
+cupping, calcifications, partial coverage) over a clinic's range (:mod:`.variation`).
+
 Everything random comes from one ``numpy.random.Generator``; the same seed gives the same pair.
 
 This module assembles a pair; the pieces live in submodules: :mod:`.imaging` (generic image
 helpers), :mod:`.tissue` (tissue classes from T1), :mod:`.anatomy` (the prepared source brains),
-:mod:`.subject` (the parameters drawn per subject), :mod:`.deformation` (output grid and warp)
-and :mod:`.physics` (CT and MRI appearance, CT measurements).
+:mod:`.subject` (the parameters drawn per subject), :mod:`.variation` (atrophy, calcifications,
+partial coverage), :mod:`.deformation` (output grid and warp) and :mod:`.physics` (CT and MRI
+appearance, CT measurements).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ from .physics import (
     ct_statistics,
     mri_appearance,
 )
-from .subject import SubjectParams, sample_subject
+from .subject import VARIETIES, SubjectParams, sample_subject
+from .variation import cut_coverage, subject_anatomy
 from .tissue import (
     BRAIN_CLASSES,
     CLASSES,
@@ -71,6 +78,7 @@ __all__ = [
     "HU_MIN",
     "Anatomy",
     "SubjectParams",
+    "VARIETIES",
     "SyntheticPair",
     "case_seed",
     "correlated_noise",
@@ -116,8 +124,9 @@ def synthesize_pair(
     shape, affine = output_grid(anatomy, spacing_mm)
     points, caffine = pullback_field(anatomy, params, rng, shape, affine)
     transform = displacement_transform(points, caffine)
-    hu = warp_onto(anatomy.hu_ideal(params.hu), anatomy.affine, transform, shape, affine, params.hu["air"])
-    t1n = warp_onto(anatomy.t1, anatomy.affine, transform, shape, affine, 0.0)
+    hu_source, t1_source = subject_anatomy(anatomy, params)
+    hu = warp_onto(hu_source, anatomy.affine, transform, shape, affine, params.hu["air"])
+    t1n = warp_onto(t1_source, anatomy.affine, transform, shape, affine, 0.0)
     mask = warp_onto(anatomy.icv.astype(np.float32), anatomy.affine, transform, shape, affine, 0.0) > 0.5
 
     cshape = points.shape[:3]
@@ -126,8 +135,9 @@ def synthesize_pair(
     bias = np.exp(upsample_coarse(low[1] * np.float32(params.mri_bias_sd), caffine, shape, affine))
     density = upsample_coarse(smooth_random_field(rng, cshape, caffine, 15.0)[0], caffine, shape, affine)
 
-    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density)
+    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density, brain=mask)
     t1 = mri_appearance(t1n, params, rng, bias)
+    (ct, t1, mask), affine = cut_coverage([ct, t1, mask], affine, params.coverage_cut_mm)
     return SyntheticPair(ct=ct, t1=t1, mask=mask.astype(np.uint8), affine=affine, params=params, seed=seed)
 
 
@@ -137,16 +147,23 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def generate_pair(
-    source: str, seed: int, spacing_mm: float | None = None, turn: np.ndarray | None = None
+    source: str,
+    seed: int,
+    spacing_mm: float | None = None,
+    turn: np.ndarray | None = None,
+    variety: str = "calibrated",
 ) -> SyntheticPair:
     """Draw a subject from ``seed`` and synthesise its pair from source ``source``.
+
+    ``variety`` picks the ranges the subject is drawn from (:data:`.subject.VARIETIES`):
+    ``calibrated`` around the real head CT, ``wide`` over the anatomy and scanners of a clinic.
 
     ``turn`` (3 x 3 rotation, RAS) turns the subject's head about its brain centre on top of its
     own pose: the same seed with and without it gives the same subject, resampled once either
     way, in two head poses on the same grid."""
     anatomy = prepare_anatomy(source)
     rng = np.random.default_rng(seed)
-    params = sample_subject(rng, source)
+    params = sample_subject(rng, source, variety=variety)
     if turn is not None:
         params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
     return synthesize_pair(anatomy, params, rng, spacing_mm, seed)

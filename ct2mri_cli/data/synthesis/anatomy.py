@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ...errors import Ct2mriError
-from ...io.volumes import array_from_sitk
-from ..templates import SOURCES, Template, load_template, mni_license_text
+from ...io.volumes import affine_from_sitk, array_from_sitk
+from ..sources import get_source, load_source, source_notice
+from ..templates import Template, load_template, mni_license_text
 from .imaging import (
+    _distance_mm,
     _fill_holes,
     _image,
     _largest_component,
@@ -117,20 +118,110 @@ def _brain_levels(t1: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
     return means, float(means[2])
 
 
-@functools.lru_cache(maxsize=1)
-def _colin_parts() -> dict[str, Any]:
-    """Colin27 prepared once per process: brain fractions, head labels and normalised T1."""
-    tpl: Template = load_template("colin27")
-    affine = tpl.affine
-    brain = _fill_holes(_largest_component(tpl.brain, affine), affine)  # type: ignore[arg-type]
+def _itk_pull(transform: sitk.Transform) -> np.ndarray:
+    """A SimpleITK affine-type transform (LPS) as a 4x4 RAS pull-back matrix."""
+    matrix = np.array(transform.GetMatrix()).reshape(3, 3)
+    centre = np.array(transform.GetCenter())
+    shift = centre + np.array(transform.GetTranslation()) - matrix @ centre
+    flip = np.diag([-1.0, -1.0, 1.0])
+    pull = np.eye(4)
+    pull[:3, :3] = flip @ matrix @ flip
+    pull[:3, 3] = flip @ shift
+    return pull
+
+
+def _register_to_template(t1: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pull-back matrices (4x4, RAS mm) from the bundled MNI head template onto a head: rigid,
+    then affine (Mattes mutual information at 2 mm, the affine starting from the rigid)."""
+    from ...style.brain import _resampled, mattes_registration, template_paths
+
+    fixed = sitk.ReadImage(str(template_paths()[0]), sitk.sitkFloat32)
+    moving = _resampled(_image(t1, affine), 2.0)
+    rigid = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
+    mattes_registration(fixed, moving, rigid, 1.0, sampling=0.2, in_place=True)
+    full = sitk.AffineTransform(3)
+    full.SetCenter(rigid.GetCenter())
+    full.SetMatrix(rigid.GetMatrix())
+    full.SetTranslation(rigid.GetTranslation())
+    mattes_registration(fixed, moving, full, 0.5, sampling=0.2, in_place=True)
+    return _itk_pull(rigid), _itk_pull(full)
+
+
+def _into_mni_frame(
+    t1: np.ndarray, affine: np.ndarray, brain: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The head resampled (linear, 1 mm) onto an axis-aligned grid in MNI orientation, so that
+    every source shares the template's frame (the subject sampler turns heads about it).
+
+    A head without a brain mask gets the template's brain, carried over by the affine
+    registration and refined on the T1 (:func:`_refine_brain`)."""
+    from ...style.brain import template_paths
+
+    rigid, full = _register_to_template(t1, affine)
+    head = np.argwhere(gaussian_blur(t1, affine, (2.0, 2.0, 2.0)) > 0.1 * float(np.percentile(t1, 99.5)))
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.float64)
+    lo, hi = head.min(axis=0) - 2, head.max(axis=0) + 2
+    world = (corners * (hi - lo) + lo) @ affine[:3, :3].T + affine[:3, 3]
+    inside = (world - rigid[:3, 3]) @ np.linalg.inv(rigid[:3, :3]).T
+    start = np.floor(inside.min(axis=0))
+    shape = tuple(int(n) for n in np.ceil(inside.max(axis=0) - start) + 1)
+    new_affine = np.eye(4)
+    new_affine[:3, 3] = start
+    t1_new = _resample_onto(t1, affine, shape, new_affine, rigid, sitk.sitkLinear, 0.0).astype(np.float32)
+    if brain is not None:
+        brain_new = _resample_onto(brain.astype(np.uint8), affine, shape, new_affine, rigid,
+                                   sitk.sitkNearestNeighbor, 0) > 0
+        return t1_new, new_affine, brain_new
+    mask_image = sitk.ReadImage(str(template_paths()[1]), sitk.sitkFloat32)
+    mask = array_from_sitk(mask_image)
+    mask_affine = affine_from_sitk(mask_image)
+    template_brain = _resample_onto(mask, mask_affine, shape, new_affine, np.linalg.inv(full) @ rigid,
+                                    sitk.sitkLinear, 0.0) > 0.5
+    return t1_new, new_affine, _refine_brain(t1_new, new_affine, template_brain)
+
+
+def _refine_brain(t1: np.ndarray, affine: np.ndarray, registered: np.ndarray) -> np.ndarray:
+    """A registered template brain made to follow this head's own cortex.
+
+    The core (the registered brain eroded by 8 mm) is surely brain; from there the brain grows
+    through tissue brighter than the CSF/GM midpoint, up to 12 mm and never more than 2 mm past
+    the registered brain.  The dark CSF and skull stop the growth before the bright scalp; an
+    opening by 1.5 mm first cuts the thin bright bridges (vessels, partial volume) across them.
+    """
+    core = _distance_mm(~registered, affine) > 8.0
+    means, _ = _brain_levels(t1, core)
+    threshold = 0.5 * (float(means[0]) + float(means[1]))
+    allowed = (_distance_mm(registered, affine) <= 2.0) & (gaussian_blur(t1, affine, (1.0, 1.0, 1.0)) > threshold)
+    allowed = _morph(allowed, affine, "open", 1.5)
+    brain = _grow_into(core & allowed, allowed, 12)
+    brain = _largest_component(brain, affine)
+    return _fill_holes(_morph(brain, affine, "close", 2.0), affine)
+
+
+@functools.lru_cache(maxsize=None)
+def _head_parts(name: str) -> dict[str, Any]:
+    """A whole-head source prepared once per process: brain fractions, head labels, normalised T1.
+
+    The intracranial volume is the brain mask closed by 3 mm and grown up to 4 mm into CSF-like
+    voxels (brain masks stop at the cortex; the CSF reaches the inner table).  A 3-class
+    Gaussian mixture inside it gives the CSF, GM and WM levels, and partial-volume mixing of
+    those levels gives every voxel's fractions.  Outside, :func:`_head_classes` labels skull,
+    fat, soft tissue and air from the T1.
+    """
+    source = get_source(name)
+    tpl: Template = load_source(name)
+    t1, affine, brain = tpl.t1, tpl.affine, tpl.brain
+    if not source.mni_space or brain is None:
+        t1, affine, brain = _into_mni_frame(t1, affine, brain)
+    brain = _fill_holes(_largest_component(brain, affine), affine)
     icv = _fill_holes(_morph(brain, affine, "close", 3.0), affine)
-    means, wm_level = _brain_levels(tpl.t1, icv)
-    t1n = (tpl.t1 / wm_level).astype(np.float32)
-    # the brain mask stops at the cortex; CSF-like voxels out to the inner table belong inside
+    means, wm_level = _brain_levels(t1, icv)
+    t1n = (t1 / wm_level).astype(np.float32)
     csf_like = (t1n > 0.3) & (t1n < 0.7)
     icv = _fill_holes(_grow_into(icv, csf_like, 4), affine)
-    means, wm_level = _brain_levels(tpl.t1, icv)
-    t1n = (tpl.t1 / wm_level).astype(np.float32)
+    means, wm_level = _brain_levels(t1, icv)
+    t1n = (t1 / wm_level).astype(np.float32)
     brain_fr = partial_volume_memberships(t1n, tuple(means / wm_level)) * icv
     labels, _ = _head_classes(t1n, icv, affine)
     return {
@@ -174,17 +265,17 @@ def make_anatomy(
     )
 
 
-def _prepare_colin27() -> Anatomy:
-    parts = _colin_parts()
+def _prepare_head(name: str) -> Anatomy:
+    parts = _head_parts(name)
     return make_anatomy(
-        "colin27",
+        name,
         parts["affine"],
         parts["brain_fractions"],
         parts["labels"],
         parts["icv"],
         parts["t1n"],
         parts["levels"],
-        None,
+        source_notice(name),
     )
 
 
@@ -226,7 +317,7 @@ def _prepare_mni() -> Anatomy:
     brain = _fill_holes(_largest_component(tpl.t1 > 0, affine), affine)
     icv = _fill_holes(_morph(brain, affine, "close", 3.0), affine)
 
-    colin = _colin_parts()
+    colin = _head_parts("colin27")
     pull = _moment_fit(colin["icv"], colin["affine"], icv, affine)
     def onto_mni(array: np.ndarray, interpolator: int, default: float) -> np.ndarray:
         return _resample_onto(array, colin["affine"], icv.shape, affine, pull, interpolator, default)
@@ -251,11 +342,9 @@ def _prepare_mni() -> Anatomy:
     return make_anatomy("mni", affine, brain_fr, labels, icv, head_t1, levels, mni_license_text())
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=None)
 def prepare_anatomy(source: str) -> Anatomy:
-    """The prepared anatomy of source ``"mni"`` or ``"colin27"`` (cached per process)."""
-    if source == "colin27":
-        return _prepare_colin27()
-    if source == "mni":
-        return _prepare_mni()
-    raise Ct2mriError(f"unknown source {source!r} (choose from {', '.join(SOURCES)})")
+    """The prepared anatomy of a registry source (cached per process).  The MNI 2009a brain,
+    which has no head, is placed in Colin27's; every other source is a whole head."""
+    get_source(source)
+    return _prepare_mni() if source == "mni" else _prepare_head(source)

@@ -104,7 +104,8 @@ def pullback_field(
 
     Returns (points (X, Y, Z, 3), coarse affine).  Composes, from output to source: the inverse
     of a rotation/scaling/shift about the brain centre, a smooth random displacement and the
-    ventricle pull.
+    ventricle pull (negative: away from the ventricles, which shrinks them); a positive
+    ``asymmetry`` widens the right hemisphere and narrows the left.
     """
     cshape, caffine = _coarse_grid(shape, affine)
     x = _grid_points(cshape, caffine)
@@ -112,13 +113,16 @@ def pullback_field(
     rot = _rotation(params.rotation_deg)
     inv_linear = np.diag(1.0 / np.asarray(params.scale)) @ rot.T
     y = (x - centre - np.asarray(params.shift_mm)) @ inv_linear.T + centre
+    if params.asymmetry:
+        lateral = y[..., 0] - centre[0]
+        y[..., 0] = centre[0] + lateral * (1.0 - params.asymmetry * np.tanh(lateral / 15.0))
     if params.warp_rms_mm > 0:
         disp = smooth_random_field(rng, cshape, caffine, params.warp_fwhm_mm, 3)
         disp = np.moveaxis(disp, 0, -1) * np.float32(params.warp_rms_mm / math.sqrt(3.0))
         y = y + disp
     else:
         rng.standard_normal(3)  # keep the draw sequence independent of the warp setting
-    if params.ventricle_mm > 0:
+    if params.ventricle_mm:
         pull = np.moveaxis(anatomy.ventricle_pull, 0, -1)
         y = y + params.ventricle_mm * trilinear(pull, anatomy.coarse_affine, y)
     return y, caffine

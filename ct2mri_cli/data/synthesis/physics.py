@@ -14,6 +14,8 @@ from .imaging import _FWHM_TO_SIGMA, _distance_mm, _morph, gaussian_blur
 from .subject import SubjectParams
 
 HU_MIN, HU_MAX = -1024, 3071
+CUPPING_DEPTH_MM = 8.0
+KERNEL_GAIN = 1.5  # unsharp-mask weight of the sharpest kernel
 
 
 def correlated_noise(
@@ -36,12 +38,17 @@ def ct_from_hu(
     rng: np.random.Generator,
     inhomogeneity: np.ndarray | None = None,
     density: np.ndarray | None = None,
+    brain: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply CT physics to noise-free HU: bone density variation, inhomogeneity, blur, noise.
+    """Apply CT physics to noise-free HU: bone density variation, inhomogeneity, cupping, blur,
+    kernel, noise.
 
     ``density`` is a smooth unit-SD field modulating bone (the part of HU above 100) with
     relative SD ``bone_density_sd``; a fine random texture (FWHM 2 mm) adds
-    ``bone_texture_sd``.  Returns int16 HU.
+    ``bone_texture_sd``.  Cupping raises the HU inside ``brain`` by ``cupping_hu`` at the inner
+    table, falling off with depth (1/e at 8 mm).  A sharp kernel enhances in-plane edges
+    (unsharp masking with weight ``KERNEL_GAIN kernel_sharpness``); its finer noise grain is in
+    ``ct_noise_fwhm_mm``.  Returns int16 HU.
     """
     bone = np.maximum(hu - np.float32(100.0), 0.0)
     variation = correlated_noise(rng, hu.shape, affine, params.bone_texture_sd, (2.0, 2.0))  # type: ignore[arg-type]
@@ -50,8 +57,13 @@ def ct_from_hu(
     ct = hu + bone * variation
     if inhomogeneity is not None:
         ct += inhomogeneity
+    if params.cupping_hu > 0 and brain is not None:
+        depth = _distance_mm(~np.asarray(brain, dtype=bool), affine)
+        ct += brain * np.float32(params.cupping_hu) * np.exp(-depth / np.float32(CUPPING_DEPTH_MM))
     blur = params.ct_blur_fwhm_mm
     ct = gaussian_blur(ct, affine, (blur[0], blur[0], blur[1]))
+    if params.kernel_sharpness > 0:
+        ct += np.float32(KERNEL_GAIN * params.kernel_sharpness) * (ct - gaussian_blur(ct, affine, (1.5, 1.5, 0.0)))
     ct += correlated_noise(rng, ct.shape, affine, params.ct_noise_sd, params.ct_noise_fwhm_mm)  # type: ignore[arg-type]
     return np.clip(np.rint(ct), HU_MIN, HU_MAX).astype(np.int16)
 

@@ -6,7 +6,7 @@ the manifest records for every case.  :mod:`.deformation` and :mod:`.physics` co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,14 @@ class SubjectParams:
     MRI: ``mri_gamma`` and
     ``mri_saturation`` (contrast curve), ``mri_bias_sd`` (log bias field SD), ``mri_noise``
     (noise SD relative to white matter) and ``mri_scale`` (white-matter intensity of the file).
+
+    Wide variety only (zero or None in the calibrated set): ``atrophy`` (share of the grey matter
+    bordering CSF turned into CSF, which widens sulci), ``asymmetry`` (relative difference in
+    width between the hemispheres), ``slice_thickness_mm`` (the CT's through-plane blur),
+    ``kernel_sharpness`` (0 smooth to 1 sharp: edge enhancement and finer noise grain),
+    ``cupping_hu`` (beam-hardening rise of the brain's HU near the inner table),
+    ``calcifications`` (HU of calcified choroid plexus and pineal gland; 0 when not calcified)
+    and ``coverage_cut_mm`` (field of view missing at the bottom and top of the scan).
     """
 
     source: str
@@ -46,6 +54,14 @@ class SubjectParams:
     mri_bias_sd: float
     mri_noise: float
     mri_scale: float
+    variety: str = "calibrated"
+    atrophy: float = 0.0
+    asymmetry: float = 0.0
+    slice_thickness_mm: float | None = None
+    kernel_sharpness: float = 0.0
+    cupping_hu: float = 0.0
+    calcifications: dict[str, float] = field(default_factory=dict)
+    coverage_cut_mm: tuple[float, float] = (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters, rounded to what matters."""
@@ -62,12 +78,63 @@ class SubjectParams:
         return clean(asdict(self))
 
 
-def sample_subject(rng: np.random.Generator, source: str, ventricle_probability: float = 0.5) -> SubjectParams:
+VARIETIES = ("calibrated", "wide")
+
+
+def sample_subject(
+    rng: np.random.Generator, source: str, ventricle_probability: float = 0.5, variety: str = "calibrated"
+) -> SubjectParams:
     """Draw one subject's geometry, CT physics and MRI appearance from ``rng``.
 
-    The ranges are calibrated on the real head CT of Debian's invesalius-examples (see
-    docs/SYNTHETIC_DATA.md).
+    ``calibrated``: every range centred on the real head CT of Debian's invesalius-examples.
+    ``wide``: the same draws, then anatomy and scanners varied over the adult and clinical range
+    (:func:`widen`).  See docs/SYNTHETIC_DATA.md.
     """
+    if variety not in VARIETIES:
+        raise ValueError(f"variety must be one of {', '.join(VARIETIES)}, got {variety!r}")
+    params = _sample_calibrated(rng, source, ventricle_probability)
+    return widen(params, rng) if variety == "wide" else params
+
+
+def widen(params: SubjectParams, rng: np.random.Generator) -> SubjectParams:
+    """Redraw a calibrated subject over the wide ranges: anatomy (large deformations, atrophy,
+    ventricles from small to large, asymmetry, head size and shape, pose up to 20 degrees) and
+    CT appearance (slice thickness, kernel, noise level and grain, grey/white contrast,
+    cupping, calcifications, partial coverage)."""
+    u = rng.uniform
+    hu = dict(params.hu)
+    hu["gm"] = hu["wm"] + u(4.0, 13.0)
+    thickness = float(np.exp(u(np.log(0.6), np.log(5.0))))
+    sharp = u(0.0, 1.0)
+    global_scale = u(0.82, 1.0)
+    cut = (u(0.0, 30.0), u(0.0, 30.0)) if u() < 0.3 else (0.0, 0.0)
+    return replace(
+        params,
+        variety="wide",
+        rotation_deg=(u(-20.0, 20.0), u(-12.0, 12.0), u(-12.0, 12.0)),
+        scale=tuple(float(global_scale * v) for v in u(0.92, 1.08, 3)),  # type: ignore[arg-type]
+        shift_mm=tuple(float(v) for v in u(-10.0, 10.0, 3)),  # type: ignore[arg-type]
+        warp_rms_mm=u(2.0, 7.0),
+        warp_fwhm_mm=u(25.0, 60.0),
+        ventricle_mm=u(-1.5, 4.0),
+        hu=hu,
+        ct_blur_fwhm_mm=(0.6 + 0.5 * (1.0 - sharp), thickness),
+        ct_noise_fwhm_mm=(2.2 - 1.2 * sharp, max(1.0, thickness)),
+        ct_noise_sd=u(3.0, 12.0),
+        atrophy=u(0.0, 0.8) if u() < 0.6 else 0.0,
+        asymmetry=u(-0.04, 0.04),
+        slice_thickness_mm=thickness,
+        kernel_sharpness=sharp,
+        cupping_hu=u(0.0, 10.0),
+        calcifications={
+            "choroid": u(120.0, 400.0) if u() < 0.5 else 0.0,
+            "pineal": u(120.0, 400.0) if u() < 0.4 else 0.0,
+        },
+        coverage_cut_mm=cut,
+    )
+
+
+def _sample_calibrated(rng: np.random.Generator, source: str, ventricle_probability: float) -> SubjectParams:
     u = rng.uniform
     wm = u(17.5, 21.5)
     hu = {

@@ -1,0 +1,27 @@
+"""The non-learned baseline of the leave-one-brain-out benchmark (benchmarks/bench_lobo.py)."""
+
+import numpy as np
+import torch
+
+from benchmarks.bench_lobo import baseline_translation
+from ct2mri_cli.style.key import style_key
+
+
+def test_baseline_orders_csf_grey_white_and_takes_the_keys_histogram():
+    rng = np.random.default_rng(0)
+    shape = (40, 40, 30)
+    labels = rng.integers(0, 3, size=shape)
+    labels = np.repeat(np.repeat(labels[::4, ::4, ::3], 4, 0), 4, 1).repeat(3, 2)[: shape[0], : shape[1], : shape[2]]
+    hu = np.choose(labels, [8.0, 36.0, 26.0]).astype(np.float32) + rng.normal(0, 1.0, shape).astype(np.float32)
+    brain = np.ones(shape, bool)
+    brain[:2] = False
+    target = np.clip(rng.normal(0.6, 0.15, 50000), 0.01, 1.0)
+    key = style_key(target.reshape(50, 1000, 1).astype(np.float32))
+    out = baseline_translation(hu, np.eye(4), brain, key)
+    assert not out[~brain].any()
+    inner = brain & (np.abs(np.gradient(labels.astype(float))[0]) == 0)
+    means = [float(out[inner & (labels == k)].mean()) for k in range(3)]
+    assert means[0] < means[1] < means[2]  # CSF darkest, then GM (36 HU), WM (26 HU) brightest on T1
+    # the output's histogram is the key's (the same target as the models get)
+    out_key = style_key(out, brain)
+    assert torch.abs(torch.cumsum(out_key[0], 0) - torch.cumsum(key[0], 0)).max() < 0.02
