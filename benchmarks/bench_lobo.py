@@ -12,7 +12,7 @@ brain (the pair's intracranial mask and the translation's own brain mask) agains
 robust min-max normalised like training data: PSNR, SSIM and slice flicker.
 
 The baseline needs no training: the CT's brain is split into CSF, grey and white matter by a
-3-class Gaussian mixture on its HU (smoothed by 1 mm), each voxel gets its class posteriors'
+3-class Gaussian mixture on its soft-tissue HU (smoothed by 2 mm), each voxel gets its class posteriors'
 mixture of three T1 levels (CSF dark, GM, WM bright; on CT white matter is the darker tissue), and the result is histogram-matched to the
 average style key, the same target the models get.  Prints a table and writes CSV.
 """
@@ -37,6 +37,7 @@ from ct2mri_cli.preprocessing.intensity import normalize_mri
 from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE
 from ct2mri_cli.weights import load_weights
 
+BASELINE_SMOOTHING_MM = 2.0  # FWHM; against CT noise, which is larger than the GM/WM contrast
 EVALUATION_SEED = 777000  # a base seed that no training set of this project uses
 # T1 levels of the CT's classes in order of HU: CSF (darkest on both), then white matter (darker
 # than grey on CT, brighter on T1), then grey matter; before histogram matching
@@ -44,14 +45,20 @@ T1_LEVELS_BY_HU = (0.15, 0.85, 0.55)
 
 
 def baseline_translation(ct_hu: np.ndarray, affine: np.ndarray, brain: np.ndarray, key: torch.Tensor) -> np.ndarray:
-    """The CT's tissue classes remapped to T1 intensities and histogram-matched to ``key``."""
-    smooth = gaussian_blur(ct_hu.astype(np.float32), affine, (1.0, 1.0, 1.0))
-    values = smooth[brain].astype(np.float64)
-    values = np.clip(values, -10.0, 60.0)
-    means, sds, weights = fit_gmm_1d(values, 3)
+    """The CT's tissue classes remapped to T1 intensities and histogram-matched to ``key``.
+
+    The mixture is fitted on the soft-tissue voxels (-5 to 50 HU after a 2 mm smoothing); voxels
+    brighter than 60 HU (bone or calcification partial-volumed into the mask's edge) are dark on
+    T1 and get the CSF level.
+    """
+    smooth = gaussian_blur(ct_hu.astype(np.float32), affine, (BASELINE_SMOOTHING_MM,) * 3)[brain].astype(np.float64)
+    tissue = (smooth > -5.0) & (smooth < 50.0)
+    means, sds, weights = fit_gmm_1d(smooth[tissue], 3)
+    values = np.clip(smooth, -5.0, 50.0)
     dens = weights / (sds * math.sqrt(2 * math.pi)) * np.exp(-0.5 * ((values[:, None] - means) / sds) ** 2)
     post = dens / np.maximum(dens.sum(axis=1, keepdims=True), 1e-300)
     mapped = post @ np.asarray(T1_LEVELS_BY_HU)
+    mapped[smooth > 60.0] = T1_LEVELS_BY_HU[0]
     target = key[0].double().numpy()
     edges = np.linspace(LOWER_EDGE, UPPER_EDGE, NUM_BINS + 1)
     target_cdf = np.concatenate([[0.0], np.cumsum(target) / target.sum()])
