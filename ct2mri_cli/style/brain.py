@@ -37,9 +37,10 @@ def _resampled(image, mm: float):  # noqa: ANN001, ANN202
 
 
 def mattes_registration(fixed, moving, initial, learning_rate: float = 1.0, moving_initial=None,  # noqa: ANN001, ANN201
-                        sampling: float = 0.1, in_place: bool = False):
+                        sampling: float = 0.1, in_place: bool = False, threads: int | None = None):
     """One multi-resolution (4, 2, 1) registration by Mattes mutual information (32 bins, random
-    sampling) and regular-step gradient descent; returns the transform found."""
+    sampling) and regular-step gradient descent; returns the transform found.  ``threads=1``
+    makes the result the same on any machine (ITK's threads split the metric's sums)."""
     import SimpleITK as sitk
 
     method = sitk.ImageRegistrationMethod()
@@ -54,6 +55,8 @@ def mattes_registration(fixed, moving, initial, learning_rate: float = 1.0, movi
     if moving_initial is not None:
         method.SetMovingInitialTransform(moving_initial)
     method.SetInitialTransform(initial, inPlace=in_place)
+    if threads is not None:
+        method.SetNumberOfThreads(threads)
     return method.Execute(fixed, moving)
 
 

@@ -164,6 +164,8 @@ def generate_pair(
     anatomy = prepare_anatomy(source)
     rng = np.random.default_rng(seed)
     params = sample_subject(rng, source, variety=variety)
+    if anatomy.size_factor != 1.0:  # a head of real size: the scale ranges are for MNI space
+        params = replace(params, scale=tuple(float(v * anatomy.size_factor) for v in params.scale))
     if turn is not None:
         params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
     return synthesize_pair(anatomy, params, rng, spacing_mm, seed)

@@ -41,6 +41,9 @@ from .tissue import (
 )
 
 
+MNI_SPACE_ICV_ML = 1950.0  # intracranial volume of the MNI-space sources (FSL 1930, ICBM 2009c 2008 ml)
+
+
 @dataclass
 class Anatomy:
     """A source brain prepared for synthesis, on its own grid.
@@ -50,7 +53,9 @@ class Anatomy:
     1/255 steps summing to 255; outside it every voxel has one extracerebral class, ``labels``
     (index into CLASSES).  ``t1`` is float32 with white matter = 1; ``ventricle_pull`` is a
     unit-free vector field (3, ...) on ``coarse_affine`` pointing towards the lateral
-    ventricles; ``licence`` is the notice that must travel with derived data.
+    ventricles; ``licence`` is the notice that must travel with derived data; ``size_factor``
+    scales a head of real size to the size of MNI space, which the subjects' scale ranges assume
+    (1 for sources in MNI space).
     """
 
     name: str
@@ -64,6 +69,7 @@ class Anatomy:
     coarse_affine: np.ndarray
     t1_levels: dict[str, float] = field(default_factory=dict)
     licence: str | None = None
+    size_factor: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -132,19 +138,20 @@ def _itk_pull(transform: sitk.Transform) -> np.ndarray:
 
 def _register_to_template(t1: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pull-back matrices (4x4, RAS mm) from the bundled MNI head template onto a head: rigid,
-    then affine (Mattes mutual information at 2 mm, the affine starting from the rigid)."""
+    then affine (Mattes mutual information at 2 mm, the affine starting from the rigid; one
+    thread, so that a source's anatomy, and every pair made from it, is the same everywhere)."""
     from ...style.brain import _resampled, mattes_registration, template_paths
 
     fixed = sitk.ReadImage(str(template_paths()[0]), sitk.sitkFloat32)
     moving = _resampled(_image(t1, affine), 2.0)
     rigid = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
-    mattes_registration(fixed, moving, rigid, 1.0, sampling=0.2, in_place=True)
+    mattes_registration(fixed, moving, rigid, 1.0, sampling=0.2, in_place=True, threads=1)
     full = sitk.AffineTransform(3)
     full.SetCenter(rigid.GetCenter())
     full.SetMatrix(rigid.GetMatrix())
     full.SetTranslation(rigid.GetTranslation())
-    mattes_registration(fixed, moving, full, 0.5, sampling=0.2, in_place=True)
+    mattes_registration(fixed, moving, full, 0.5, sampling=0.2, in_place=True, threads=1)
     return _itk_pull(rigid), _itk_pull(full)
 
 
@@ -267,7 +274,7 @@ def make_anatomy(
 
 def _prepare_head(name: str) -> Anatomy:
     parts = _head_parts(name)
-    return make_anatomy(
+    anatomy = make_anatomy(
         name,
         parts["affine"],
         parts["brain_fractions"],
@@ -277,6 +284,10 @@ def _prepare_head(name: str) -> Anatomy:
         parts["levels"],
         source_notice(name),
     )
+    if not get_source(name).mni_space:
+        icv_ml = float(anatomy.icv.sum()) * abs(float(np.linalg.det(anatomy.affine[:3, :3]))) / 1000.0
+        anatomy.size_factor = (MNI_SPACE_ICV_ML / icv_ml) ** (1.0 / 3.0)
+    return anatomy
 
 
 def _moment_fit(
