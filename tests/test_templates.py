@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ct2mri_cli.data import templates
+from ct2mri_cli.data import sources, templates
 from ct2mri_cli.errors import Ct2mriError
 
 
@@ -161,7 +161,7 @@ def test_the_mni_notice_names_the_copyright_holder_and_terms():
 @pytest.mark.realdata
 def test_the_real_templates_load():
     for name in ("mni", "colin27"):
-        reason = templates.source_missing(name)
+        reason = sources.source_missing(name)
         if reason:
             pytest.skip(reason)
     mni = templates.load_template("mni")
