@@ -55,7 +55,8 @@ class Anatomy:
     unit-free vector field (3, ...) on ``coarse_affine`` pointing towards the lateral
     ventricles; ``licence`` is the notice that must travel with derived data; ``size_factor``
     scales a head of real size to the size of MNI space, which the subjects' scale ranges assume
-    (1 for sources in MNI space).
+    (1 for sources in MNI space); ``derived`` keeps maps computed from the anatomy once for all
+    its subjects.
     """
 
     name: str
@@ -70,6 +71,7 @@ class Anatomy:
     t1_levels: dict[str, float] = field(default_factory=dict)
     licence: str | None = None
     size_factor: float = 1.0
+    derived: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -59,6 +59,15 @@ def calcification_sites(anatomy: Anatomy, kind: str) -> list[np.ndarray]:
     return sites
 
 
+def _csf_nearby(anatomy: Anatomy) -> np.ndarray:
+    """The CSF fraction blurred over 4 mm, scaled to reach 1 at 1/3 (once per anatomy)."""
+    if "csf_nearby" not in anatomy.derived:
+        csf = anatomy.brain_fractions[BRAIN_CLASSES.index("csf")].astype(np.float32) / np.float32(255.0)
+        reach = gaussian_blur(csf, anatomy.affine, (ATROPHY_REACH_MM,) * 3)
+        anatomy.derived["csf_nearby"] = np.clip(3.0 * reach, 0.0, 1.0)
+    return anatomy.derived["csf_nearby"]
+
+
 def subject_anatomy(anatomy: Anatomy, params: SubjectParams) -> tuple[np.ndarray, np.ndarray]:
     """The noise-free HU and the normalised T1 of subject ``params`` on the source grid.
 
@@ -70,9 +79,8 @@ def subject_anatomy(anatomy: Anatomy, params: SubjectParams) -> tuple[np.ndarray
     hu = anatomy.hu_ideal(params.hu)
     t1 = anatomy.t1
     if params.atrophy > 0:
-        fractions = anatomy.brain_fractions.astype(np.float32) / np.float32(255.0)
-        reach = gaussian_blur(fractions[0], anatomy.affine, (ATROPHY_REACH_MM,) * 3)
-        lost = fractions[1] * np.float32(params.atrophy) * np.clip(3.0 * reach, 0.0, 1.0)
+        gm = anatomy.brain_fractions[BRAIN_CLASSES.index("gm")].astype(np.float32) / np.float32(255.0)
+        lost = gm * np.float32(params.atrophy) * _csf_nearby(anatomy)
         hu = hu + lost * np.float32(params.hu["csf"] - params.hu["gm"])
         levels = anatomy.t1_levels
         t1 = t1 + lost * np.float32(levels["csf"] - levels["gm"])
