@@ -7,14 +7,17 @@ For each brain (held out, and optionally ones the models trained on, for the gap
 two), ``--cases`` whole-head CT/T1 pairs are made from it by ``generate_pair`` (1 mm, the
 ``--variety`` ranges, seeds that no training set uses).  Each CT goes through the full
 ``Translator.translate`` path (checks, brain extraction, pose, model grid, sampling, back to the
-CT's grid) with the average style key, and the output is scored on the CT's grid inside the
+CT's grid) with each ``--sampler`` setting and the model's average style key (``--key own``: the
+key of the case's own T1, for models and baseline alike, which takes the style out of the
+comparison), and the output is scored on the CT's grid inside the
 brain (the pair's intracranial mask and the translation's own brain mask) against the pair's T1,
 robust min-max normalised like training data: PSNR, SSIM and slice flicker.
 
 The baseline needs no training: the CT's brain is split into CSF, grey and white matter by a
 3-class Gaussian mixture on its soft-tissue HU (smoothed by 2 mm), each voxel gets its class posteriors'
 mixture of three T1 levels (CSF dark, GM, WM bright; on CT white matter is the darker tissue), and the result is histogram-matched to the
-average style key, the same target the models get.  Prints a table and writes CSV.
+style key, the same target the models get.  Prints a table and writes CSV (a row per case and
+method as it comes).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from ct2mri_cli.evaluation.metrics import psnr, slice_flicker, ssim
 from ct2mri_cli.inference.translator import Translator
 from ct2mri_cli.io.volumes import Volume, slice_axis
 from ct2mri_cli.preprocessing.intensity import normalize_mri
-from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE
+from ct2mri_cli.diffusion.sampler import network_evaluations
+from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, style_key
 from ct2mri_cli.weights import load_weights
 
 BASELINE_SMOOTHING_MM = 2.0  # FWHM; against CT noise, which is larger than the GM/WM contrast
@@ -42,6 +46,7 @@ EVALUATION_SEED = 777000  # a base seed that no training set of this project use
 # T1 levels of the CT's classes in order of HU: CSF (darkest on both), then white matter (darker
 # than grey on CT, brighter on T1), then grey matter; before histogram matching
 T1_LEVELS_BY_HU = (0.15, 0.85, 0.55)
+BASELINE = "baseline (CT classes)"
 
 
 def baseline_translation(ct_hu: np.ndarray, affine: np.ndarray, brain: np.ndarray, key: torch.Tensor) -> np.ndarray:
@@ -74,6 +79,36 @@ def score(pred01: np.ndarray, ref01: np.ndarray, mask: np.ndarray, axis: int) ->
     return {"psnr": psnr(p, r, mask), "ssim": ssim(p, r, mask), "flicker": slice_flicker(p, r, mask, axis=axis)}
 
 
+def parse_sampler(text: str) -> tuple[str, int, int]:
+    """``MODE:S`` or ``MODE:S:M`` (ISTA corrections per step; 1 unless given) as (mode, S, M)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+        raise argparse.ArgumentTypeError(f"--sampler takes MODE:S or MODE:S:M, not {text!r}")
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else 1
+
+
+def sampler_label(mode: str, steps: int, corrections: int) -> str:
+    return f"{mode} S={steps}" + (f" M={corrections}" if mode == "ista" else "")
+
+
+class CsvRows:
+    """Rows appended to a CSV file as they come, so that an interrupted run keeps its cases."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.rows = path, []
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self.path is None:
+            return
+        first = len(self.rows) == 1
+        with open(self.path, "w" if first else "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if first:
+                writer.writeheader()
+            writer.writerow(row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], metavar="NAME=WEIGHTS", help="a model to score (repeat)")
@@ -81,13 +116,16 @@ def main() -> None:
     parser.add_argument("--seen", default="", help="brains the models trained on (for the gap)")
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--variety", default="calibrated")
-    parser.add_argument("--mode", default="coprediction")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--sampler", action="append", type=parse_sampler, default=[], metavar="MODE:S[:M]",
+                        help="sampler settings to score (repeat; default coprediction:3)")
+    parser.add_argument("--key", choices=("average", "own"), default="average",
+                        help="style key: the model's average key, or the key of the case's own T1 (for every method)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    samplers = args.sampler or [("coprediction", 3, 1)]
     models = {}
     for item in args.model:
         name, _, path = item.partition("=")
@@ -95,8 +133,12 @@ def main() -> None:
     if not models:
         parser.error("give at least one --model NAME=WEIGHTS")
     brains = [(b, "held out") for b in args.held_out.split(",") if b] + [(b, "seen") for b in args.seen.split(",") if b]
+    methods = [(name, sampler) for name in models for sampler in samplers]
 
-    rows = []
+    def method_name(name: str, sampler: tuple[str, int, int]) -> str:
+        return name if len(samplers) == 1 else f"{name}, {sampler_label(*sampler)}"
+
+    table = CsvRows(args.csv)
     for brain_name, kind in brains:
         for i in range(args.cases):
             seed = case_seed(EVALUATION_SEED, i)
@@ -104,37 +146,40 @@ def main() -> None:
             ct = Volume(data=pair.ct.astype(np.float32), affine=pair.affine, description=f"{brain_name} {seed}")
             brain = pair.mask.astype(bool)
             axis = slice_axis(pair.affine)
-            outputs = {}
-            for name, bundle in models.items():
-                options = bundle.sampling.with_overrides(mode=args.mode, steps=args.steps)
-                start = time.perf_counter()
-                out = Translator(bundle, torch.device("cpu"), options).translate(ct, bundle.default_style_key)
-                outputs[name] = (out, time.perf_counter() - start)
             first = next(iter(models.values()))
             t1 = normalize_mri(pair.t1.astype(np.float32), brain, first.preprocess.mri_percentiles)
-            scored = brain & np.logical_and.reduce([o.mask for o, _ in outputs.values()])
-            for name, (out, seconds) in outputs.items():
-                rows.append({"brain": brain_name, "kind": kind, "case": i, "seed": seed, "method": name,
-                             **score(out.mri01, t1, scored, axis), "seconds": round(seconds, 1)})
-            base = baseline_translation(pair.ct, pair.affine, scored, first.default_style_key)
-            rows.append({"brain": brain_name, "kind": kind, "case": i, "seed": seed, "method": "baseline (CT classes)",
-                         **score(base, t1, scored, axis), "seconds": 0.0})
-            print(f"{brain_name} case {i}: " + ", ".join(f"{r['method']} {r['psnr']:.2f} dB" for r in rows[-len(models) - 1:]), flush=True)
+            own_key = style_key(t1, brain)
+            outputs = {}
+            for name, (mode, steps, corrections) in methods:
+                bundle = models[name]
+                options = bundle.sampling.with_overrides(mode=mode, steps=steps, corrections=corrections)
+                key = own_key if args.key == "own" else bundle.default_style_key
+                start = time.perf_counter()
+                out = Translator(bundle, torch.device("cpu"), options).translate(ct, key)
+                outputs[method_name(name, (mode, steps, corrections))] = (out, time.perf_counter() - start,
+                                                                          network_evaluations(1, steps, corrections, mode))
+            scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
+            base_key = own_key if args.key == "own" else first.default_style_key
+            base = baseline_translation(pair.ct, pair.affine, scored, base_key)
+            outputs[BASELINE] = (None, 0.0, 0)
+            line = []
+            for method, (out, seconds, evaluations) in outputs.items():
+                metrics = score(base if out is None else out.mri01, t1, scored, axis)
+                table.add({"brain": brain_name, "kind": kind, "case": i, "seed": seed, "method": method, "key": args.key,
+                           **metrics, "evaluations_per_slice": evaluations, "seconds": round(seconds, 1)})
+                line.append(f"{method} {metrics['psnr']:.2f} dB / {metrics['ssim']:.3f}")
+            print(f"{brain_name} case {i}: " + ", ".join(line), flush=True)
 
-    print(f"\n{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; sampler {args.mode} "
-          f"S={args.steps}; {args.cases} case(s) per brain, variety {args.variety}\n")
-    print("| brain | kind | method | PSNR (dB) | SSIM | flicker |\n|---|---|---|---|---|---|")
-    methods = list(models) + ["baseline (CT classes)"]
+    print(f"\n{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{args.cases} case(s) per brain, variety {args.variety}, {args.key} style key\n")
+    print("| brain | kind | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | seconds per case |")
+    print("|---|---|---|---|---|---|---|---|")
     for brain_name, kind in brains:
-        for method in methods:
-            sel = [r for r in rows if r["brain"] == brain_name and r["method"] == method]
-            mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker")}
-            print(f"| {brain_name} | {kind} | {method} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['flicker']:.4f} |")
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        for method in [method_name(n, s) for n, s in methods] + [BASELINE]:
+            sel = [r for r in table.rows if r["brain"] == brain_name and r["method"] == method]
+            mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker", "seconds")}
+            print(f"| {brain_name} | {kind} | {method} | {sel[0]['evaluations_per_slice']} | {mean['psnr']:.2f} | "
+                  f"{mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

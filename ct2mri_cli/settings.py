@@ -59,6 +59,10 @@ class PreprocessConfig(SettingsMixin):
     frame: str = "native"
 
 
+# The sampler of the paper's experiments (99 network evaluations per window).
+PAPER_SAMPLING = {"mode": "ista", "steps": 50, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
+
+
 @dataclass(frozen=True)
 class SamplingConfig(SettingsMixin):
     """Sampler settings: a model's defaults travel in its weights file, ``translate`` options
@@ -85,6 +89,11 @@ class SamplingConfig(SettingsMixin):
         given = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode,
                  "correction_cap": correction_cap}
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def as_paper(self) -> "SamplingConfig":
+        """The paper's sampler (ISTA, 50 steps, one correction of lambda 0.5 each, Eq. 5's step
+        scale), keeping this configuration's correction cap."""
+        return dataclasses.replace(self, **PAPER_SAMPLING)
 
     def check(self, num_timesteps: int = 1000) -> None:
         """Refuse settings that cannot be sampled, in the words of ``translate``'s options."""

@@ -1,9 +1,12 @@
 """The non-learned baseline of the leave-one-brain-out benchmark (benchmarks/bench_lobo.py)."""
 
+import argparse
+
 import numpy as np
+import pytest
 import torch
 
-from benchmarks.bench_lobo import baseline_translation
+from benchmarks.bench_lobo import baseline_translation, parse_sampler, sampler_label
 from ct2mri_cli.style.key import style_key
 
 
@@ -25,3 +28,13 @@ def test_baseline_orders_csf_grey_white_and_takes_the_keys_histogram():
     # the output's histogram is the key's (the same target as the models get)
     out_key = style_key(out, brain)
     assert torch.abs(torch.cumsum(out_key[0], 0) - torch.cumsum(key[0], 0)).max() < 0.02
+
+
+def test_sampler_settings_are_read_as_mode_steps_and_corrections():
+    assert parse_sampler("coprediction:3") == ("coprediction", 3, 1)
+    assert parse_sampler("ista:10:2") == ("ista", 10, 2)
+    assert sampler_label("ista", 50, 1) == "ista S=50 M=1"
+    assert sampler_label("independent", 2, 1) == "independent S=2"
+    for bad in ("ista", "ista:x", "ista:1:2:3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_sampler(bad)

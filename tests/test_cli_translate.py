@@ -157,6 +157,29 @@ def test_sampler_settings_take_the_model_defaults_unless_given():
         3, 1, 0.0, "coprediction", "released")
 
 
+def test_the_paper_sampler_is_one_flag_away_and_keeps_the_cap():
+    from ct2mri_cli.diffusion.sampler import network_evaluations
+    from ct2mri_cli.settings import SamplingConfig
+
+    model = SamplingConfig(steps=3, corrections=0, step_size=0.0, mode="coprediction", correction_norm="released",
+                           correction_cap=0.03)
+    paper = model.as_paper()
+    assert paper == SamplingConfig(50, 1, 0.5, "ista", "paper", 0.03)
+    assert network_evaluations(1, paper.steps, paper.corrections, paper.mode, paper.step_size) == 99
+    assert paper.with_overrides(steps=25) == SamplingConfig(25, 1, 0.5, "ista", "paper", 0.03)
+
+
+def test_translate_paper_records_the_papers_settings(tmp_path, weights, phantom_ct):
+    import json
+
+    out = tmp_path / "o.nii.gz"
+    assert main(["-q", "translate", str(phantom_ct), str(out), "--weights", str(weights), "--device", "cpu",
+                 "--paper", "--steps", "3"]) == 0
+    sampling = json.loads(out.with_name("o.json").read_text())["sampler"]
+    assert {k: sampling[k] for k in ("mode", "steps", "corrections", "step_size", "correction_norm")} == {
+        "mode": "ista", "steps": 3, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
+
+
 @pytest.fixture(scope="module")
 def phantom_ct(tmp_path_factory):
     """A synthetic head CT in HU (the conftest phantom) as NIfTI: translates in seconds."""

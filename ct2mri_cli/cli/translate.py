@@ -31,6 +31,9 @@ def translate(
     correction_cap: Optional[float] = typer.Option(
         None, "--correction-cap", help="Most one ISTA correction moves a pixel, as a share of the image range (0: no cap).",
         show_default="the model's, else 0.02"),
+    paper: bool = typer.Option(
+        False, "--paper", help="The paper's sampler: ISTA, 50 steps, one correction of lambda 0.5, Eq. 5's step scale "
+        "(capped); the sampler options above override its parts."),
     device: str = typer.Option("auto", "--device", help="auto (under torchrun: cuda:LOCAL_RANK), cpu, cuda, cuda:N or mps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call.", show_default="8 on CPUs, every window on GPUs"),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA), fp32 or bf16."),
@@ -113,7 +116,8 @@ def translate(
             device = f"cuda:{gpu % torch.cuda.device_count()}"
     torch_device = resolve_device(device)
     bundle = load_weights(weights_path, device="cpu")
-    sampling = bundle.sampling.with_overrides(steps, corrections, step_size, sampler, correction_cap)
+    base = bundle.sampling.as_paper() if paper else bundle.sampling
+    sampling = base.with_overrides(steps, corrections, step_size, sampler, correction_cap)
     styles = StyleBook(style, bundle.default_style_key, style_mask)
     styles.key_for(None)  # the run's own --style fails the run, not each case
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
