@@ -1,40 +1,59 @@
 #!/usr/bin/env bash
-# The two leave-one-brain-out models of docs/BENCHMARKS.md ("Leave one brain out"), with the
-# bundled model's preset, grid, batch, learning rate, seed and step count (8000 steps each,
-# 1.5-2 hours each on a 2-core CPU). Run one at a time; `RESUME=--resume` continues a stopped run.
+# The leave-one-brain-out models of docs/BENCHMARKS.md ("Leave one brain out"), with the bundled
+# model's preset, grid, batch, learning rate, seed and step count (8000 steps each, 1.5-2 hours
+# each on a 2-core CPU). Run one at a time; `RESUME=--resume` continues a stopped run.
 #
-#   today's data minus Colin27: the 12 MNI pairs of the bundled model's training set;
-#   new data minus Colin27 and S1: 60 wide-variety pairs of the population-average brains.
+#   mni            today's data minus Colin27: the 12 MNI pairs of the bundled model's training set
+#   wide           new data minus Colin27 and S1: 60 wide pairs of the population-average brains
+#   minus-colin27  new data minus Colin27: 72 wide pairs of the six training brains, less Colin27's
+#   minus-s1       new data minus S1: the same 72 pairs, less S1's
 #
 # Then score them:
 #   python benchmarks/bench_lobo.py --model bundled=models/ct2mri-demo-2mm.safetensors \
-#     --model mni-only=runs/lobo_mni/best.safetensors --model new=runs/lobo_wide/best.safetensors \
+#     --model mni-only=runs/lobo_mni/model.safetensors --model new=runs/lobo_wide/model.safetensors \
 #     --held-out colin27,s1 --seen mni --csv lobo.csv
 set -euo pipefail
-which=${1:?usage: make_lobo_models.sh mni|wide}
+usage="usage: make_lobo_models.sh mni|wide|minus-colin27|minus-s1"
+which=${1:?$usage}
 train_settings=(--preset demo --batch-size 8 --steps 8000 --device cpu --set lr=2e-4 --set val_every=2000
   --set val_steps=10 --set checkpoint_every=250 --set log_every=25 --set num_threads=2 --set seed=20261124)
+
+pairs_without() {  # pairs_without IN.csv OUT.csv SOURCE...: the rows of IN whose source is none of SOURCE
+  python - "$@" <<'PY'
+import csv
+import sys
+
+source, target, *dropped = sys.argv[1:]
+rows = list(csv.DictReader(open(source)))
+with open(target, "w", newline="") as handle:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(row for row in rows if row["source"] not in dropped)
+PY
+}
+
+train_on() {  # train_on PAIRS.csv NAME: preprocess to data/NAME2mm, train into runs/NAME
+  [ -f "data/$2_2mm/manifest.json" ] || ct2mri -q preprocess --csv "$1" -o "data/$2_2mm" --spacing 2 --size 96 80 --no-register
+  ct2mri -q train "data/$2_2mm" -o "runs/$2" "${train_settings[@]}" ${RESUME:-}
+}
+
 case "$which" in
   mni)
     [ -f data/synth/pairs.csv ] || ct2mri -q synthesize -o data/synth -n 24 --seed 1000 --source both
-    python - <<'PY'
-import csv
-rows = list(csv.DictReader(open("data/synth/pairs.csv")))
-with open("data/synth/pairs_mni.csv", "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(row for row in rows if row["source"] == "mni")
-PY
-    [ -f data/lobo_mni2mm/manifest.json ] || ct2mri -q preprocess --csv data/synth/pairs_mni.csv -o data/lobo_mni2mm \
-      --spacing 2 --size 96 80 --no-register
-    ct2mri -q train data/lobo_mni2mm -o runs/lobo_mni "${train_settings[@]}" ${RESUME:-}
+    pairs_without data/synth/pairs.csv data/synth/pairs_mni.csv colin27
+    train_on data/synth/pairs_mni.csv lobo_mni
     ;;
   wide)
     [ -f data/lobo_wide/pairs.csv ] || ct2mri -q synthesize -o data/lobo_wide -n 60 --seed 2000 \
       --source mni,fsl152,icbm2009c,pydeface --variety wide
-    [ -f data/lobo_wide2mm/manifest.json ] || ct2mri -q preprocess --csv data/lobo_wide/pairs.csv -o data/lobo_wide2mm \
-      --spacing 2 --size 96 80 --no-register
-    ct2mri -q train data/lobo_wide2mm -o runs/lobo_wide "${train_settings[@]}" ${RESUME:-}
+    train_on data/lobo_wide/pairs.csv lobo_wide
     ;;
-  *) echo "usage: make_lobo_models.sh mni|wide" >&2; exit 2 ;;
+  minus-colin27 | minus-s1)
+    held=${which#minus-}
+    [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
+      --source mni,colin27,s1,fsl152,icbm2009c,pydeface --variety wide
+    pairs_without data/lobo_all6/pairs.csv "data/lobo_all6/pairs_minus_$held.csv" "$held"
+    train_on "data/lobo_all6/pairs_minus_$held.csv" "lobo_minus_$held"
+    ;;
+  *) echo "$usage" >&2; exit 2 ;;
 esac
