@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from ct2mri_cli.data.synthesis import case_seed, fit_gmm_1d, gaussian_blur, generate_pair
+from ct2mri_cli.diffusion.sampler import network_evaluations
 from ct2mri_cli.evaluation.metrics import psnr, slice_flicker, ssim
 from ct2mri_cli.inference.translator import Translator
 from ct2mri_cli.io.volumes import Volume, slice_axis
 from ct2mri_cli.preprocessing.intensity import normalize_mri
-from ct2mri_cli.diffusion.sampler import network_evaluations
 from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, style_key
 from ct2mri_cli.weights import load_weights
 
@@ -157,7 +157,7 @@ def main() -> None:
                 start = time.perf_counter()
                 out = Translator(bundle, torch.device("cpu"), options).translate(ct, key)
                 outputs[method_name(name, (mode, steps, corrections))] = (out, time.perf_counter() - start,
-                                                                          network_evaluations(1, steps, corrections, mode))
+                                                                          network_evaluations(1, steps, corrections, mode, options.step_size))
             scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
             base_key = own_key if args.key == "own" else first.default_style_key
             base = baseline_translation(pair.ct, pair.affine, scored, base_key)
