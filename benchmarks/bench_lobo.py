@@ -6,11 +6,11 @@
 For each brain (held out, and optionally ones the models trained on, for the gap between the
 two), ``--cases`` whole-head CT/T1 pairs are made from it by ``generate_pair`` (1 mm, the
 ``--variety`` ranges, seeds that no training set uses).  Each CT goes through the full
-``Translator.translate`` path (checks, brain extraction, pose, model grid, sampling, back to the
-CT's grid) with each ``--sampler`` setting and the model's average style key (``--key own``: the
-key of the case's own T1, for models and baseline alike, which takes the style out of the
-comparison), and the output is scored on the CT's grid inside the
-brain (the pair's intracranial mask and the translation's own brain mask) against the pair's T1,
+translate path (checks, brain extraction, pose, model grid, sampling, back to the CT's grid;
+the preparation done once per model and shared by its sampler settings) with each ``--sampler``
+setting and the model's average style key (``--key own``: the key of the case's own T1, for
+models and baseline alike, which takes the style out of the comparison), and the output is
+scored on the CT's grid inside the brain (the pair's intracranial mask and the translation's own brain mask) against the pair's T1,
 robust min-max normalised like training data: PSNR, SSIM and slice flicker.
 
 The baseline needs no training: the CT's brain is split into CSF, grey and white matter by a
@@ -134,10 +134,13 @@ def main() -> None:
         parser.error("give at least one --model NAME=WEIGHTS")
     brains = [(b, "held out") for b in args.held_out.split(",") if b] + [(b, "seen") for b in args.seen.split(",") if b]
     methods = [(name, sampler) for name in models for sampler in samplers]
+    translators = {(name, sampler): Translator(models[name], torch.device("cpu"), models[name].sampling.with_overrides(
+        mode=sampler[0], steps=sampler[1], corrections=sampler[2])) for name, sampler in methods}
 
     def method_name(name: str, sampler: tuple[str, int, int]) -> str:
         return name if len(samplers) == 1 else f"{name}, {sampler_label(*sampler)}"
 
+    first = next(iter(models.values()))
     table = CsvRows(args.csv)
     for brain_name, kind in brains:
         for i in range(args.cases):
@@ -146,21 +149,22 @@ def main() -> None:
             ct = Volume(data=pair.ct.astype(np.float32), affine=pair.affine, description=f"{brain_name} {seed}")
             brain = pair.mask.astype(bool)
             axis = slice_axis(pair.affine)
-            first = next(iter(models.values()))
             t1 = normalize_mri(pair.t1.astype(np.float32), brain, first.preprocess.mri_percentiles)
-            own_key = style_key(t1, brain)
-            outputs = {}
-            for name, (mode, steps, corrections) in methods:
-                bundle = models[name]
-                options = bundle.sampling.with_overrides(mode=mode, steps=steps, corrections=corrections)
-                key = own_key if args.key == "own" else bundle.default_style_key
+            own_key = style_key(t1, brain) if args.key == "own" else None
+            outputs, views = {}, {}
+            for (name, sampler), translator in translators.items():
                 start = time.perf_counter()
-                out = Translator(bundle, torch.device("cpu"), options).translate(ct, key)
-                outputs[method_name(name, (mode, steps, corrections))] = (out, time.perf_counter() - start,
-                                                                          network_evaluations(1, steps, corrections, mode, options.step_size))
+                if name not in views:  # checks, brain, pose and model grid: once per model and case
+                    views[name] = (translator.prepare(ct), time.perf_counter() - start)
+                    start = time.perf_counter()
+                view, prepare_seconds = views[name]
+                key = own_key if own_key is not None else models[name].default_style_key
+                out = translator.translate_view(view, key)
+                used = translator.sampling
+                evaluations = network_evaluations(1, used.steps, used.corrections, used.mode, used.step_size)
+                outputs[method_name(name, sampler)] = (out, prepare_seconds + time.perf_counter() - start, evaluations)
             scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
-            base_key = own_key if args.key == "own" else first.default_style_key
-            base = baseline_translation(pair.ct, pair.affine, scored, base_key)
+            base = baseline_translation(pair.ct, pair.affine, scored, own_key if own_key is not None else first.default_style_key)
             outputs[BASELINE] = (None, 0.0, 0)
             line = []
             for method, (out, seconds, evaluations) in outputs.items():
