@@ -17,21 +17,25 @@ The baseline needs no training: the CT's brain is split into CSF, grey and white
 3-class Gaussian mixture on its soft-tissue HU (smoothed by 2 mm), each voxel gets its class posteriors'
 mixture of three T1 levels (CSF dark, GM, WM bright; on CT white matter is the darker tissue), and the result is histogram-matched to the
 style key, the same target the models get.  Prints a table and writes CSV (a row per case and
-method as it comes).
+method as it comes).  ``--pairs-cache DIR`` keeps the pairs, so that scoring another model on the
+same cases skips making them again (a pair is reused only by the generator that made it).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ct2mri_cli.data import synthesis
 from ct2mri_cli.data.synthesis import case_seed, fit_gmm_1d, gaussian_blur, generate_pair
 from ct2mri_cli.diffusion.sampler import network_evaluations
 from ct2mri_cli.evaluation.metrics import psnr, slice_flicker, ssim
@@ -71,6 +75,40 @@ def baseline_translation(ct_hu: np.ndarray, affine: np.ndarray, brain: np.ndarra
     out = np.zeros(ct_hu.shape, dtype=np.float32)
     out[brain] = np.interp(ranks, target_cdf, edges)
     return out
+
+
+@dataclass(frozen=True)
+class EvaluationPair:
+    """A whole-head CT (HU), its T1 and intracranial mask on one 1 mm grid."""
+
+    ct: np.ndarray
+    t1: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+
+
+def generator_fingerprint() -> str:
+    """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(synthesis.__file__).parent.glob("*.py")) + [Path(synthesis.__file__).parents[1] / "sources.py"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def evaluation_pair(brain: str, seed: int, variety: str, cache: Path | None) -> EvaluationPair:
+    """``generate_pair(brain, seed)`` at 1 mm, kept in ``cache`` (when given) and read back from there."""
+    path = None if cache is None else cache / f"{brain}_{variety}_{seed}_{generator_fingerprint()}.npz"
+    if path is not None and path.exists():
+        with np.load(path) as stored:
+            return EvaluationPair(**{name: stored[name] for name in ("ct", "t1", "mask", "affine")})
+    made = generate_pair(brain, seed, None, variety=variety)
+    pair = EvaluationPair(ct=made.ct, t1=made.t1, mask=made.mask, affine=made.affine)
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + ".partial.npz")
+        np.savez(partial, **vars(pair))
+        partial.replace(path)
+    return pair
 
 
 def score(pred01: np.ndarray, ref01: np.ndarray, mask: np.ndarray, axis: int) -> dict[str, float]:
@@ -122,6 +160,8 @@ def main() -> None:
                         help="style key: the model's average key, or the key of the case's own T1 (for every method)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--pairs-cache", type=Path, default=None, metavar="DIR",
+                        help="keep the evaluation pairs here and reuse them in later runs (same generator only)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,7 +185,7 @@ def main() -> None:
     for brain_name, kind in brains:
         for i in range(args.cases):
             seed = case_seed(EVALUATION_SEED, i)
-            pair = generate_pair(brain_name, seed, None, variety=args.variety)
+            pair = evaluation_pair(brain_name, seed, args.variety, args.pairs_cache)
             ct = Volume(data=pair.ct.astype(np.float32), affine=pair.affine, description=f"{brain_name} {seed}")
             brain = pair.mask.astype(bool)
             axis = slice_axis(pair.affine)
