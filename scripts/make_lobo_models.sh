@@ -8,10 +8,11 @@
 #   minus-colin27  new data minus Colin27: 72 wide pairs of the six training brains, less Colin27's
 #   minus-s1       new data minus S1: the same 72 pairs, less S1's
 #
-# Then score them:
+# Then score them on the same cases (the pairs are made once and kept in data/lobo_pairs):
 #   python benchmarks/bench_lobo.py --model bundled=models/ct2mri-demo-2mm.safetensors \
-#     --model mni-only=runs/lobo_mni/model.safetensors --model new=runs/lobo_wide/model.safetensors \
-#     --held-out colin27,s1 --seen mni --csv lobo.csv
+#     --model mni-only=runs/lobo_mni/model.safetensors --model new=runs/lobo_minus_colin27/model.safetensors \
+#     --held-out colin27 --seen mni --pairs-cache data/lobo_pairs --csv lobo.csv
+#   (and again with --variety wide; S1 with runs/lobo_minus_s1 and runs/lobo_wide)
 set -euo pipefail
 usage="usage: make_lobo_models.sh mni|wide|minus-colin27|minus-s1"
 which=${1:?$usage}
