@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import math
 import platform
@@ -87,6 +88,7 @@ class EvaluationPair:
     affine: np.ndarray
 
 
+@functools.cache
 def generator_fingerprint() -> str:
     """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
     digest = hashlib.sha256()
