@@ -1,0 +1,44 @@
+"""The staged weights in models/stages/ are what models/README.md says they are."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ct2mri_cli.weights import file_sha256, load_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD = ROOT / "models" / "README.md"
+STAGES = ROOT / "models" / "stages"
+
+
+def stage_rows() -> list[list[str]]:
+    """The cells of the card's table of staged files (rows whose first cell names a weights file)."""
+    section = CARD.read_text().split("# Staged 1 mm models", 1)[1]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and cells[0].endswith(".safetensors`"):
+            rows.append(cells)
+    return rows
+
+
+def test_the_card_lists_every_staged_file():
+    listed = sorted(cells[0].strip("`") for cells in stage_rows())
+    assert listed and listed == sorted(p.name for p in STAGES.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("cells", stage_rows(), ids=lambda cells: cells[0].strip("`"))
+def test_a_staged_file_matches_its_row(cells):
+    name, _trained_on, stage, starts_from, digest, validation, final_loss = cells
+    path = STAGES / name.strip("`")
+    assert file_sha256(path).startswith(digest.rstrip("."))
+    bundle = load_weights(path)
+    assert bundle.preprocess.spacing_mm == 1.0 and tuple(bundle.preprocess.in_plane) == (192, 160)
+    assert bundle.provenance["training_steps"] == 5000
+    last_validation = float(validation.split("/")[-1])
+    assert round(bundle.provenance["validation"]["psnr"], 2) == last_validation
+    assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
+    assert (starts_from == "random") == (stage == "1")
