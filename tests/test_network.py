@@ -119,3 +119,31 @@ def _hooked_flops(config, height, width):
 @pytest.mark.parametrize("config", [PRESETS["tiny"], replace(PRESETS["tiny"], attention_levels=(1,))])
 def test_forward_flops_matches_a_count_from_layer_shapes(config):
     assert forward_flops(config, 32, 24) == _hooked_flops(config, 32, 24)
+
+
+@pytest.mark.parametrize("self_attention", [True, False])
+def test_only_self_attention_mixes_positions_in_a_transformer(self_attention):
+    from ct2mri_cli.network.unet import TransformerBlock
+
+    cfg = replace(PRESETS["tiny"], self_attention=self_attention)
+    block = TransformerBlock(32, cfg).eval()
+    block.norm = torch.nn.Identity()  # the group norm's statistics span the slice; the rest is per position
+    torch.nn.init.normal_(block.proj_out.weight)
+    g = torch.Generator().manual_seed(1)
+    x, style = torch.randn(1, 32, 4, 4, generator=g), torch.randn(1, 3, 128, generator=g)
+    moved = x.clone()
+    moved[..., 0, 0] += 1.0
+    with torch.no_grad():
+        changed = (block(moved, style) - block(x, style)).abs().amax(dim=1)[0] > 1e-6
+    assert changed[0, 0]
+    assert changed.sum() == (16 if self_attention else 1)
+
+
+def test_dropping_self_attention_drops_exactly_its_parameters():
+    full, local = UNet(PRESETS["demo"]), UNet(replace(PRESETS["demo"], self_attention=False))
+    self_attention = sum(p.numel() for name, p in full.named_parameters() if ".self_attn." in name or ".norm1." in name)
+    assert self_attention > 0 and count_parameters(full) - count_parameters(local) == self_attention
+    assert not any("self_attn" in name for name in local.state_dict())
+    config = replace(PRESETS["demo"], self_attention=False)
+    assert UNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert UNetConfig.from_dict({k: v for k, v in PRESETS["demo"].to_dict().items() if k != "self_attention"}).self_attention

@@ -33,6 +33,9 @@ class UNetConfig(SettingsMixin):
     attention_levels: tuple[int, ...] = ()  # levels (0 = full resolution) with a transformer block
     head_channels: int = 64
     transformer_depth: int = 1
+    # False drops the transformers' self-attention and keeps their cross-attention to the style
+    # tokens: spatial context then comes from the convolutions alone (a more local network).
+    self_attention: bool = True
     style_tokens: int = 3
     style_dim: int = 128
     norm_groups: int = 32
@@ -164,18 +167,15 @@ class TransformerBlock(nn.Module):
         self.proj_in = nn.Conv2d(channels, channels, 1)
         self.layers = nn.ModuleList()
         for _ in range(cfg.transformer_depth):
-            self.layers.append(
-                nn.ModuleDict(
-                    {
-                        "norm1": nn.LayerNorm(channels),
-                        "self_attn": Attention(channels, None, cfg.head_channels),
-                        "norm2": nn.LayerNorm(channels),
-                        "cross_attn": Attention(channels, cfg.style_dim, cfg.head_channels),
-                        "norm3": nn.LayerNorm(channels),
-                        "ff": GEGLU(channels),
-                    }
-                )
-            )
+            layer = nn.ModuleDict()
+            if cfg.self_attention:
+                layer["norm1"] = nn.LayerNorm(channels)
+                layer["self_attn"] = Attention(channels, None, cfg.head_channels)
+            layer["norm2"] = nn.LayerNorm(channels)
+            layer["cross_attn"] = Attention(channels, cfg.style_dim, cfg.head_channels)
+            layer["norm3"] = nn.LayerNorm(channels)
+            layer["ff"] = GEGLU(channels)
+            self.layers.append(layer)
         self.proj_out = _zero(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -183,7 +183,8 @@ class TransformerBlock(nn.Module):
         tokens = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)
         style = style.to(tokens.dtype)
         for layer in self.layers:
-            tokens = tokens + layer["self_attn"](layer["norm1"](tokens))
+            if "self_attn" in layer:
+                tokens = tokens + layer["self_attn"](layer["norm1"](tokens))
             tokens = tokens + layer["cross_attn"](layer["norm2"](tokens), style)
             tokens = tokens + layer["ff"](layer["norm3"](tokens))
         out = tokens.transpose(1, 2).reshape(b, c, h, w)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The network study of docs/BENCHMARKS.md ("Network size and spatial context"): variants of the
+# bundled model's network trained on the new data minus S1 (2 mm, the pairs of
+# `make_lobo_models.sh minus-s1`), 4000 steps each with the bundled model's other settings, then
+# scored on S1, which none of them saw:
+#
+#   demo        the bundled network (0.83 M parameters, self-attention in the bottleneck)
+#   local       the same without self-attention: spatial context from the convolutions alone
+#   shallow     two levels instead of three (one down-sampling) and no self-attention
+#   wide        24 base channels instead of 16 (1.8 M parameters)
+#
+# Score: python benchmarks/bench_lobo.py --held-out s1 --pairs-cache data/lobo_pairs \
+#   --model demo=runs/study_demo/model.safetensors --model local=runs/study_local/model.safetensors ...
+set -euo pipefail
+usage="usage: make_network_study.sh demo|local|shallow|wide"
+which=${1:?$usage}
+case "$which" in
+  demo) network=() ;;
+  local) network=(--set network.self_attention=false) ;;
+  shallow) network=(--set network.self_attention=false --set "network.channel_mult=[1,2]") ;;
+  wide) network=(--set network.base_channels=24) ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+[ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
+  --source mni,colin27,s1,fsl152,icbm2009c,pydeface --variety wide
+python - data/lobo_all6/pairs.csv data/lobo_all6/pairs_minus_s1.csv <<'PY'
+import csv
+import sys
+
+source, target = sys.argv[1:]
+rows = list(csv.DictReader(open(source)))
+with open(target, "w", newline="") as handle:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(row for row in rows if row["source"] != "s1")
+PY
+[ -f data/lobo_minus_s1_2mm/manifest.json ] || ct2mri -q preprocess --csv data/lobo_all6/pairs_minus_s1.csv \
+  -o data/lobo_minus_s1_2mm --spacing 2 --size 96 80 --no-register
+ct2mri -q train data/lobo_minus_s1_2mm -o "runs/study_$which" --preset demo --batch-size 8 --steps 4000 \
+  --device cpu --set lr=2e-4 --set val_every=4000 --set val_steps=3 --set val_corrections=0 \
+  --set checkpoint_every=250 --set log_every=25 --set num_threads=2 --set seed=20261124 \
+  "${network[@]}" ${RESUME:-}
