@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # The network study of docs/BENCHMARKS.md ("Network size and spatial context"): variants of the
 # bundled model's network trained on the new data minus S1 (2 mm, the pairs of
-# `make_lobo_models.sh minus-s1`), 4000 steps each with the bundled model's other settings, then
-# scored on S1, which none of them saw:
+# `make_lobo_models.sh minus-s1`), 4000 steps each with the bundled model's optimiser settings
+# (17-26 minutes each on 2 cores of an Intel Xeon), then scored on S1, which none of them saw:
 #
 #   demo        the bundled network (0.83 M parameters, self-attention in the bottleneck)
 #   local       the same without self-attention: spatial context from the convolutions alone
 #   shallow     two levels instead of three (one down-sampling) and no self-attention
-#   wide        24 base channels instead of 16 (1.8 M parameters)
+#   deep        four levels instead of three (3.14 M parameters, 1.3 times the cost)
 #
 # Score: python benchmarks/bench_lobo.py --held-out s1 --pairs-cache data/lobo_pairs \
 #   --model demo=runs/study_demo/model.safetensors --model local=runs/study_local/model.safetensors ...
 set -euo pipefail
-usage="usage: make_network_study.sh demo|local|shallow|wide"
+usage="usage: make_network_study.sh demo|local|shallow|deep"
 which=${1:?$usage}
 case "$which" in
   demo) network=() ;;
   local) network=(--set network.self_attention=false) ;;
   shallow) network=(--set network.self_attention=false --set "network.channel_mult=[1,2]") ;;
-  wide) network=(--set network.base_channels=24) ;;
+  deep) network=(--set "network.channel_mult=[1,2,4,8]") ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
 [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
