@@ -27,17 +27,7 @@ case "$which" in
   minus-s1 | minus-colin27)
     held=${which#minus-}
     pairs="data/lobo_all6/pairs_minus_$held.csv"
-    python - data/lobo_all6/pairs.csv "$pairs" "$held" <<'PY'
-import csv
-import sys
-
-source, target, dropped = sys.argv[1:]
-rows = list(csv.DictReader(open(source)))
-with open(target, "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(row for row in rows if row["source"] != dropped)
-PY
+    python "$(dirname "$0")/pairs_without.py" data/lobo_all6/pairs.csv "$pairs" "$held"
     ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac

@@ -19,20 +19,6 @@ which=${1:?$usage}
 train_settings=(--preset demo --batch-size 8 --steps 8000 --device cpu --set lr=2e-4 --set val_every=2000
   --set val_steps=10 --set checkpoint_every=250 --set log_every=25 --set num_threads=2 --set seed=20261124)
 
-pairs_without() {  # pairs_without IN.csv OUT.csv SOURCE...: the rows of IN whose source is none of SOURCE
-  python - "$@" <<'PY'
-import csv
-import sys
-
-source, target, *dropped = sys.argv[1:]
-rows = list(csv.DictReader(open(source)))
-with open(target, "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(row for row in rows if row["source"] not in dropped)
-PY
-}
-
 train_on() {  # train_on PAIRS.csv NAME: preprocess to data/NAME2mm, train into runs/NAME
   [ -f "data/$2_2mm/manifest.json" ] || ct2mri -q preprocess --csv "$1" -o "data/$2_2mm" --spacing 2 --size 96 80 --no-register
   ct2mri -q train "data/$2_2mm" -o "runs/$2" "${train_settings[@]}" ${RESUME:-}
@@ -41,7 +27,7 @@ train_on() {  # train_on PAIRS.csv NAME: preprocess to data/NAME2mm, train into 
 case "$which" in
   mni)
     [ -f data/synth/pairs.csv ] || ct2mri -q synthesize -o data/synth -n 24 --seed 1000 --source both
-    pairs_without data/synth/pairs.csv data/synth/pairs_mni.csv colin27
+    python "$(dirname "$0")/pairs_without.py" data/synth/pairs.csv data/synth/pairs_mni.csv colin27
     train_on data/synth/pairs_mni.csv lobo_mni
     ;;
   wide)
@@ -53,7 +39,7 @@ case "$which" in
     held=${which#minus-}
     [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
       --source mni,colin27,s1,fsl152,icbm2009c,pydeface --variety wide
-    pairs_without data/lobo_all6/pairs.csv "data/lobo_all6/pairs_minus_$held.csv" "$held"
+    python "$(dirname "$0")/pairs_without.py" data/lobo_all6/pairs.csv "data/lobo_all6/pairs_minus_$held.csv" "$held"
     train_on "data/lobo_all6/pairs_minus_$held.csv" "lobo_minus_$held"
     ;;
   *) echo "$usage" >&2; exit 2 ;;

@@ -23,17 +23,7 @@ case "$which" in
 esac
 [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
   --source mni,colin27,s1,fsl152,icbm2009c,pydeface --variety wide
-python - data/lobo_all6/pairs.csv data/lobo_all6/pairs_minus_s1.csv <<'PY'
-import csv
-import sys
-
-source, target = sys.argv[1:]
-rows = list(csv.DictReader(open(source)))
-with open(target, "w", newline="") as handle:
-    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(row for row in rows if row["source"] != "s1")
-PY
+python "$(dirname "$0")/pairs_without.py" data/lobo_all6/pairs.csv data/lobo_all6/pairs_minus_s1.csv s1
 [ -f data/lobo_minus_s1_2mm/manifest.json ] || ct2mri -q preprocess --csv data/lobo_all6/pairs_minus_s1.csv \
   -o data/lobo_minus_s1_2mm --spacing 2 --size 96 80 --no-register
 ct2mri -q train data/lobo_minus_s1_2mm -o "runs/study_$which" --preset demo --batch-size 8 --steps 4000 \
