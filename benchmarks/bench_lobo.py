@@ -1,6 +1,6 @@
 """Leave-one-brain-out: models against brains they never saw, and a non-learned baseline.
 
-    python benchmarks/bench_lobo.py --model today=models/ct2mri-demo-2mm.safetensors \
+    python benchmarks/bench_lobo.py --model today=models/previous/ct2mri-demo-2mm.safetensors \
         --model new=runs/new/export.safetensors --held-out colin27,s1 --seen mni --csv lobo.csv
 
 For each brain (held out, and optionally ones the models trained on, for the gap between the

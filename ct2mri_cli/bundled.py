@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_WEIGHTS_NAME = "ct2mri-demo-2mm.safetensors"
+DEFAULT_WEIGHTS_NAME = "ct2mri-2mm.safetensors"
 KEY_SUFFIX = ".safetensors"
 
 

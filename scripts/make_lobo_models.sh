@@ -7,14 +7,16 @@
 #   wide           new data minus Colin27 and S1: 60 wide pairs of the population-average brains
 #   minus-colin27  new data minus Colin27: 72 wide pairs of the six training brains, less Colin27's
 #   minus-s1       new data minus S1: the same 72 pairs, less S1's
+#   all            the bundled model: all 72 pairs (its leave-one-brain-out rows are minus-colin27
+#                  and minus-s1, made with the same recipe)
 #
 # Then score them on the same cases (the pairs are made once and kept in data/lobo_pairs):
-#   python benchmarks/bench_lobo.py --model bundled=models/ct2mri-demo-2mm.safetensors \
+#   python benchmarks/bench_lobo.py --model bundled=models/previous/ct2mri-demo-2mm.safetensors \
 #     --model mni-only=runs/lobo_mni/model.safetensors --model new=runs/lobo_minus_colin27/model.safetensors \
 #     --held-out colin27 --seen mni --pairs-cache data/lobo_pairs --csv lobo.csv
 #   (and again with --variety wide; S1 with runs/lobo_minus_s1 and runs/lobo_wide)
 set -euo pipefail
-usage="usage: make_lobo_models.sh mni|wide|minus-colin27|minus-s1"
+usage="usage: make_lobo_models.sh mni|wide|minus-colin27|minus-s1|all"
 which=${1:?$usage}
 train_settings=(--preset demo --batch-size 8 --steps 8000 --device cpu --set lr=2e-4 --set val_every=2000
   --set val_steps=10 --set checkpoint_every=250 --set log_every=25 --set num_threads=2 --set seed=20261124)
@@ -35,10 +37,11 @@ case "$which" in
       --source mni,fsl152,icbm2009c,pydeface --variety wide
     train_on data/lobo_wide/pairs.csv lobo_wide
     ;;
-  minus-colin27 | minus-s1)
-    held=${which#minus-}
+  minus-colin27 | minus-s1 | all)
     [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
       --source mni,colin27,s1,fsl152,icbm2009c,pydeface --variety wide
+    if [ "$which" = all ]; then train_on data/lobo_all6/pairs.csv lobo_all; exit; fi
+    held=${which#minus-}
     python "$(dirname "$0")/pairs_without.py" data/lobo_all6/pairs.csv "data/lobo_all6/pairs_minus_$held.csv" "$held"
     train_on "data/lobo_all6/pairs_minus_$held.csv" "lobo_minus_$held"
     ;;

@@ -67,7 +67,7 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     # T1 contrast inside the CT's own tissue classes: white matter (lower HU) brightest, CSF darkest
     assert white_like > grey_like + 0.05 and csf < 0.5 * grey_like
     sidecar = json.loads((tmp_path / "mri.json").read_text())
-    assert sidecar["weights"].endswith("ct2mri-demo-2mm.safetensors") and len(sidecar["weights_sha256"]) == 64
+    assert sidecar["weights"].endswith("ct2mri-2mm.safetensors") and len(sidecar["weights_sha256"]) == 64
     assert sidecar["style_source"] == "model default"
     assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * (3 + 1 * 2)
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}

@@ -95,5 +95,5 @@ def test_every_documented_command_runs_on_a_fresh_folder(tmp_path, document):
             failures.append(f"{command}\n  ran: {small}\n  {done.stderr.strip()[-600:]}")
     assert not failures, "\n".join(failures)
     if document != ROOT / "README.md":
-        assert (tmp_path / "models" / "ct2mri-demo-2mm.safetensors").is_file()
+        assert (tmp_path / "models" / "ct2mri-2mm.safetensors").is_file()
         assert (tmp_path / "models" / "keys" / "colin27.safetensors").is_file()

@@ -1,4 +1,4 @@
-"""The staged weights in models/stages/ are what models/README.md says they are."""
+"""The bundled model and the staged weights in models/stages/ are what models/README.md says they are."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ct2mri_cli.bundled import default_weights
 from ct2mri_cli.weights import file_sha256, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +42,28 @@ def test_a_staged_file_matches_its_row(cells):
     assert round(bundle.provenance["validation"]["psnr"], 2) == last_validation
     assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
     assert (starts_from == "random") == (stage == "1")
+
+
+def bundled_card_row(label: str) -> str:
+    """A cell of the bundled model's settings table (the card's first table)."""
+    section = CARD.read_text().split("# Previous bundled model", 1)[0]
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == label:
+            return cells[1]
+    raise AssertionError(f"the bundled card has no {label!r} row")
+
+
+def test_the_bundled_model_is_what_its_card_says():
+    path = default_weights()
+    assert file_sha256(path) == bundled_card_row("sha256").split("`")[1]
+    bundle = load_weights(path)
+    sampler = bundled_card_row("default sampler")
+    mode = {"co-prediction": "coprediction", "ISTA": "ista", "independent": "independent"}[sampler.split(",")[0]]
+    steps = int(sampler.split("S = ")[1].split()[0])
+    assert (bundle.sampling.mode, bundle.sampling.steps) == (mode, steps)
+    assert f"{bundle.preprocess.spacing_mm:g} mm isotropic" in bundled_card_row("model grid")
+    assert bundle.provenance["training_steps"] == 8000
+    assert f"{bundle.provenance['training_cases']} training pairs" in bundled_card_row("default style key")
+    validation = [line for line in CARD.read_text().splitlines() if line.startswith("| 8000 (bundled)")][0]
+    assert float(validation.split("|")[2]) == round(bundle.provenance["validation"]["psnr"], 2)
