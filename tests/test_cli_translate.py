@@ -69,7 +69,9 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     sidecar = json.loads((tmp_path / "mri.json").read_text())
     assert sidecar["weights"].endswith("ct2mri-2mm.safetensors") and len(sidecar["weights_sha256"]) == 64
     assert sidecar["style_source"] == "model default"
-    assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * (3 + 1 * 2)
+    # the bundled model samples with co-prediction by default: one evaluation per slice and step
+    assert sidecar["sampler"]["mode"] == "coprediction"
+    assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * 3
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}
     assert (sidecar["device"], sidecar["batch_size"], sidecar["channels_last"], sidecar["precision"]) == ("cpu", 8, True, "fp32")
     assert (tmp_path / "qc.png").stat().st_size > 1000

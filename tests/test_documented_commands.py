@@ -74,7 +74,7 @@ def _inputs(folder: Path, env: dict[str, str]) -> None:
 def test_the_documents_list_their_commands():
     commands = [c for d in DOCUMENTS for c in documented_commands(d)]
     kinds = {c.split()[1] if c.startswith("ct2mri") else c.split()[0] for c in commands}
-    assert {"translate", "preprocess", "train", "synthesize", "evaluate", "-q", "torchrun", "cp", "python"} <= kinds
+    assert {"translate", "preprocess", "train", "synthesize", "evaluate", "-q", "torchrun", "python"} <= kinds
 
 
 @pytest.mark.slow
