@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Optional
@@ -105,4 +106,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        # A process of a torchrun job has written and closed everything by now; leaving without
+        # the C++ exit-time destructors keeps a late gloo thread from aborting a finished job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -7,6 +7,7 @@ CPU processes use gloo.  Only rank 0 logs, validates and writes files.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -90,7 +91,9 @@ def init(ctx: DistContext, device: torch.device) -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group once nothing refers to it any more."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # a DDP reducer in a reference cycle would keep the group alive
         dist.destroy_process_group()
 
 

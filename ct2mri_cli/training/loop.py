@@ -425,6 +425,7 @@ def train(
         warn(f"{config.data_dir}: the manifest differs from the one this run started with")
 
     ddp.init(ctx, device)
+    trainer = None
     try:
         if ctx.is_main:
             prepare_run_dir(layout, force and not resume)
@@ -438,4 +439,7 @@ def train(
             del checkpoint
         return trainer.run()
     finally:
+        # The DDP wrapper holds the process group: release it first, so that gloo's worker
+        # threads stop while the interpreter is alive rather than during its exit.
+        del trainer
         ddp.shutdown()
