@@ -9,7 +9,7 @@
 #   minus-s1       new data minus S1: the same 72 pairs, less S1's
 #   all            the bundled model: all 72 pairs (its leave-one-brain-out rows are minus-colin27
 #                  and minus-s1, made with the same recipe)
-#   all-stage2     8000 more steps of the bundled model on the same pairs, from its committed
+#   all-stage2     4000 more steps of the bundled model on the same pairs, from its committed
 #                  weights (--init), lr 2e-4 cosine down to 2e-5 after 200 warm-up steps; seed
 #                  20261224 holds out the same validation pair (case_0033) and draws new batches
 #
@@ -43,7 +43,7 @@ case "$which" in
   all-stage2)
     [ -f data/lobo_all_2mm/manifest.json ] || { echo "run make_lobo_models.sh all first" >&2; exit 2; }
     ct2mri -q train data/lobo_all_2mm -o runs/lobo_all_stage2 "${train_settings[@]}" --init models/ct2mri-2mm.safetensors \
-      --set seed=20261224 --set lr_schedule=cosine --set warmup_steps=200 --set min_lr_ratio=0.1 ${RESUME:-}
+      --steps 4000 --set seed=20261224 --set lr_schedule=cosine --set warmup_steps=200 --set min_lr_ratio=0.1 ${RESUME:-}
     ;;
   minus-colin27 | minus-s1 | all)
     [ -f data/lobo_all6/pairs.csv ] || ct2mri -q synthesize -o data/lobo_all6 -n 72 --seed 3000 \
