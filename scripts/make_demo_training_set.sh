@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the previous bundled demo model from scratch (about an hour on a 2-core CPU).
-# The exact commands, seeds and settings of models/previous/ct2mri-demo-2mm.safetensors (the previous bundled model).
+# Rebuild the previous bundled model, models/previous/ct2mri-demo-2mm.safetensors, from scratch:
+# its exact commands, seeds and settings (about an hour on a 2-core CPU).
 set -euo pipefail
 ct2mri -q synthesize -o data/synth -n 24 --seed 1000 --source both
 ct2mri -q preprocess --csv data/synth/pairs.csv -o data/demo2mm --spacing 2 --size 96 80 --no-register --frame native
