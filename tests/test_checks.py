@@ -45,6 +45,84 @@ def test_hu_with_padding_passes_and_padding_becomes_air(phantom):
     assert check.verdict == "pass" and same.data is not None and check.message == ""
 
 
+def _exterior_air(hu):
+    """The air around the head (below -500 HU and connected to the scan's sides)."""
+    return checks._border_connected(np.asarray(hu) < -500, (0, 1, 2))
+
+
+def test_hu_with_air_stored_as_zero_is_not_shifted_and_its_air_restored(phantom):
+    """Air written as 0 around a head in HU (uniform 1100 HU bone) is air, not a shifted scale."""
+    stored = phantom.hu.copy()
+    outside = _exterior_air(stored)
+    stored[outside] = 0.0
+    fixed, check = checks.check_hu_scale(_volume(stored, phantom.affine))
+    assert check.verdict == "pass" and check.value == "HU" and "fill value 0" in check.message
+    data = np.asarray(fixed.data)
+    np.testing.assert_array_equal(data[~outside], phantom.hu[~outside])
+    assert np.all(data[outside] == -1024.0)
+
+
+def test_real_head_ct_with_air_zero_keeps_its_scale_and_its_brain(head_ct, head_ct_mask):
+    data = np.asarray(head_ct.data, dtype=np.float32)
+    outside = _exterior_air(data)
+    stored = data.copy()
+    stored[outside] = 0.0
+    fixed, check = checks.check_hu_scale(head_ct.with_data(stored))
+    assert check.verdict == "pass" and check.value == "HU"
+    changed = (np.asarray(fixed.data) != data) & ~outside
+    # only voxels at exactly 0 HU touching the air around the head are taken for fill as well
+    assert np.all(data[changed] == 0.0) and changed.mean() < 1e-3 and not (changed & head_ct_mask).any()
+    from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
+
+    mask = extract_brain_ct(fixed)
+    dice = 2 * np.count_nonzero(mask & head_ct_mask) / (mask.sum() + head_ct_mask.sum())
+    assert dice > 0.99
+
+
+def test_hu_with_air_at_minus_1024_and_padding_at_minus_3024_passes(head_ct):
+    data = np.maximum(np.asarray(head_ct.data, dtype=np.float32), -1024.0)
+    padded = data.copy()
+    padded[:12] = np.where(_exterior_air(data)[:12], -3024.0, data[:12])
+    fixed, check = checks.check_hu_scale(head_ct.with_data(padded))
+    assert check.verdict == "pass" and check.value == "HU" and "padding" in check.message
+    np.testing.assert_array_equal(np.asarray(fixed.data)[12:], data[12:])
+
+
+def test_real_head_ct_stored_as_hu_plus_1024_is_shifted_back_exactly(head_ct):
+    data = np.asarray(head_ct.data, dtype=np.float32)
+    for stored in (data + 1024.0, np.clip(data + 1024.0, 0.0, None)):
+        fixed, check = checks.check_hu_scale(head_ct.with_data(stored))
+        assert check.verdict == "corrected" and check.value == "HU + 1024"
+        np.testing.assert_allclose(np.asarray(fixed.data), np.maximum(data, -1024.0), atol=1e-3)
+
+
+def test_a_scale_the_evidence_disagrees_on_is_refused(phantom):
+    """Air outside the head and soft tissue near 1060, yet values at -600: neither HU nor HU + 1024."""
+    stored = phantom.hu + 1024.0
+    stored[phantom.brain] -= 1700.0 * (np.arange(phantom.brain.sum()) % 10 == 0)
+    with pytest.raises(Ct2mriError, match="cannot tell the CT's intensity scale"):
+        checks.check_hu_scale(_volume(stored, phantom.affine))
+
+
+def test_a_header_whose_intercept_was_applied_vetoes_the_shift(phantom):
+    import nibabel as nib
+
+    image = nib.Nifti1Image((phantom.hu + 1024.0).astype(np.float32), phantom.affine)
+    image.header.set_slope_inter(1.0, -1024.0)
+    volume = Volume(data=(phantom.hu + 1024.0).astype(np.float32), affine=phantom.affine,
+                    header=image.header, description="rescaled")
+    with pytest.raises(Ct2mriError, match="rescale intercept .-1024. was already applied"):
+        checks.check_hu_scale(volume)
+
+
+def test_an_mri_given_as_ct_is_not_taken_for_hu_with_air_zero(colin):
+    head, _ = colin
+    for scale in (1.0, 10.0):
+        data = np.asarray(head.data, dtype=np.float32) * scale
+        fixed, check = checks.check_hu_scale(head.with_data(data))
+        assert check.value == "HU" and np.asarray(fixed.data).min() >= 0.0  # left for the HU test to refuse
+
+
 def test_thick_slices_are_named(phantom):
     thick = np.diag([1.0, 1.0, 4.5, 1.0])
     assert checks.check_slice_thickness(_volume(phantom.hu[:, :, :20], thick)).verdict == "warning"

@@ -22,6 +22,7 @@ NOT_A_BRAIN_ML = 300.0  # far below any brain: what was found is not one
 EDGE_AREA_FRACTION = 0.15  # brain cross-section at the scan's first or last slice, of its largest
 SECOND_COMPONENT_FRACTION = 0.05
 AIR_HU, STORED_OFFSET, PADDING_BELOW = -1000.0, 1024.0, -1500.0
+FILL_SHARE = 0.05
 
 
 @dataclass
@@ -42,33 +43,138 @@ def warnings_of(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.verdict == "warning"]
 
 
-def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
-    """Intensities stored without their rescale to Hounsfield units.
+def _fill_value(values: np.ndarray) -> float | None:
+    """A value written into a large part of the scan by the exporter (air or padding stored as 0,
+    -1024, ...): one exact value held by at least 5 % of the voxels and by twenty times more voxels
+    than any other value within 20 of it, where real tissue's noise spreads over neighbouring values."""
+    levels, counts = np.unique(values, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < FILL_SHARE * values.size:
+        return None
+    near = (np.abs(levels - levels[top]) <= 20) & (np.arange(levels.size) != top)
+    if near.any() and counts[top] < 20 * counts[near].max():
+        return None
+    return float(levels[top])
 
-    A CT stored as HU + 1024 (air near 0, soft tissue near 1060) is shifted back when its air and
-    soft-tissue peaks say so unambiguously; padding outside the field of view (-2000, -3024, ...)
-    is set to air either way.  Scales that fit neither are left to the HU test of brain extraction,
-    which refuses what is clearly not HU.
-    """
+
+def _border_connected(mask: np.ndarray, faces: tuple[int, ...]) -> np.ndarray:
+    """The voxels of ``mask`` connected (3D, faces) to the volume's sides across ``faces`` axes."""
+    import SimpleITK as sitk
+
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    touching: set[int] = set()
+    for axis in faces:
+        for end in (0, -1):
+            touching.update(np.unique(np.take(labels, end, axis=axis)).tolist())
+    touching.discard(0)
+    return np.isin(labels, list(touching)) if touching else np.zeros(mask.shape, dtype=bool)
+
+
+def _header_intercept(volume: Volume) -> float | None:
+    """The rescale intercept the reader already applied (DICOM RescaleIntercept, NIfTI scl_inter)."""
+    if "0028|1052" in volume.dicom:
+        try:
+            return float(volume.dicom["0028|1052"])
+        except ValueError:
+            return None
+    if volume.header is not None:
+        slope, inter = volume.header.get_slope_inter()
+        if slope is not None and inter is not None and np.isfinite(inter):
+            return float(inter)
+    return None
+
+
+@dataclass
+class HuEvidence:
+    """What a CT's values say about their scale (shares are of the voxels that are neither padding
+    nor the fill value)."""
+
+    fill: float | None
+    low_band_outside: float  # share of the -100..150 band connected to the scan's in-plane sides
+    negative: float  # share in -1450..-200: air and fat in HU, absent from HU + 1024
+    tissue_shifted: float  # share in 924..1174: soft tissue stored as HU + 1024, or bone in HU
+    gap_shifted: float  # share in 300..850: -724..-174 HU once shifted, nearly empty in a CT
+    gap_hu: float  # share in 150..300 against the -100..150 band: nearly empty in a CT in HU
+    header_intercept: float | None
+
+    def votes_for_shift(self) -> list[str]:
+        return [name for name, vote in (
+            ("the -100..150 band lies outside the head, as air does", self.low_band_outside > 0.5),
+            ("no values in -1450..-200", self.negative < 0.001),
+            ("a soft-tissue peak in 924..1174", self.tissue_shifted > 0.02),
+            ("little between air and soft tissue", self.gap_shifted < 0.25 * self.tissue_shifted),
+        ) if vote]
+
+
+def hu_evidence(volume: Volume) -> HuEvidence:
+    """Measure the evidence of :func:`check_hu_scale` (on up to about two million voxels)."""
     data = np.asarray(volume.data, dtype=np.float32)
-    sample = data.ravel()[:: max(1, data.size // 2_000_000)]
-    inside = sample[sample > PADDING_BELOW]
-    share = lambda selected: float(np.mean(selected)) if inside.size else 0.0  # noqa: E731
-    shifted = share(np.abs(inside - AIR_HU) < 100) < 0.01 and share(np.abs(inside) < 100) > 0.05 \
-        and share((inside > 950) & (inside < 1150)) > 0.02
-    rule = "air near -1000 HU, soft tissue near 40 HU"
+    step = max(1, round((data.size / 2_000_000) ** (1 / 3)))
+    sample = data[::step, ::step, ::step] if data.ndim == 3 else data.ravel()
+    fill = _fill_value(sample[sample > PADDING_BELOW])
+    valid = (sample > PADDING_BELOW) & (sample != (np.nan if fill is None else fill))
+    count = max(1, int(valid.sum()))
+    share = lambda selected: float(np.count_nonzero(selected & valid)) / count  # noqa: E731
+    low = valid & (sample > -100) & (sample < 150)
+    outside = 0.0
+    if low.any() and sample.ndim == 3:
+        in_plane = tuple(a for a in range(3) if a != slice_axis(volume.affine))
+        outside = float(_border_connected(low, in_plane).sum()) / float(low.sum())
+    return HuEvidence(
+        fill=fill, low_band_outside=round(outside, 4), negative=round(share(sample < -200), 5),
+        tissue_shifted=round(share((sample > 924) & (sample < 1174)), 4),
+        gap_shifted=round(share((sample > 300) & (sample < 850)), 4),
+        gap_hu=round(share((sample > 150) & (sample < 300)) / max(share(low), 1e-9), 4),
+        header_intercept=_header_intercept(volume))
+
+
+def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
+    """Intensities stored without their rescale to Hounsfield units, and air or padding stored as
+    a fill value.
+
+    A CT is shifted by -1024 only when four kinds of evidence agree (:class:`HuEvidence`): the
+    -100..150 band is the air around the head (in HU it is tissue inside it), nothing lies in
+    -1450..-200 (air and fat in HU), soft tissue peaks at 924..1174, and little lies between air
+    and soft tissue; a header whose rescale intercept was already applied vetoes the shift.  When
+    some votes say shifted and others not, the scan is refused rather than guessed at.  Padding
+    below -1500 (outside the field of view) and air stored as 0 become air.
+    """
+    evidence = hu_evidence(volume)
+    votes = evidence.votes_for_shift()
+    rule = "HU: tissue inside the head at -100..150; shifted only when all evidence agrees"
+    data = np.asarray(volume.data, dtype=np.float32)
+    outside_is_air = evidence.low_band_outside > 0.5 and evidence.tissue_shifted > 0.02
+    if outside_is_air and 0 < len(votes) < 4:
+        missing = [v for v in ("the -100..150 band lies outside the head, as air does", "no values in -1450..-200",
+                               "a soft-tissue peak in 924..1174", "little between air and soft tissue") if v not in votes]
+        raise Ct2mriError(f"{volume.name}: cannot tell the CT's intensity scale: it looks stored as HU + 1024 "
+                          f"({'; '.join(votes)}) but not in every way ({'; '.join(missing)}); "
+                          "convert it to Hounsfield units first (apply the rescale intercept)")
+    shifted = len(votes) == 4
+    if shifted and evidence.header_intercept is not None and evidence.header_intercept <= -500:
+        raise Ct2mriError(f"{volume.name}: the CT looks stored as HU + 1024, but its header's rescale intercept "
+                          f"({evidence.header_intercept:g}) was already applied; check the export")
+    notes = []
     if shifted:
         data = data - STORED_OFFSET
+        notes.append(f"{volume.name}: the CT was stored without its rescale (air near 0, soft tissue near 1060); "
+                     f"shifted by -{STORED_OFFSET:g} to Hounsfield units")
     padded = data < PADDING_BELOW
     if padded.any():
         data = np.where(padded, np.float32(AIR_HU - 24.0), data)
-    if not shifted:
-        note = f"{100 * padded.mean():.1f}% of voxels are padding (below {PADDING_BELOW:g}), treated as air" if padded.any() else ""
-        return (volume.with_data(data) if padded.any() else volume), Check("hu_scale", "HU", rule, "pass", note)
-    return volume.with_data(data), Check(
-        "hu_scale", f"HU + {STORED_OFFSET:g}", rule, "corrected",
-        f"{volume.name}: the CT was stored without its rescale (air near 0, soft tissue near 1060); "
-        f"shifted by -{STORED_OFFSET:g} to Hounsfield units" + (", padding set to air" if padded.any() else ""))
+        notes.append(f"{100 * padded.mean():.1f}% of voxels are padding (below {PADDING_BELOW:g}), treated as air")
+    tissue_inside = evidence.low_band_outside < 0.5 and evidence.gap_hu < 0.2
+    if not shifted and evidence.fill is not None and -200.0 < evidence.fill < 200.0 and tissue_inside:
+        # air written as a value in the tissue range: the fill around the head becomes air
+        filled = _border_connected(data == evidence.fill, (0, 1, 2))
+        data = np.where(filled, np.float32(AIR_HU - 24.0), data)
+        notes.append(f"{100 * filled.mean():.1f}% of voxels hold the fill value {evidence.fill:g} around the head, "
+                     "treated as air")
+    changed = shifted or padded.any() or (len(notes) > 0)
+    out = volume.with_data(data) if changed else volume
+    if shifted:
+        return out, Check("hu_scale", f"HU + {STORED_OFFSET:g}", rule, "corrected", "; ".join(notes))
+    return out, Check("hu_scale", "HU", rule, "pass", "; ".join(notes))
 
 
 def check_gantry_tilt(volume: Volume) -> Check:
