@@ -156,6 +156,17 @@ def test_brain_volume_against_the_adult_range(phantom):
     assert checks.check_brain_volume(mask[:, :, :20], spacing, "t", automatic=False).verdict == "warning"
 
 
+def test_a_mask_that_leaks_into_the_neck_is_named(phantom):
+    inside = checks.check_mask_in_skull(phantom.intracranial, phantom.hu, phantom.spacing, "t")
+    assert inside.verdict == "pass" and inside.value <= checks.OUTSIDE_SKULL_FRACTION
+    leaky = checks.check_mask_in_skull(phantom.intracranial | phantom.neck | phantom.cord, phantom.hu, phantom.spacing, "t")
+    assert leaky.verdict == "warning" and leaky.name == "mask_in_skull" and "outside the cavity" in leaky.message
+    # the share named is the neck's: an independent count of the voxels added
+    added = (phantom.neck | phantom.cord) & ~phantom.intracranial
+    share = added.sum() / (phantom.intracranial | added).sum()
+    assert leaky.value == pytest.approx(share, abs=0.02)
+
+
 def test_two_large_mask_parts_are_named():
     mask = np.zeros((40, 40, 40), dtype=bool)
     mask[2:18, 2:18, 2:18] = True
@@ -177,7 +188,8 @@ def test_checks_reach_the_sidecar_the_summary_and_strict(tmp_path, phantom, caps
     assert "stored: hu_scale" in err and "thick: slice_thickness" in " ".join(err.split())
     sidecar = json.loads((out / "stored_synT1.json").read_text())
     by_name = {c["name"]: c for c in sidecar["checks"]}
-    assert set(by_name) == {"hu_scale", "gantry_tilt", "slice_thickness", "brain_volume", "coverage", "mask_components"}
+    assert set(by_name) == {"hu_scale", "gantry_tilt", "slice_thickness", "brain_volume", "coverage", "mask_components",
+                           "mask_in_skull"}
     assert by_name["hu_scale"]["verdict"] == "corrected" and by_name["slice_thickness"]["verdict"] == "pass"
     assert 850 < by_name["brain_volume"]["value"] < 1150  # the phantom's brain (884 mL) and CSF, found after the shift
 

@@ -35,6 +35,10 @@ class BrainMaskParams:
     bone_hu: float = 300.0
     soft_hu: tuple[float, float] = (-10.0, 90.0)
     opening_mm: float = 4.0
+    reach_mm: float = 250.0
+    rim_mm: float = 3.0
+    stem_area_fraction: float = 0.03
+    smoothing_mm: float = 1.0
 
 
 def check_hu(data: np.ndarray, source: str = "CT") -> str | None:
@@ -94,6 +98,18 @@ def _array(image) -> np.ndarray:  # type: ignore[no-untyped-def]
     return sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(bool)
 
 
+def _smoothed(hu: np.ndarray, spacing: tuple[float, float, float], sigma_mm: float) -> np.ndarray:
+    import SimpleITK as sitk
+
+    if sigma_mm <= 0:
+        return hu
+    image = sitk.GetImageFromArray(np.ascontiguousarray(hu.transpose(2, 1, 0), dtype=np.float32))
+    image.SetSpacing([float(s) for s in spacing])
+    # a discrete kernel stays exact where sigma is below the voxel size (thick slices)
+    smooth = sitk.DiscreteGaussian(image, [sigma_mm**2] * 3, 32, 0.01, True)
+    return sitk.GetArrayFromImage(smooth).transpose(2, 1, 0)
+
+
 def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
@@ -136,6 +152,64 @@ def _fill_convex(plane: np.ndarray) -> np.ndarray:
     return inside | plane
 
 
+def enclosed_by_bone(bone: np.ndarray, spacing: tuple[float, float, float], reach_mm: float) -> np.ndarray:
+    """Voxels with bone within ``reach_mm`` in at least five of the six axis directions.
+
+    The cranial cavity is walled by bone on every side but one at most (the foramen magnum below
+    the brainstem); the face and the neck open onto air in two or more of the six directions."""
+    sides = np.zeros(bone.shape, dtype=np.int8)
+    for axis in range(3):
+        shape = [1, 1, 1]
+        shape[axis] = bone.shape[axis]
+        index = np.arange(bone.shape[axis], dtype=np.int32).reshape(shape)
+        far = np.int32(bone.shape[axis] + int(reach_mm / spacing[axis]) + 2)
+        before = np.maximum.accumulate(np.where(bone, index, -far), axis=axis)
+        sides += (index - before) * spacing[axis] <= reach_mm
+        del before
+        after = np.flip(np.minimum.accumulate(np.flip(np.where(bone, index, 2 * far), axis=axis), axis=axis), axis=axis)
+        sides += (after - index) * spacing[axis] <= reach_mm
+        del after
+    return sides >= 5
+
+
+def _cut_below_the_stem(brain: np.ndarray, fraction: float, slice_mm: float, run_mm: float = 4.0) -> np.ndarray:
+    """Cut the mask below the first run of ``run_mm`` of axial sections, going down from the
+    largest, whose areas fall under ``fraction`` of the largest: the brainstem narrows to that
+    at the foramen magnum, and the cord below is not brain."""
+    areas = brain.sum(axis=(0, 1))
+    largest = int(np.argmax(areas))
+    small = areas < fraction * areas[largest]
+    run = max(1, int(round(run_mm / slice_mm)))
+    for z in range(largest - 1, run - 2, -1):
+        if small[z - run + 1 : z + 1].all():
+            out = brain.copy()
+            out[:, :, : z + 1] = False
+            return out
+    return brain
+
+
+def _fill_axial_holes(mask: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
+                      max_bone_ml: float = 0.5) -> np.ndarray:
+    """Holes enclosed within each axial section (CSF spaces open to the outside only through the
+    slices above or below), except holes holding more bone than a calcification: a compartment
+    walled off by bone is not brain."""
+    import SimpleITK as sitk
+
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    out = mask.copy()
+    for z in np.flatnonzero(mask.any(axis=(0, 1))):
+        plane = sitk.GetImageFromArray(np.ascontiguousarray(mask[:, :, z].astype(np.uint8)))
+        holes = sitk.GetArrayFromImage(sitk.BinaryFillhole(plane, fullyConnected=False)) > 0
+        holes &= ~mask[:, :, z]
+        if not holes.any():
+            continue
+        labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(holes.astype(np.uint8))))
+        bone_ml = np.bincount(labels[bone[:, :, z]].ravel(), minlength=int(labels.max()) + 1) * voxel_ml
+        walled = np.flatnonzero(bone_ml > max_bone_ml)
+        out[:, :, z] |= holes & ~np.isin(labels, walled[walled > 0])
+    return out
+
+
 def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: BrainMaskParams) -> np.ndarray:
     import SimpleITK as sitk
 
@@ -143,8 +217,11 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     bone = (hu > params.bone_hu) & head
     # the skull's axial cross-sections are close to convex; hulls tolerate bone gaps and defects
     hull = np.stack([_fill_convex(bone[:, :, z]) for z in range(hu.shape[2])], axis=-1)
-    inside = hull & ~bone & head
-    soft = inside & (hu >= params.soft_hu[0]) & (hu <= params.soft_hu[1])
+    enclosed = hull & enclosed_by_bone(bone, spacing, params.reach_mm)
+    inside = enclosed & ~bone & head
+    # noise scatters single voxels out of the soft-tissue range: judge tissue on a smoothed copy
+    smooth = _smoothed(hu, spacing, params.smoothing_mm)
+    soft = inside & (smooth >= params.soft_hu[0]) & (smooth <= params.soft_hu[1])
     if not soft.any():
         raise Ct2mriError("no intracranial soft tissue found (is the skull in the field of view?)")
     brain = _largest_component(_image(soft, spacing))
@@ -157,7 +234,16 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
             grown = sitk.BinaryDilate(core, radius, sitk.sitkBall)
             brain = _largest_component(sitk.And(grown, _image(soft, spacing)))
 
-    return _array(sitk.BinaryFillhole(brain, fullyConnected=False))
+    brain = _array(sitk.BinaryFillhole(brain, fullyConnected=False))
+    brain = _cut_below_the_stem(_fill_axial_holes(brain, bone, spacing), params.stem_area_fraction, spacing[2])
+    # the rim where the brain meets the inner table is blurred with bone: grow into it
+    # partial volume with the inner table spreads in-plane as far as a slice is thick
+    rim = _radius_voxels(max(params.rim_mm, max(spacing)), spacing)
+    if any(rim):
+        grown = _array(sitk.BinaryDilate(_image(brain, spacing), rim, sitk.sitkBall))
+        rim_voxels = grown & ~brain & enclosed & head & (hu < params.bone_hu) & (smooth > params.soft_hu[1])
+        brain = _array(_largest_component(_image(brain | rim_voxels, spacing)))
+    return brain
 
 
 def extract_brain_ct(

@@ -21,6 +21,7 @@ ADULT_BRAIN_ML = (900.0, 2100.0)  # parenchyma and ventricles of adults
 NOT_A_BRAIN_ML = 300.0  # far below any brain: what was found is not one
 EDGE_AREA_FRACTION = 0.15  # brain cross-section at the scan's first or last slice, of its largest
 SECOND_COMPONENT_FRACTION = 0.05
+OUTSIDE_SKULL_FRACTION = 0.02  # of a brain mask, outside the cavity the skull walls
 AIR_HU, STORED_OFFSET, PADDING_BELOW = -1000.0, 1024.0, -1500.0
 FILL_SHARE = 0.05
 
@@ -84,6 +85,10 @@ def _header_intercept(volume: Volume) -> float | None:
     return None
 
 
+SHIFT_EVIDENCE = ("the -100..150 band lies outside the head, as air does", "no values in -1450..-200",
+                  "a soft-tissue peak in 924..1174", "little between air and soft tissue")
+
+
 @dataclass
 class HuEvidence:
     """What a CT's values say about their scale (shares are of the voxels that are neither padding
@@ -98,12 +103,10 @@ class HuEvidence:
     header_intercept: float | None
 
     def votes_for_shift(self) -> list[str]:
-        return [name for name, vote in (
-            ("the -100..150 band lies outside the head, as air does", self.low_band_outside > 0.5),
-            ("no values in -1450..-200", self.negative < 0.001),
-            ("a soft-tissue peak in 924..1174", self.tissue_shifted > 0.02),
-            ("little between air and soft tissue", self.gap_shifted < 0.25 * self.tissue_shifted),
-        ) if vote]
+        """The items of :data:`SHIFT_EVIDENCE` that this scan shows."""
+        shown = (self.low_band_outside > 0.5, self.negative < 0.001, self.tissue_shifted > 0.02,
+                 self.gap_shifted < 0.25 * self.tissue_shifted)
+        return [name for name, vote in zip(SHIFT_EVIDENCE, shown) if vote]
 
 
 def hu_evidence(volume: Volume) -> HuEvidence:
@@ -136,17 +139,15 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
     -100..150 band is the air around the head (in HU it is tissue inside it), nothing lies in
     -1450..-200 (air and fat in HU), soft tissue peaks at 924..1174, and little lies between air
     and soft tissue; a header whose rescale intercept was already applied vetoes the shift.  When
-    some votes say shifted and others not, the scan is refused rather than guessed at.  Padding
+    three of the four say shifted, the scan is refused rather than guessed at.  Padding
     below -1500 (outside the field of view) and air stored as 0 become air.
     """
     evidence = hu_evidence(volume)
     votes = evidence.votes_for_shift()
     rule = "HU: tissue inside the head at -100..150; shifted only when all evidence agrees"
     data = np.asarray(volume.data, dtype=np.float32)
-    outside_is_air = evidence.low_band_outside > 0.5 and evidence.tissue_shifted > 0.02
-    if outside_is_air and 0 < len(votes) < 4:
-        missing = [v for v in ("the -100..150 band lies outside the head, as air does", "no values in -1450..-200",
-                               "a soft-tissue peak in 924..1174", "little between air and soft tissue") if v not in votes]
+    if len(votes) == 3:
+        missing = [v for v in SHIFT_EVIDENCE if v not in votes]
         raise Ct2mriError(f"{volume.name}: cannot tell the CT's intensity scale: it looks stored as HU + 1024 "
                           f"({'; '.join(votes)}) but not in every way ({'; '.join(missing)}); "
                           "convert it to Hounsfield units first (apply the rescale intercept)")
@@ -248,3 +249,20 @@ def check_components(mask: np.ndarray, name: str) -> Check:
                      f"{name}: the brain mask has {int(np.sum(sizes > SECOND_COMPONENT_FRACTION * sizes[0]))} large parts; "
                      "check it (or pass --mask)")
     return Check("mask_components", round(second, 3), rule, "pass")
+
+
+def check_mask_in_skull(mask: np.ndarray, hu: np.ndarray, spacing: tuple[float, ...], name: str) -> Check:
+    """A brain mask reaching out of the cranial cavity (through the skull base into the face or
+    the neck): the share of its voxels that bone does not wall on five of six sides."""
+    from .brainmask import BrainMaskParams, enclosed_by_bone
+
+    params = BrainMaskParams()
+    mask = np.asarray(mask, dtype=bool)
+    enclosed = enclosed_by_bone(np.asarray(hu) > params.bone_hu, tuple(float(s) for s in spacing), params.reach_mm)  # type: ignore[arg-type]
+    outside = float(np.count_nonzero(mask & ~enclosed)) / max(1, int(np.count_nonzero(mask)))
+    rule = f"<= {OUTSIDE_SKULL_FRACTION:g} of the mask outside the skull's cavity"
+    if outside > OUTSIDE_SKULL_FRACTION:
+        return Check("mask_in_skull", round(outside, 4), rule, "warning",
+                     f"{name}: {100 * outside:.0f}% of the brain mask lies outside the cavity the skull walls "
+                     "(face, neck or scalp); check it (or pass --mask)")
+    return Check("mask_in_skull", round(outside, 4), rule, "pass")

@@ -24,6 +24,7 @@ from .checks import (
     check_coverage,
     check_gantry_tilt,
     check_hu_scale,
+    check_mask_in_skull,
     check_slice_thickness,
     warnings_of,
 )
@@ -101,7 +102,8 @@ def view_ct(
         if not mask.any():
             raise Ct2mriError(f"{ct.name}: the given brain mask is empty")
     checks += [check_brain_volume(mask, ct.spacing, ct.name, automatic=automatic),
-               check_coverage(mask, ct.affine, ct.name), check_components(mask, ct.name)]
+               check_coverage(mask, ct.affine, ct.name), check_components(mask, ct.name),
+               check_mask_in_skull(mask, ct.data, ct.spacing, ct.name)]
     notes += [c.message for c in checks if c.verdict != "pass" and c.message]
     seconds["brain_mask"] = time.perf_counter() - start
     if strict and warnings_of(checks):
