@@ -33,6 +33,7 @@ class BrainMaskParams:
 
     air_hu: float = -400.0
     bone_hu: float = 300.0
+    wall_hu: float = 150.0
     soft_hu: tuple[float, float] = (-10.0, 90.0)
     opening_mm: float = 4.0
     reach_mm: float = 250.0
@@ -217,7 +218,8 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     bone = (hu > params.bone_hu) & head
     # the skull's axial cross-sections are close to convex; hulls tolerate bone gaps and defects
     hull = np.stack([_fill_convex(bone[:, :, z]) for z in range(hu.shape[2])], axis=-1)
-    enclosed = hull & enclosed_by_bone(bone, spacing, params.reach_mm)
+    # the walls counted more widely than bone itself: a thick slice smears a thin skull below bone_hu
+    enclosed = hull & enclosed_by_bone(head & (hu > params.wall_hu), spacing, params.reach_mm)
     inside = enclosed & ~bone & head
     # noise scatters single voxels out of the soft-tissue range: judge tissue on a smoothed copy
     smooth = _smoothed(hu, spacing, params.smoothing_mm)

@@ -258,7 +258,7 @@ def check_mask_in_skull(mask: np.ndarray, hu: np.ndarray, spacing: tuple[float, 
 
     params = BrainMaskParams()
     mask = np.asarray(mask, dtype=bool)
-    enclosed = enclosed_by_bone(np.asarray(hu) > params.bone_hu, tuple(float(s) for s in spacing), params.reach_mm)  # type: ignore[arg-type]
+    enclosed = enclosed_by_bone(np.asarray(hu) > params.wall_hu, tuple(float(s) for s in spacing), params.reach_mm)  # type: ignore[arg-type]
     outside = float(np.count_nonzero(mask & ~enclosed)) / max(1, int(np.count_nonzero(mask)))
     rule = f"<= {OUTSIDE_SKULL_FRACTION:g} of the mask outside the skull's cavity"
     if outside > OUTSIDE_SKULL_FRACTION:

@@ -41,7 +41,10 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
         region = core = np.asarray(mask_volume.data) > 0
         mask = region
     else:
-        region, how = find_brain(volume)
+        found = find_brain(volume)
+        region, how = found.mask, found.how
+        for message in found.warnings:
+            warn(message)
         core = region
         mask = None if how == "brain-only image" else region
         if mask is not None:
