@@ -156,3 +156,9 @@ def test_real_head_ct_brain_volume_hu_and_connectivity(head_ct, head_ct_mask):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_hu(head_ct.data, str(head_ct.path)) is None
+
+
+def test_a_skull_stripped_ct_is_pointed_to_mask(head_phantom):
+    stripped = np.where(head_phantom.intracranial, head_phantom.hu, -1000.0).astype(np.float32)
+    with pytest.raises(Ct2mriError, match="skull-stripped CT .* give its brain with --mask"):
+        extract_brain_ct(stripped, head_phantom.spacing)

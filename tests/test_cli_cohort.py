@@ -150,8 +150,12 @@ def test_a_killed_shard_restarts_with_skip_existing_and_rewrites_nothing(cohort,
     finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     done_before = sorted(p.name for p in out.glob("*_synT1.json"))
     assert 1 <= len(done_before) < 3, done_before  # killed while its share was unfinished
+    report = subprocess.run([sys.executable, "-m", "ct2mri_cli", "translate", "--status", str(out)], env=_environment(),
+                            capture_output=True, encoding="utf-8", errors="replace", timeout=600)
+    assert report.returncode == 1  # cases it never reached are pending, not forgotten
+    assert f"3 cases: {len(done_before)} done" in report.stdout and f"{3 - len(done_before)} pending" in report.stdout
     rerun = subprocess.run(args + ["--skip-existing"], env=_environment(), capture_output=True, encoding="utf-8",
-                           errors="replace", timeout=300)
+                           errors="replace", timeout=3600)  # a guard against a hang, not a time limit
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     for name in done_before:
         for path in (out / name, out / name.replace(".json", ".nii.gz")):
@@ -159,6 +163,41 @@ def test_a_killed_shard_restarts_with_skip_existing_and_rewrites_nothing(cohort,
     lines = _status_lines(out)
     assert sorted(e["case"] for e in lines) == ["p0", "p2", "p4"] and all(e["state"] == "done" for e in lines)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_asking_a_finished_run_for_qc_pictures_rewrites_nothing(cohort, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(cohort[0] / "whole", out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(_base(cohort)[1:] + ["-o", str(out), "--skip-existing", "--qc", str(out / "qc")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "0 translated" in err and "5 skipped" in err and "not made (a finished case is not redone" in err
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    status = "ct2mri_status_1-of-1.jsonl"
+    assert {k: v for k, v in after.items() if k != status} == {k: v for k, v in before.items() if k != status}
+    lines = _status_lines(out)
+    assert sorted(e["case"] for e in lines) == CASES and all(e["state"] == "done" for e in lines)
+
+
+def test_status_counts_each_case_once_across_old_and_new_splits(tmp_path, capsys):
+    def write(name, states):
+        lines = [json.dumps({"case": c, "state": s, "checks": [], "error": "boom" if s == "failed" else None})
+                 for c, s in states.items()]
+        (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+
+    write("ct2mri_status_1-of-2.jsonl", {"a": "done", "b": "done"})
+    write("ct2mri_status_2-of-2.jsonl", {"c": "done"})
+    write("ct2mri_status_1-of-1.jsonl", {"a": "done", "b": "done", "c": "pending"})
+    assert main(["translate", "--status", str(tmp_path)]) == 0
+    assert "3 cases: 3 done (0 with scan-check notes), 0 failed, 0 pending" in capsys.readouterr().out
+    for old in ("ct2mri_status_1-of-2.jsonl", "ct2mri_status_2-of-2.jsonl"):
+        (tmp_path / old).unlink()
+    write("ct2mri_status_1-of-1.jsonl", {"a": "done", "b": "failed", "c": "pending"})
+    assert main(["translate", "--status", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "3 cases: 1 done" in out and "1 failed, 1 pending" in out and "pending c" in out
 
 
 def test_case_lists_as_text_and_csv(cohort, tmp_path):

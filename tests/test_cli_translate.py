@@ -100,8 +100,27 @@ def test_batch_isolates_failures_and_skips_existing(tmp_path, weights, head_ct_n
     before = (outdir / "good_synT1.nii.gz").stat().st_mtime_ns
     assert main(["-q", "translate", str(good), "-o", str(outdir), "--weights", str(weights), "--skip-existing"]) == 0
     assert (outdir / "good_synT1.nii.gz").stat().st_mtime_ns == before
+    status_before = (outdir / "ct2mri_status_1-of-1.jsonl").read_text()
     assert main(["-q", "translate", str(good), "-o", str(outdir), "--weights", str(weights)]) == 1
-    assert "exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists" in err and "--skip-existing" in err and "1 of 1 cases have outputs already" in err
+    # refused up front: the finished case is still recorded as done
+    assert (outdir / "ct2mri_status_1-of-1.jsonl").read_text() == status_before
+    assert (outdir / "good_synT1.nii.gz").stat().st_mtime_ns == before
+
+
+def test_a_json_the_user_had_beside_the_named_output_is_not_replaced(tmp_path, weights, phantom_ct, capsys):
+    result = tmp_path / "result.nii.gz"
+    theirs = tmp_path / "result.json"
+    theirs.write_text('{"their": "notes"}\n')
+    args = ["translate", str(phantom_ct), str(result), "--weights", str(weights), "--device", "cpu", "--steps", "2"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "result.json exists and is not the sidecar of" in " ".join(err.split()) and "Traceback" not in err
+    assert theirs.read_text() == '{"their": "notes"}\n' and not result.exists()
+    assert main(args + ["--force"]) == 0  # replaced only when asked
+    assert json.loads(theirs.read_text())["synthetic"] is True
+    assert main(args) == 0  # a rerun replaces the output named and its own sidecar
 
 
 def _one_line_error(capsys, *needles):
@@ -248,3 +267,34 @@ def test_skip_existing_completes_an_interrupted_case_and_cleans_its_leftovers(tm
                                                      "ct2mri_status_1-of-1.jsonl", "qc"]
     lines = [json.loads(line) for line in (out / "ct2mri_status_1-of-1.jsonl").read_text().splitlines()]
     assert sorted((e["case"], e["state"]) for e in lines) == [("a", "done"), ("b", "done")]
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, weights, phantom_ct, capsys):
+    """/proc takes no new files, even from root: the run stops before the model is loaded."""
+    out = "/proc/ct2mri-test-output/syn.nii.gz"
+    assert main(["translate", str(phantom_ct), out, "--weights", str(tmp_path / "no-such-weights.safetensors")]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "/proc/ct2mri-test-output: cannot write there" in lines[0], err
+
+
+def test_a_file_name_for_several_inputs_and_a_folder_name_for_one_picture_are_refused(tmp_path, weights, phantom_ct, capsys):
+    base = ["translate", "--weights", str(weights), "--device", "cpu"]
+    other = tmp_path / "other.nii.gz"
+    shutil.copy(phantom_ct, other)
+    assert main(base + [str(phantom_ct), str(other), "-o", str(tmp_path / "one.nii.gz")]) == 1
+    _one_line_error(capsys, "one.nii.gz: names a file, but 2 inputs need a folder")
+    assert main(base + [str(phantom_ct), str(tmp_path / "syn.nii.gz"), "--qc", str(tmp_path / "myqc")]) == 1
+    _one_line_error(capsys, "the QC picture of one output is a .png file")
+    assert main(base + [str(phantom_ct), str(tmp_path / "syn.nii.gz"), "--save-mask", str(tmp_path / "masks")]) == 1
+    _one_line_error(capsys, "the brain mask of one output is a .nii or .nii.gz file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.nii.gz"]
+
+
+def test_impossible_sampler_options_fail_before_the_model_loads(tmp_path, phantom_ct, capsys):
+    missing = tmp_path / "no-such-weights.safetensors"
+    for option, value, words in (("--steps", "1", "--steps must be at least 2"),
+                                 ("--corrections", "-1", "--corrections must be >= 0"),
+                                 ("--sampler", "euler", "--sampler must be one of")):
+        assert main(["translate", str(phantom_ct), str(tmp_path / "s.nii.gz"), "--weights", str(missing), option, value]) == 1
+        _one_line_error(capsys, words)

@@ -46,7 +46,7 @@ def test_the_synthetic_series_shares_the_cts_study_frame_and_geometry(tmp_path):
 def test_a_nifti_input_gets_fresh_uids_and_its_own_geometry(tmp_path):
     from tests.test_volume_io import oblique_affine, save_nifti
 
-    ct = read_volume(save_nifti(tmp_path / "ct.nii.gz", hu_volume(shape=(16, 14, 10)), oblique_affine()))
+    ct = read_volume(save_nifti(tmp_path / "smith_john_mrn1234.nii.gz", hu_volume(shape=(16, 14, 10)), oblique_affine()))
     values = np.random.default_rng(1).random(ct.shape)
     write_dicom_series(values, ct, tmp_path / "a", "SYNTHETIC", "c", "s")
     write_dicom_series(values, ct, tmp_path / "b", "SYNTHETIC", "c", "s")
@@ -54,6 +54,9 @@ def test_a_nifti_input_gets_fresh_uids_and_its_own_geometry(tmp_path):
     a, b = _first_file_tags(tmp_path / "a"), _first_file_tags(tmp_path / "b")
     assert a["0020|000d"].startswith("2.25.") and a["0020|000d"] != b["0020|000d"]
     assert a["0020|0052"] != b["0020|0052"]
+    # a file name is not a patient ID: nothing of it reaches the patient tags
+    assert a["0010|0020"] == "UNKNOWN" and a["0010|0010"] == "ANONYMOUS"
+    assert not any("smith" in value.lower() for value in a.values())
 
 
 def test_translate_writes_a_dicom_series_per_case(tmp_path, capsys):

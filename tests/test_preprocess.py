@@ -227,6 +227,15 @@ def test_bad_inputs_fail_with_one_line_naming_the_file(phantom_pair, tmp_path, c
     assert not out.exists()
 
 
+def test_a_ct_given_as_the_mri_is_refused(phantom_pair, tmp_path, capsys):
+    ct_path = phantom_pair[0]
+    out = tmp_path / "o"
+    assert main(["preprocess", "--ct", str(ct_path), "--mri", str(ct_path), "-o", str(out)]) == 1
+    line = one_line_error(capsys)
+    assert str(ct_path) in line and "an MRI is needed here, not a CT" in line
+    assert not any(out.rglob("*.nii.gz")) if out.exists() else True
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["preprocess", "-o", str(tmp_path / "o")]) == 1
     assert "give exactly one input" in one_line_error(capsys)

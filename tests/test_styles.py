@@ -85,12 +85,18 @@ def test_the_colin27_brain_key_has_no_empty_bins():
     assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0
 
 
-def test_a_ct_given_as_style_is_named(tmp_path, capsys):
+def test_a_ct_given_as_style_is_refused(tmp_path, capsys):
+    from ct2mri_cli.cli.app import main
+
     rng = np.random.default_rng(2)
     ct = np.full((30, 30, 30), -1000.0, dtype=np.float32)
     ct[5:25, 5:25, 5:25] = rng.normal(35.0, 5.0, (20, 20, 20))
-    mri_style_key(_save(tmp_path / "ct.nii.gz", ct))
-    assert "Hounsfield" in capsys.readouterr().err
+    path = _save(tmp_path / "ct.nii.gz", ct)
+    with pytest.raises(Ct2mriError, match="an MRI is needed here, not a CT"):
+        mri_style_key(path)
+    assert main(["histogram", str(path), "-o", str(tmp_path / "key.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "not a CT" in err and "Traceback" not in err and not (tmp_path / "key.safetensors").exists()
 
 
 def test_the_bundled_colin27_key_has_no_empty_bins():

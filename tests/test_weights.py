@@ -121,10 +121,10 @@ def _tensor_data_offset(path) -> int:
         return 8 + int.from_bytes(handle.read(8), "little")
 
 
-def _info(path, capsys):
+def _info(path, capsys, code=0):
     from ct2mri_cli.cli.app import main
 
-    assert main(["info", str(path), "--json"]) == 0
+    assert main(["info", str(path), "--json"]) == code
     return json.loads(capsys.readouterr().out)
 
 
@@ -137,7 +137,16 @@ def test_random_bytes_inside_the_tensors_are_refused_on_loading(weights_file, ca
     weights_file.write_bytes(bytes(data))
     with pytest.raises(Ct2mriError, match="damaged"):
         load_weights(weights_file)
-    assert _info(weights_file, capsys)["tensors_digest"].startswith("MISMATCH")
+    assert _info(weights_file, capsys, code=1)["tensors_digest"].startswith("MISMATCH")  # damaged: exit 1
+
+
+def test_a_broken_json_entry_is_named_with_its_file(weights_file, capsys):
+    from ct2mri_cli.cli.app import main
+
+    _rewrite(weights_file, network='{"base_channels": 16,')
+    assert main(["info", str(weights_file)]) == 1
+    err = capsys.readouterr().err
+    assert str(weights_file) in " ".join(err.split()) and "'network' is not valid JSON" in err and "Traceback" not in err
 
 
 def test_flipped_sign_bits_are_refused(weights_file):

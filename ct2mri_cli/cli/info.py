@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..errors import Ct2mriError
 from . import common
 
 
@@ -25,7 +26,15 @@ def info(
                    "histogram_mass": round(float(key[0].sum()), 6)}
     else:
         metadata = read_metadata(path)
-        decoded = {k: json.loads(v) for k, v in metadata.items() if k not in ("format", "format_version", "tensors_sha256")}
+        decoded = {}
+        for name, value in metadata.items():
+            if name in ("format", "format_version", "tensors_sha256"):
+                continue
+            try:
+                decoded[name] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise Ct2mriError(f"{path}: the metadata entry {name!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
+                                  "the file is damaged") from None
         style = decoded.pop("default_style_key")
         summary = {
             "file": str(path),
@@ -37,9 +46,17 @@ def info(
             **decoded,
             "default_style_key": f"3x{len(style[0])}",
         }
+    damaged = str(summary.get("tensors_digest", "")).startswith("MISMATCH")
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-        return
+    else:
+        _print_table(path, summary)
+    if damaged:
+        common.console.print(f"[red]error:[/red] {path}: {summary['tensors_digest']}", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+def _print_table(path: Path, summary: dict) -> None:
     table = Table(title=str(path), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -54,7 +71,6 @@ def _digest_state(path: Path, metadata: dict[str, str]) -> str:
     """Whether the tensors match the digest the file records: matches, not recorded, or MISMATCH."""
     from safetensors.torch import load_file
 
-    from ..errors import Ct2mriError
     from ..weights import check_tensors
 
     try:

@@ -73,6 +73,10 @@ def translate(
     from ..shards import local_rank, resolve_shard
     from ..weights import load_weights
 
+    from ..settings import SamplingConfig
+
+    # sampler options that no model can sample with fail before anything is read or loaded
+    SamplingConfig().with_overrides(steps, corrections, step_size, sampler, correction_cap).check()
     given = list(inputs or [])
     if output is None and case_list is None and len(given) == 2:  # INPUT OUTPUT
         specs = [CaseSpec(case_name(given[0]), given[0]), CaseSpec("", given[1])]
@@ -89,9 +93,8 @@ def translate(
         if len(jobs) > 1:
             raise Ct2mriError("--mask applies to one input only")
         jobs[0].mask_in = mask
-    for job in jobs:
-        for target in job.targets:
-            check_folder_possible(target.parent)
+    for folder in sorted({target.parent for job in jobs for target in job.targets}):
+        check_folder_possible(folder)
     named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)  # the user named the output
     cohort_folder = None if named_file else output
     # a SLURM array or torchrun shares out a cohort; a file the user named is translated whole
@@ -170,16 +173,20 @@ def _print_status(folder: Path) -> None:
     cohort = read_cohort_status(folder)
     for label, entries in cohort.shards.items():
         states = [e.get("state") for e in entries.values()]
-        common.stdout.print(f"shard {label}: {states.count('done')} done, {states.count('failed')} failed")
+        common.stdout.print(f"shard {label}: {states.count('done')} done, {states.count('failed')} failed, "
+                            f"{states.count('pending')} pending")
         for case, entry in entries.items():
             if entry.get("state") == "failed":
                 common.stdout.print(f"  failed {case}: {entry.get('error')}", soft_wrap=True)
+            elif entry.get("state") == "pending":
+                common.stdout.print(f"  pending {case} (not translated: the run was stopped?)", soft_wrap=True)
     for label in cohort.missing_shards:
         common.stdout.print(f"shard {label}: no status file (not started?)")
     if len({label.split("-of-")[1] for label in cohort.shards}) > 1:
         common.warn(f"{folder}: status files of runs split in different numbers of shards; remove the old ones")
-    flagged = sum(1 for entries in cohort.shards.values() for e in entries.values() if e.get("checks"))
+    flagged = sum(1 for e in cohort.latest().values() if e.get("checks"))
     common.stdout.print(f"{len(cohort.cases)} cases: {cohort.count('done')} done ({flagged} with scan-check notes), "
-                        f"{cohort.count('failed')} failed" + (f"; {len(cohort.missing_shards)} shard(s) missing" if cohort.missing_shards else ""))
+                        f"{cohort.count('failed')} failed, {cohort.count('pending')} pending"
+                        + (f"; {len(cohort.missing_shards)} shard(s) missing" if cohort.missing_shards else ""))
     if not cohort.complete:
         raise typer.Exit(code=1)

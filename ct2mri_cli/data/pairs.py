@@ -100,6 +100,9 @@ def prepare_pair(
     then normalised inside the brain.
     """
     from ..preprocessing.registration import register_ct_to_mri
+    from ..style.sources import refuse_ct_as_mri
+
+    refuse_ct_as_mri(np.asarray(mri.data), mri.name)
     from ..style.key import style_key
 
     view = view_ct(ct, config)

@@ -77,19 +77,20 @@ def translate_cohort(
     file) or ``skip_existing`` (a finished job is skipped, an interrupted one redone).  A skipped
     job keeps its earlier status line (or gets a "done" line when an interrupted run lost it).
     """
+    refuse_existing(jobs, force=force, skip_existing=skip_existing, explicitly_named=explicitly_named)
     by_case = {job.case: job for job in jobs}
     if status is not None:
-        status.record()
+        status.plan([_status_line(job, "pending") for job in jobs])
     flagged: dict[str, list[str]] = {}
     sampling = [0.0]
     started = time.perf_counter()
 
     def prepare(job: Job) -> ReadCase:
         if skip_existing and job.finished:
-            raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped")
-        existing = [t for t in job.targets if t.exists()]
-        if existing and not (force or explicitly_named or skip_existing):
-            raise Ct2mriError(f"{existing[0]} exists (use --force or --skip-existing)")
+            extras = job.missing_extras
+            raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped"
+                           + (f"; {', '.join(map(str, extras))} not made (a finished case is not redone: --force redoes it)"
+                              if extras else ""))
         styles.key_for(job.style)  # a bad style fails the case before it is sampled
         return read_job(job, translator, series_uid)
 
@@ -126,6 +127,37 @@ def translate_cohort(
     outcome = run_pipeline(jobs, lambda job: job.case, prepare, process, finish, record_event,
                            isolate=isolate, pipelined=pipelined)
     return CohortResult(outcome, flagged, sampling[0], time.perf_counter() - started)
+
+
+def refuse_existing(jobs: list[Job], *, force: bool, skip_existing: bool, explicitly_named: bool) -> None:
+    """Refuse, before anything runs or is recorded, a run that would replace files the user did not
+    name: outputs of a cohort folder without ``force`` or ``skip_existing``, and, beside an output
+    the user named, a ``.json`` that is not this output's own sidecar."""
+    if force:
+        return
+    if explicitly_named:
+        for job in jobs:
+            if job.sidecar.exists() and not _is_own_sidecar(job.sidecar, job.output):
+                raise Ct2mriError(f"{job.sidecar} exists and is not the sidecar of {job.output}; the sidecar would "
+                                  "replace it (move it, or use --force)")
+        return
+    if skip_existing:
+        return
+    existing = [t for job in jobs for t in job.targets if t.exists()]
+    if existing:
+        cases = sum(1 for job in jobs if any(t.exists() for t in job.targets))
+        raise Ct2mriError(f"{existing[0]} exists ({cases} of {len(jobs)} cases have outputs already); "
+                          "use --skip-existing to finish the run, or --force to redo it")
+
+
+def _is_own_sidecar(path: Path, output: Path) -> bool:
+    import json
+
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(content, dict) and content.get("synthetic") is True and Path(str(content.get("output"))).name == output.name
 
 
 def _status_line(job: Job, state: str, checks: Optional[list[str]] = None, seconds: Optional[float] = None,

@@ -47,8 +47,15 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        """Whether an earlier run wrote every file of this job (an interrupted one did not)."""
-        return all(p.exists() for p in self.targets) and self.sidecar.is_file()
+        """Whether an earlier run finished this case: its synthetic T1 and, written last, its sidecar
+        exist (an interrupted run left no sidecar).  Extra files asked of a rerun (``--qc``,
+        ``--save-mask``) do not make a finished case unfinished."""
+        return self.output.exists() and self.sidecar.is_file()
+
+    @property
+    def missing_extras(self) -> list[Path]:
+        """The mask or QC picture this run asks for that a finished case does not have."""
+        return [p for p in (self.mask, self.qc) if p is not None and not p.exists()]
 
 
 def is_nifti_name(path: Path) -> bool:
@@ -81,6 +88,13 @@ def plan_jobs(
     if not single_file:
         if output.exists() and not output.is_dir():
             raise Ct2mriError(f"{output}: not a folder (several inputs need -o OUTDIR)")
+        if is_nifti_name(output):
+            raise Ct2mriError(f"{output}: names a file, but {len(specs)} inputs need a folder (-o OUTDIR)")
+    if positional:  # one output file named: its mask and QC picture are files too
+        if qc is not None and not qc.name.lower().endswith(".png"):
+            raise Ct2mriError(f"--qc {qc}: the QC picture of one output is a .png file")
+        if save_mask is not None and not is_nifti_name(save_mask):
+            raise Ct2mriError(f"--save-mask {save_mask}: the brain mask of one output is a .nii or .nii.gz file")
     jobs = []
     for spec in specs:
         case = spec.case

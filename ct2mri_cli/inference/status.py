@@ -1,8 +1,9 @@
 """Status files of a cohort: one per shard, JSON lines, one line per case.
 
 ``OUTDIR/ct2mri_status_K-of-N.jsonl`` lists what shard K of N did with each of its cases:
-``case``, ``input``, ``output``, ``state`` (done or failed), ``checks`` (scan checks that did not
-pass), ``seconds``, ``error``.  A rerun (``--skip-existing``) keeps the lines of cases it skips
+``case``, ``input``, ``output``, ``state`` (pending, done or failed), ``checks`` (scan checks that
+did not pass), ``seconds``, ``error``.  A shard lists all its cases as pending when it starts, so
+a killed run leaves the cases it never reached in the file.  A rerun (``--skip-existing``) keeps the lines of cases it skips
 and replaces the others, so a finished cohort lists every case once.  The file is rewritten
 atomically after every case: an interrupted shard leaves a valid file of what it finished.
 """
@@ -56,6 +57,13 @@ class StatusFile:
     def previous(self, case: str) -> Optional[dict[str, Any]]:
         return self.entries.get(case)
 
+    def plan(self, entries: list[dict[str, Any]]) -> None:
+        """List the shard's cases, as pending where no earlier run recorded them, and write the file."""
+        with self._lock:
+            for entry in entries:
+                self.entries.setdefault(str(entry["case"]), entry)
+        self.record()
+
     def record(self, entry: Optional[dict[str, Any]] = None) -> None:
         """Add or replace the line of ``entry["case"]`` and rewrite the file (without an entry:
         write the file as it stands, so a shard with no cases is seen to have run)."""
@@ -73,17 +81,28 @@ class CohortStatus:
     shards: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # label -> case -> entry
     missing_shards: list[str] = field(default_factory=list)
 
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """Each case once: its entry from the shard that says most (done, then failed, then pending),
+        so a cohort split anew, whose old status files still lie beside the new, counts no case twice."""
+        rank = {"done": 2, "failed": 1}
+        merged: dict[str, dict[str, Any]] = {}
+        for entries in self.shards.values():
+            for case, entry in entries.items():
+                if case not in merged or rank.get(entry.get("state"), 0) > rank.get(merged[case].get("state"), 0):
+                    merged[case] = entry
+        return merged
+
     def count(self, state: str) -> int:
-        return sum(1 for entries in self.shards.values() for e in entries.values() if e.get("state") == state)
+        return sum(1 for e in self.latest().values() if e.get("state") == state)
 
     @property
     def cases(self) -> list[str]:
-        return [case for entries in self.shards.values() for case in entries]
+        return list(self.latest())
 
     @property
     def complete(self) -> bool:
-        """Every shard reported, and no case failed."""
-        return not self.missing_shards and self.count("failed") == 0 and bool(self.shards)
+        """Every shard reported, and every case is done."""
+        return not self.missing_shards and bool(self.shards) and self.count("done") == len(self.cases)
 
 
 def read_cohort_status(folder: Path) -> CohortStatus:

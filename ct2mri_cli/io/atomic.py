@@ -67,11 +67,17 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def check_folder_possible(folder: str | os.PathLike) -> None:
-    """Fail early, before any work, when ``folder`` could not be created (a file is in the way)."""
+    """Fail early, before any work, when ``folder`` could not be created (a file is in the way) or
+    written in (no permission, a read-only file system): a file is made and removed there."""
     for candidate in (Path(folder), *Path(folder).parents):
         if candidate.exists():
             if not candidate.is_dir():
                 raise Ct2mriError(f"{candidate}: cannot be a folder (a file of that name is in the way)")
+            try:
+                with tempfile.TemporaryFile(dir=candidate):
+                    pass
+            except OSError as exc:
+                raise Ct2mriError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
             return
 
 

@@ -63,7 +63,7 @@ def synthetic_series_tags(reference: Volume, description: str, comments: str, so
     tags.setdefault("0020|000d", new_uid())
     tags.setdefault("0020|0052", new_uid())
     tags.setdefault("0010|0010", "ANONYMOUS")
-    tags.setdefault("0010|0020", reference.path.name if reference.path is not None else "UNKNOWN")
+    tags.setdefault("0010|0020", "UNKNOWN")  # a file name is no patient ID (and may hold what identifies one)
     tags.setdefault("0008|0020", now.strftime("%Y%m%d"))
     tags.setdefault("0008|0030", now.strftime("%H%M%S"))
     try:

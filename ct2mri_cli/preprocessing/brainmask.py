@@ -225,7 +225,8 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     smooth = _smoothed(hu, spacing, params.smoothing_mm)
     soft = inside & (smooth >= params.soft_hu[0]) & (smooth <= params.soft_hu[1])
     if not soft.any():
-        raise Ct2mriError("no intracranial soft tissue found (is the skull in the field of view?)")
+        raise Ct2mriError("no intracranial soft tissue found: is the skull in the field of view? "
+                          "(a skull-stripped CT has no skull to find the brain by: give its brain with --mask)")
     brain = _largest_component(_image(soft, spacing))
 
     radius = _radius_voxels(params.opening_mm, spacing)

@@ -33,7 +33,7 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
     volume = read_volume(path)
     data = np.asarray(volume.data, dtype=np.float32)
-    warn_if_ct(data, str(path))
+    refuse_ct_as_mri(data, str(path))
     if mask_path is not None:
         mask_volume = read_volume(mask_path)
         if mask_volume.shape != volume.shape:
@@ -60,14 +60,16 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
     return style_key(data, mask, quantum=step)
 
 
-def warn_if_ct(data: np.ndarray, source: str) -> bool:
-    """Warn when a volume given as an MRI looks like a CT in Hounsfield units (air near -1000)."""
+CT_AIR_SHARE = 0.05  # of voxels below -500: air in a CT in HU; an MRI has none
+
+
+def refuse_ct_as_mri(data: np.ndarray, source: str) -> None:
+    """Refuse a volume given as an MRI that is a CT in Hounsfield units (air near -1000): its
+    "brain" and its key would describe CT numbers, and every output made from them would be wrong."""
     below = float(np.mean(np.asarray(data) < -500.0))
-    if below > 0.05:
-        warn(f"{source}: {100 * below:.0f}% of voxels lie below -500, as air does in a CT in Hounsfield units; "
-             "a style key describes an MRI, and a CT's key will not give an MRI-like style")
-        return True
-    return False
+    if below > CT_AIR_SHARE:
+        raise Ct2mriError(f"{source}: {100 * below:.0f}% of voxels lie below -500, as air does in a CT in Hounsfield "
+                          "units; an MRI is needed here, not a CT")
 
 
 # How far (W1, in [0, 1] intensity units) a key may lie from a model's default key before it is
