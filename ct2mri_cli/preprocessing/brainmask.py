@@ -162,13 +162,16 @@ def enclosed_by_bone(bone: np.ndarray, spacing: tuple[float, float, float], reac
     for axis in range(3):
         shape = [1, 1, 1]
         shape[axis] = bone.shape[axis]
-        index = np.arange(bone.shape[axis], dtype=np.int32).reshape(shape)
-        far = np.int32(bone.shape[axis] + int(reach_mm / spacing[axis]) + 2)
-        before = np.maximum.accumulate(np.where(bone, index, -far), axis=axis)
-        sides += (index - before) * spacing[axis] <= reach_mm
+        reach = int(reach_mm / spacing[axis])
+        far = bone.shape[axis] + reach + 2
+        kind = np.int16 if 2 * far < np.iinfo(np.int16).max else np.int32
+        index = np.arange(bone.shape[axis], dtype=kind).reshape(shape)
+        # the index of the nearest bone before and after each voxel along the axis
+        before = np.maximum.accumulate(np.where(bone, index, kind(-far)), axis=axis)
+        sides += index - before <= reach
         del before
-        after = np.flip(np.minimum.accumulate(np.flip(np.where(bone, index, 2 * far), axis=axis), axis=axis), axis=axis)
-        sides += (after - index) * spacing[axis] <= reach_mm
+        after = np.flip(np.minimum.accumulate(np.flip(np.where(bone, index, kind(2 * far)), axis=axis), axis=axis), axis=axis)
+        sides += after - index <= reach
         del after
     return sides >= 5
 
