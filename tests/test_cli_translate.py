@@ -298,3 +298,19 @@ def test_impossible_sampler_options_fail_before_the_model_loads(tmp_path, phanto
                                  ("--sampler", "euler", "--sampler must be one of")):
         assert main(["translate", str(phantom_ct), str(tmp_path / "s.nii.gz"), "--weights", str(missing), option, value]) == 1
         _one_line_error(capsys, words)
+
+
+def test_the_threads_used_are_chosen_and_recorded(tmp_path, weights, phantom_ct, capsys):
+    import torch
+
+    out = tmp_path / "syn.nii.gz"
+    before = torch.get_num_threads()
+    try:
+        assert main(["-q", "translate", str(phantom_ct), str(out), "--weights", str(weights), "--device", "cpu",
+                     "--steps", "2", "--threads", "1"]) == 0
+        assert json.loads(out.with_name("syn.json").read_text())["threads"] == {"count": 1, "source": "--threads"}
+    finally:
+        torch.set_num_threads(before)
+    assert main(["translate", str(phantom_ct), str(out), "--weights", str(tmp_path / "none.safetensors"),
+                 "--threads", "0", "--force"]) == 1
+    _one_line_error(capsys, "--threads must be at least 1")

@@ -32,11 +32,18 @@ def preprocess(
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID of the CT when its folder holds several."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing cases (and a manifest with other settings)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip cases already in the output's manifest."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads for registration and resampling.",
+        show_default="OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the CPUs this process may use"),
 ) -> int:
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
     from ..data.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
     from ..io.cases import case_name
+    from ..threads import cpu_budget
 
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(cpu_budget(threads)[0])  # registration and resampling run in ITK
     single = ct is not None or mri is not None
     modes = int(single) + int(csv_file is not None) + int(ct_dir is not None or mri_dir is not None)
     if modes != 1:

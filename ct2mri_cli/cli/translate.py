@@ -52,6 +52,9 @@ def translate(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs in an output folder."),
     native_axes: bool = typer.Option(False, "--native-axes", help="Cut slices along the scan's axes, not in the head's canonical frame."),
     strict: bool = typer.Option(False, "--strict", help="A scan check's warning fails the case (nothing is written)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="CPU threads (fewer than the CPUs is much faster beside other busy jobs).",
+        show_default="OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the CPUs this process may use"),
     pipeline: Optional[bool] = typer.Option(
         None, "--pipeline/--no-pipeline", help="Read the next case and write the last one while a case samples.",
         show_default="on GPUs; off on CPUs, where it slows sampling more than it hides"),
@@ -77,6 +80,8 @@ def translate(
 
     # sampler options that no model can sample with fail before anything is read or loaded
     SamplingConfig().with_overrides(steps, corrections, step_size, sampler, correction_cap).check()
+    if threads is not None and threads < 1:
+        raise Ct2mriError(f"--threads must be at least 1, got {threads}")
     given = list(inputs or [])
     if output is None and case_list is None and len(given) == 2:  # INPUT OUTPUT
         specs = [CaseSpec(case_name(given[0]), given[0]), CaseSpec("", given[1])]
@@ -124,7 +129,7 @@ def translate(
     styles = StyleBook(style, bundle.default_style_key, style_mask)
     styles.key_for(None)  # the run's own --style fails the run, not each case
     translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
-                            native_axes=native_axes)
+                            native_axes=native_axes, threads=threads)
     load_seconds = time.perf_counter() - started
     if cohort_folder is not None:
         ensure_folder(cohort_folder)

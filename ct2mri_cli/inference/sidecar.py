@@ -48,6 +48,7 @@ def build_sidecar(
         "network_evaluations": result.evaluations,
         "batch_size": result.batch_size,
         "device": str(translator.device),
+        "threads": translator.threads,
         "precision": "bf16" if translator.autocast is not None else "fp32",
         "channels_last": translator.channels_last,
         "brain_mask": str(mask_path) if mask_path is not None else "automatic",

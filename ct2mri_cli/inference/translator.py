@@ -95,7 +95,11 @@ class Translator:
         compile: bool = False,
         strict: bool = False,
         native_axes: bool = False,
+        threads: Optional[int] = None,
     ) -> None:
+        from ..threads import use_threads
+
+        self.threads = use_threads(threads)  # from --threads, the launcher, affinity or cgroup quota
         self.schedule = BridgeSchedule(bundle.bridge)
         sampling.check(self.schedule.num_timesteps)
         if batch_size is not None and batch_size < 1:

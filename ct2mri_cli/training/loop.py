@@ -411,6 +411,10 @@ def train(
     device = ddp.training_device(config.device, ctx)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    else:  # the CPUs this job was given (launcher, affinity, cgroup quota), not all the machine has
+        from ..threads import use_threads
+
+        use_threads()
     with ReadingProgress(console, enabled=ctx.is_main and not quiet) as reading:
         spill = layout.windows / f"process-{ctx.rank}" if config.memory_map else None
         data = load_training_data(config, config.network_config().downsampling_factor, reading.update, spill)
