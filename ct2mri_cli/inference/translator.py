@@ -151,13 +151,13 @@ class Translator:
 
         start = time.perf_counter()
         native = from_model_grid(mri_model, record, fill=0.0, order="linear")
-        native = np.clip(native, 0.0, 1.0) * mask
+        native = view.to_storage_order(np.clip(native, 0.0, 1.0) * mask)
         seconds["to_native_grid"] = time.perf_counter() - start
 
         s = self.sampling
         return Translation(
             mri01=native.astype(np.float32),
-            mask=mask,
+            mask=view.to_storage_order(mask),
             ct_model01=ct_model,
             mri_model01=mri_model,
             mask_model=mask_model,

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
+import nibabel as nib
 import numpy as np
 
 from ..errors import Ct2mriError
@@ -37,8 +39,9 @@ from .pose import Pose, estimate_pose
 class CtView:
     """A CT as the model sees it, with what was found on the way.
 
-    ``ct`` is the scan after its corrections (HU scale); ``mask`` its brain on the native grid;
-    ``ct_model01`` and ``mask_model`` the (Z, H, W) model-grid slices described by ``record``.
+    ``ct`` is the scan in RAS voxel order after its corrections (HU scale); ``mask`` its brain on
+    that grid; ``ct_model01`` and ``mask_model`` the (Z, H, W) model-grid slices described by
+    ``record``; :meth:`to_storage_order` puts arrays on ``ct``'s grid back in the scan's own order.
     """
 
     ct: Volume
@@ -50,6 +53,29 @@ class CtView:
     pose: Optional[Pose] = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    storage: Optional[np.ndarray] = None  # the scan's voxel order (nibabel orientation) when not RAS
+
+    def to_storage_order(self, array: np.ndarray) -> np.ndarray:
+        """An array on the (canonical) grid of ``ct`` in the voxel order the scan was stored in."""
+        if self.storage is None:
+            return array
+        back = nib.orientations.ornt_transform(RAS, self.storage)
+        return np.ascontiguousarray(nib.orientations.apply_orientation(array, back))
+
+
+RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+
+
+def canonical_order(volume: Volume) -> tuple[Volume, Optional[np.ndarray]]:
+    """The scan with its voxels in RAS order (an exact permutation and flip, no interpolation) and
+    its stored order, None when it is RAS already: how a scan was stored cannot change the pose,
+    the model grid or the result."""
+    ornt = nib.orientations.io_orientation(volume.affine)
+    if np.array_equal(ornt, RAS):
+        return volume, None
+    data = np.ascontiguousarray(nib.orientations.apply_orientation(np.asarray(volume.data), ornt))
+    affine = np.asarray(volume.affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
+    return dataclasses.replace(volume, data=data, affine=affine), ornt
 
 
 def brain_mask_with_notes(ct: Volume) -> tuple[np.ndarray, list[str]]:
@@ -87,6 +113,9 @@ def view_ct(
     seconds: dict[str, float] = {}
     notes: list[str] = list(ct.notes)
     start = time.perf_counter()
+    ct, storage = canonical_order(ct)
+    if mask is not None and storage is not None:
+        mask = nib.orientations.apply_orientation(np.asarray(mask), storage)
     ct, hu_scale = check_hu_scale(ct)
     checks = [hu_scale, check_gantry_tilt(ct), check_slice_thickness(ct)]
     automatic = mask is None
@@ -122,4 +151,4 @@ def view_ct(
         notes.append(cut)
     seconds["to_model_grid"] = time.perf_counter() - start
     return CtView(ct=ct, mask=mask, record=record, ct_model01=ct_model, mask_model=mask_model,
-                  checks=checks, pose=pose, notes=notes, seconds=seconds)
+                  checks=checks, pose=pose, notes=notes, seconds=seconds, storage=storage)
