@@ -82,7 +82,7 @@ def test_translate_writes_a_dicom_series_per_case(tmp_path, capsys):
     assert "weights sha256" in tags["0020|4000"]
     capsys.readouterr()
     assert main(args) == 1  # an existing series is not overwritten without --force
-    assert "head_synT1 exists (use --force" in capsys.readouterr().err
+    assert "head_synT1 exists (1 of 1 cases have outputs already); use --skip-existing" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["ct2mri_status_1-of-1.jsonl", "head_synT1", "head_synT1.json"]
 

@@ -65,7 +65,10 @@ def check_hu(data: np.ndarray, source: str = "CT") -> str | None:
     if bone < 0.001:
         problems.append(f"only {100 * bone:.2g}% of voxels above 300 HU (bone)")
     soft = sample[(sample > -100) & (sample < 150)]
-    if soft.size:
+    if soft.size < 0.01 * max(1, int(np.count_nonzero(sample > -900))):
+        problems.append(f"only {100 * soft.size / max(1, int(np.count_nonzero(sample > -900))):.2g}% of the head's "
+                        "voxels in -100..150 HU (soft tissue)")
+    elif soft.size:
         median = float(np.median(soft))
         if not -20.0 <= median <= 80.0:
             problems.append(f"soft tissue median {median:.0f} HU (expected about 20-45)")
@@ -278,7 +281,8 @@ def extract_brain_ct(
         try:
             mask = _extract_ras(canon, tuple(canon_spacing), params)  # type: ignore[arg-type]
         except Ct2mriError as exc:
-            raise Ct2mriError(f"{source}: {exc}") from None
+            hint = f" ({warning}: is it in Hounsfield units?)" if warning else ""
+            raise Ct2mriError(f"{source}: {exc}{hint}") from None
         back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]], dtype=float), ornt)
         return np.ascontiguousarray(nib.orientations.apply_orientation(mask, back))
     if spacing is None:
