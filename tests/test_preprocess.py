@@ -107,11 +107,14 @@ def test_single_pair_writes_a_model_ready_case(phantom_pair, tmp_path, capsys):
     qc = sitk.GetArrayFromImage(sitk.ReadImage(str(out / entry["qc"])))
     assert qc.ndim == 3 and qc.shape[2] == 3 and qc.shape[0] >= 56
 
-    # the model grid is the CT's (as in translate); back on it, the mask is the phantom's intracranial space
+    # the model grid is the CT's (as in translate), in RAS voxel order (the CT is stored LPS); back
+    # on it, the mask is the phantom's intracranial space
+    ras = nib.as_closest_canonical(nib.load(str(ct_path)))
+    np.testing.assert_allclose(record.native_affine, ras.affine)
     native_mask = from_model_grid(mask.astype(np.float32), record, order="nearest") > 0.5
-    dice = 2 * (native_mask & truth).sum() / (native_mask.sum() + truth.sum())
+    truth_ras = truth[::-1, ::-1, :]
+    dice = 2 * (native_mask & truth_ras).sum() / (native_mask.sum() + truth_ras.sum())
     assert dice > 0.9
-    np.testing.assert_allclose(record.native_affine, ct_affine)
     assert 900 < entry["brain_ml"] < 1300
 
 
@@ -288,8 +291,10 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     # matches the T1-like picture computed directly from the CT on that grid (0.83; through the
     # forward transform 0.15, through none 0.26; interpolating before and after the nonlinear
     # T1 mapping keeps it below 1)
-    record = GridRecord.from_dict(entry["grid"])
-    direct = apply_model_grid(t1_from_hu(head_ct.data), record)
+    from ct2mri_cli.preprocessing.model_view import canonical_order
+
+    record = GridRecord.from_dict(entry["grid"])  # on the CT's grid in RAS voxel order
+    direct = apply_model_grid(t1_from_hu(canonical_order(head_ct)[0].data), record)
     correlation = np.corrcoef(direct[mask], mri01[mask])[0, 1]
     assert correlation > 0.7, correlation
 
