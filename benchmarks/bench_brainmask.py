@@ -61,6 +61,20 @@ def pitched(ct: Volume, truth: np.ndarray) -> tuple[Volume, np.ndarray]:
     return Volume(data=data, affine=affine, description=f"{ct.name} (pitched)"), mask
 
 
+def read_pairs(data: Path, cases: int | None) -> list[dict[str, str]]:
+    """The first ``cases`` rows of a synthesize folder's ``pairs.csv`` (all when None)."""
+    with open(data / "pairs.csv") as handle:
+        return list(csv.DictReader(handle))[:cases]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Rows as CSV, floats to 4 decimals."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+
+
 def score(ct: Volume, truth: np.ndarray) -> dict[str, float]:
     start = time.perf_counter()
     ct, _ = check_hu_scale(ct)
@@ -79,8 +93,7 @@ def main() -> None:
     parser.add_argument("--variants", default="as made,thick,pitched")
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
-    with open(args.data / "pairs.csv") as handle:
-        pairs = list(csv.DictReader(handle))[: args.cases]
+    pairs = read_pairs(args.data, args.cases)
     variants = {"as made": lambda c, t: (c, t), "thick": thick, "pitched": pitched}
     rows = []
     print(f"machine: {platform.processor() or platform.machine()}, {platform.python_version()}")
@@ -99,10 +112,7 @@ def main() -> None:
         print(f"{name}: {len(sel)} cases, Dice min {min(r['dice'] for r in sel):.3f} mean {np.mean([r['dice'] for r in sel]):.3f}, "
               f"|volume error| max {max(abs(r['volume_error_pct']) for r in sel):.1f} %")
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        write_rows(args.csv, rows)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ and the brain key, and the automatic mask's Dice.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
 from ct2mri_cli.bundled import default_weights
 from ct2mri_cli.evaluation.metrics import psnr
 from ct2mri_cli.inference.translator import Translator
@@ -41,8 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     bundle = load_weights(default_weights())
     translator = Translator(bundle, torch.device("cpu"), bundle.sampling)
-    with open(args.data / "pairs.csv") as handle:
-        pairs = list(csv.DictReader(handle))[: args.cases]
+    pairs = read_pairs(args.data, args.cases)
     rows = []
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'case':10s} {'source':10s} {'dice':>6s} {'auto':>6s} {'true':>6s} {'head':>6s} {'brain':>6s} {'W1':>7s}")
@@ -77,10 +76,7 @@ def main() -> None:
     print(f"head key - brain key: mean {np.mean(head_brain):+.2f} dB, range {min(head_brain):+.2f} to {max(head_brain):+.2f}; "
           f"W1 max {max(r['w1_head_brain'] for r in rows):.4f}")
     if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        write_rows(args.csv, rows)
 
 
 if __name__ == "__main__":

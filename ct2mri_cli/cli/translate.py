@@ -77,11 +77,11 @@ def translate(
     from ..weights import load_weights
 
     from ..settings import SamplingConfig
+    from ..threads import cpu_budget
 
-    # sampler options that no model can sample with fail before anything is read or loaded
+    # options that nothing can run with fail before anything is read or loaded
     SamplingConfig().with_overrides(steps, corrections, step_size, sampler, correction_cap).check()
-    if threads is not None and threads < 1:
-        raise Ct2mriError(f"--threads must be at least 1, got {threads}")
+    cpu_budget(threads)
     given = list(inputs or [])
     if output is None and case_list is None and len(given) == 2:  # INPUT OUTPUT
         specs = [CaseSpec(case_name(given[0]), given[0]), CaseSpec("", given[1])]

@@ -7,6 +7,7 @@ overlap sampling) and records every case in the shard's status file.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -151,8 +152,6 @@ def refuse_existing(jobs: list[Job], *, force: bool, skip_existing: bool, explic
 
 
 def _is_own_sidecar(path: Path, output: Path) -> bool:
-    import json
-
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError):

@@ -172,8 +172,7 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
         data = np.where(filled, np.float32(AIR_HU - 24.0), data)
         notes.append(f"{100 * filled.mean():.1f}% of voxels hold the fill value {evidence.fill:g} around the head, "
                      "treated as air")
-    changed = shifted or padded.any() or (len(notes) > 0)
-    out = volume.with_data(data) if changed else volume
+    out = volume.with_data(data) if notes else volume  # every change leaves a note
     if shifted:
         return out, Check("hu_scale", f"HU + {STORED_OFFSET:g}", rule, "corrected", "; ".join(notes))
     return out, Check("hu_scale", "HU", rule, "pass", "; ".join(notes))
