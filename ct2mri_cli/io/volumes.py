@@ -18,6 +18,7 @@ world origin.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import plistlib
 import re
@@ -471,6 +472,29 @@ def _read_invesalius(path: Path) -> Volume:
         path=path,
         description=f"InVesalius project{f' ({modality})' if modality else ''}",
     )
+
+
+RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)  # nibabel's orientation of RAS voxel order
+
+
+def canonical_order(volume: Volume) -> tuple[Volume, np.ndarray | None]:
+    """The scan with its voxels in RAS order (an exact permutation and flip, no interpolation) and
+    its stored order, None when it is RAS already: how a scan was stored cannot change what is
+    computed from it."""
+    ornt = nib.orientations.io_orientation(volume.affine)
+    if np.array_equal(ornt, RAS):
+        return volume, None
+    data = np.ascontiguousarray(nib.orientations.apply_orientation(np.asarray(volume.data), ornt))
+    affine = np.asarray(volume.affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
+    return dataclasses.replace(volume, data=data, affine=affine), ornt
+
+
+def storage_order(array: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
+    """An array on the grid of :func:`canonical_order` back in the voxel order ``stored``."""
+    if stored is None:
+        return array
+    back = nib.orientations.ornt_transform(RAS, stored)
+    return np.ascontiguousarray(nib.orientations.apply_orientation(array, back))
 
 
 def slice_axis(affine: np.ndarray) -> int:

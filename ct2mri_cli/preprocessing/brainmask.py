@@ -20,11 +20,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume
+from ..io.volumes import Volume, canonical_order, storage_order
 
 
 @dataclass(frozen=True)
@@ -267,24 +266,18 @@ def extract_brain_ct(
     ``UserWarning``; no HU scale at all raises :class:`Ct2mriError`.
     """
     if isinstance(volume_or_array, Volume):
-        data = np.asarray(volume_or_array.data, dtype=np.float32)
         source = volume_or_array.name
-        ornt = nib.orientations.io_orientation(volume_or_array.affine)
-        canon = nib.orientations.apply_orientation(data, ornt)
-        native_spacing = volume_or_array.spacing
-        canon_spacing = [0.0, 0.0, 0.0]
-        for i, (c, _) in enumerate(ornt):
-            canon_spacing[int(c)] = native_spacing[i]
+        canon, stored = canonical_order(volume_or_array)
+        data = np.asarray(canon.data, dtype=np.float32)
         warning = check_hu(data, source)
         if warning:
             warnings.warn(warning, stacklevel=2)
         try:
-            mask = _extract_ras(canon, tuple(canon_spacing), params)  # type: ignore[arg-type]
+            mask = _extract_ras(data, canon.spacing, params)
         except Ct2mriError as exc:
             hint = f" ({warning}: is it in Hounsfield units?)" if warning else ""
             raise Ct2mriError(f"{source}: {exc}{hint}") from None
-        back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]], dtype=float), ornt)
-        return np.ascontiguousarray(nib.orientations.apply_orientation(mask, back))
+        return storage_order(mask, stored)
     if spacing is None:
         raise ValueError("spacing is required when passing an array")
     data = np.asarray(volume_or_array, dtype=np.float32)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume
+from ..io.volumes import Volume, canonical_order, storage_order
 from ..settings import PreprocessConfig
 from .brainmask import extract_brain_ct
 from .checks import (
@@ -57,25 +56,7 @@ class CtView:
 
     def to_storage_order(self, array: np.ndarray) -> np.ndarray:
         """An array on the (canonical) grid of ``ct`` in the voxel order the scan was stored in."""
-        if self.storage is None:
-            return array
-        back = nib.orientations.ornt_transform(RAS, self.storage)
-        return np.ascontiguousarray(nib.orientations.apply_orientation(array, back))
-
-
-RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
-
-
-def canonical_order(volume: Volume) -> tuple[Volume, Optional[np.ndarray]]:
-    """The scan with its voxels in RAS order (an exact permutation and flip, no interpolation) and
-    its stored order, None when it is RAS already: how a scan was stored cannot change the pose,
-    the model grid or the result."""
-    ornt = nib.orientations.io_orientation(volume.affine)
-    if np.array_equal(ornt, RAS):
-        return volume, None
-    data = np.ascontiguousarray(nib.orientations.apply_orientation(np.asarray(volume.data), ornt))
-    affine = np.asarray(volume.affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
-    return dataclasses.replace(volume, data=data, affine=affine), ornt
+        return storage_order(array, self.storage)
 
 
 def brain_mask_with_notes(ct: Volume) -> tuple[np.ndarray, list[str]]:
