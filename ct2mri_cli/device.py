@@ -10,6 +10,7 @@ from .errors import Ct2mriError
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 _CUDA = re.compile(r"^cuda(?::(\d+))?$")
+CPU_FALLBACK = "no GPU found (CUDA or MPS): running on the CPU, which is much slower"
 
 
 def _mps_available() -> bool:
@@ -25,8 +26,9 @@ def check_device_spec(spec: str) -> str:
     raise Ct2mriError(f"--device {spec!r}: expected {DEVICE_CHOICES}")
 
 
-def resolve_device(spec: str) -> torch.device:
-    """The device named by ``spec``; ``auto`` prefers CUDA, then MPS, then the CPU (with a warning).
+def resolve_device(spec: str, announce: bool = True) -> torch.device:
+    """The device named by ``spec``; ``auto`` prefers CUDA, then MPS, then the CPU (with the
+    :data:`CPU_FALLBACK` notice unless ``announce`` is false: a caller that may have no work says it later).
 
     An explicitly requested device that is not usable is a one-line :class:`Ct2mriError`.
     """
@@ -38,9 +40,10 @@ def resolve_device(spec: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if _mps_available():
             return torch.device("mps")
-        from .reporting import notice
+        if announce:
+            from .reporting import notice
 
-        notice("no GPU found (CUDA or MPS): running on the CPU, which is much slower")
+            notice(CPU_FALLBACK)
         return torch.device("cpu")
     if value == "mps":
         if not _mps_available():

@@ -62,3 +62,24 @@ def test_help_texts_keep_their_words(capsys):
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert all(preset in text for preset in ("released", "small", "demo", "tiny"))
+
+
+@pytest.mark.parametrize("command", ["translate", "preprocess", "train", "histogram", "synthesize", "sources", "info",
+                                     "evaluate", "report"])
+def test_help_names_values_plainly(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    import re
+
+    assert not re.search(r"<(bool|int|float|str|Path|list|tuple|int,|float,)", text), text  # no <bool>, <list[Path]>
+    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ --") or line.startswith("│    --")}
+    assert "--help" in rows and "bool" not in rows["--help"].lower()
+
+
+def test_help_shows_value_kinds_and_no_kind_for_flags(capsys):
+    assert main(["translate", "--help"]) == 0
+    rows = {line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("│ --")}
+    assert rows["--steps"][2] == "INTEGER" and rows["--step-size"][2] == "FLOAT" and rows["--style"][3] == "TEXT"
+    assert rows["--force"][2] == "Overwrite" and rows["--paper"][2] == "The"  # a flag takes no value
+    assert main(["preprocess", "--help"]) == 0
+    assert "INTEGER INTEGER" in capsys.readouterr().out  # --size H W

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -237,3 +238,57 @@ def test_bad_case_lists_fail_with_one_line(cohort, tmp_path, capsys):
     assert "matches no file" in capsys.readouterr().err
     assert main(["translate", "--status", str(tmp_path)]) == 1
     assert "no status files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_runs_side_by_side_share_the_cases(cohort, tmp_path):
+    root, weights = cohort
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "ct2mri_cli", "translate", str(root / "cases"), "-o", str(out), "--weights",
+            str(weights), "--device", "cpu", "--threads", "1", "--steps", "60"]
+    runs = [subprocess.Popen(args, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             encoding="utf-8", errors="replace") for _ in range(2)]
+    results = [run.communicate(timeout=3600) for run in runs]  # a guard against a hang, not a time limit
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in results]
+    summaries = [" ".join(err.split()) for _, err in results]
+    translated = [int(re.search(r"(\d+) translated", s).group(1)) for s in summaries]
+    assert sum(translated) == len(CASES), summaries  # each case once
+    assert all("left to it" in s or "meanwhile" in s or n == len(CASES) for s, n in zip(summaries, translated))
+    lines = _status_lines(out)
+    assert sorted(e["case"] for e in lines) == CASES and all(e["state"] == "done" for e in lines)
+    assert sorted(p.name for p in out.glob("*_synT1.json")) == [f"{c}_synT1.json" for c in CASES]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no claim or temporary left
+
+
+def test_ctrl_c_says_so_and_leaves_no_partial_file(cohort, tmp_path):
+    root, weights = cohort
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "ct2mri_cli", "translate", str(root / "cases"), "-o", str(out),
+                                "--weights", str(weights), "--device", "cpu", "--steps", "400"],
+                               env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               encoding="utf-8", errors="replace")
+    deadline = time.monotonic() + 600  # a guard against a hang
+    while not list(out.glob("ct2mri_status_*.jsonl")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted") and "Traceback" not in err, err[-2000:]
+    assert not list(out.glob("*_synT1.nii.gz")) and not list(out.glob(".*"))  # no partial output, no claim left
+
+
+def test_a_run_of_skips_does_not_speak_of_the_device(cohort, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(cohort[0] / "whole", out)
+    base = [a for a in _base(cohort)[1:] if a not in ("--device", "cpu")]
+    assert main(base + ["-o", str(out), "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert "5 skipped" in " ".join(err.split()) and "no GPU found" not in err
+    if not torch.cuda.is_available():
+        (out / "p0_synT1.nii.gz").unlink()
+        assert main(base + ["-o", str(out), "--skip-existing"]) == 0
+        err = capsys.readouterr().err
+        assert "1 translated" in " ".join(err.split()) and err.count("no GPU found") == 1

@@ -24,6 +24,7 @@ LAYERS = [
     {"style", "evaluation"},
     {"weights", "data"},
     {"inference"},
+    {"reports"},
     {"training"},
     {"cli", "__main__"},
 ]

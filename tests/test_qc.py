@@ -13,6 +13,7 @@ from ct2mri_cli.evaluation.qc import (
     montage,
     pair_montage,
     planes,
+    pose_caption,
     to_uint8,
     write_png,
 )
@@ -63,22 +64,36 @@ def test_checkerboard_alternates_tiles():
         checkerboard(a, np.ones((4, 4)))
 
 
-def test_pair_montage_layout_and_mask_outline():
+def _corr(x, y):
+    return float(np.corrcoef(np.ravel(x).astype(float), np.ravel(y).astype(float))[0, 1])
+
+
+def _ellipsoid(z, h, w):
+    zz, yy, xx = np.mgrid[:z, :h, :w]
+    return ((zz - z / 2) / (z / 3)) ** 2 + ((yy - h / 2) / (h / 3)) ** 2 + ((xx - w / 2) / (w / 3)) ** 2 < 1
+
+
+def test_pair_montage_layout_content_and_mask_outline():
+    rng = np.random.default_rng(0)
     z, h, w = 20, 24, 22
-    first = np.full((z, h, w), 0.2)
+    first = rng.random((z, h, w))
     second = np.full((z, h, w), 0.8)
     mask = np.zeros((z, h, w), bool)
     mask[5:15, 6:18, 4:16] = True
     assert mask_centre(mask) == (9, 11, 9)
     out = pair_montage(first, second, mask, tiles=2)
     gap = 2
-    assert out.shape == (h + z + z + 2 * gap, 3 * max(w, h) + 2 * gap, 3)  # rows: axial, coronal, sagittal
-    axial_first = out[:h, :w]
-    outline = (axial_first[..., 0] == 255) & (axial_first[..., 1] == 64)
-    assert outline.sum() == 2 * (12 + 12) - 4  # the border of a 12 x 12 square
-    assert (out[:h, w + gap : 2 * w + gap] == round(0.8 * 255)).all()
-    tiles = out[:h, 2 * (w + gap) : 3 * w + 2 * gap, 0]
-    assert set(np.unique(tiles)) == {round(0.2 * 255), round(0.8 * 255)}
+    assert out.dtype == np.uint8 and out.shape == (h + z + z + 2 * gap, 3 * max(w, h) + 2 * gap, 3)
+    axial = planes(first, (9, 11, 9))[0]
+    shown = out[:h, :w]
+    assert _corr(shown[..., 1], to_uint8(axial)) > 0.95  # the first panel is the first volume's slice
+    assert np.abs(out[:h, w + gap : 2 * w + gap].astype(int) - round(0.8 * 255)).max() <= 1
+    tiles = out[:h, 2 * (w + gap) : 3 * w + 2 * gap, 1].astype(int)
+    assert np.abs(tiles - round(0.8 * 255)).min() <= 1 and np.abs(tiles - to_uint8(axial)).min() <= 1
+    red = (out[..., 0].astype(int) - out[..., 1]) > 60  # the mask's outline, on the first column only
+    ys, xs = np.nonzero(red[:h, :w])
+    assert len(ys) > 20 and ys.min() >= 5 and ys.max() <= 18 and xs.min() >= 3 and xs.max() <= 16
+    assert not red[:, w:].any() and not red[:h, :w][8:15, 7:13].any()  # none elsewhere, none inside
 
 
 def test_write_png_round_trip_and_atomicity(tmp_path):
@@ -99,47 +114,88 @@ def test_write_png_round_trip_and_atomicity(tmp_path):
 
 
 def test_labelled_montage_names_columns_and_planes():
-    from ct2mri_cli.evaluation.qc import pair_montage
-
     rng = np.random.default_rng(0)
     z, h, w = 30, 48, 40
     a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
     plain = pair_montage(a, b)
-    big = pair_montage(a, b, titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=300)
+    big = pair_montage(a, b, min_side=300)
+    labelled = pair_montage(a, b, titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=300)
     factor = (big.shape[0] - 4) // (plain.shape[0] - 4)
     assert min(big.shape[:2]) >= 300 and big.shape[0] == (plain.shape[0] - 4) * factor + 4
-    label = np.all(big == (255, 230, 64), axis=-1)
-    assert not np.all(np.stack([plain] * 3, axis=-1) == (255, 230, 64), axis=-1).any()
+    assert labelled.shape == big.shape
+    zoomed = np.kron(plain[:h, :w, 0], np.ones((factor, factor), np.uint8))
+    assert _corr(big[: h * factor, : w * factor, 0], zoomed) > 0.99  # enlarged, not resampled
+    ink = np.abs(labelled.astype(int) - big).max(axis=-1) > 40
     panel_w, gap = w * factor, 2
     row_tops = [0, h * factor + gap, (h + z) * factor + 2 * gap]
     row_heights = [h * factor, z * factor, z * factor]
+    expected = np.zeros_like(ink)
     for column in range(3):  # a title at the top of each column
         x0 = column * (panel_w + gap)
-        assert label[: row_heights[0] // 4, x0 : x0 + panel_w].sum() > 20, column
+        assert ink[: row_heights[0] // 4, x0 : x0 + panel_w].sum() > 20, column
+        expected[: row_heights[0] // 4, x0 : x0 + panel_w] = True
     for top, height in zip(row_tops, row_heights):  # a plane name at the bottom of each row's first panel
-        assert label[top + 3 * height // 4 : top + height, :panel_w].sum() > 20
+        assert ink[top + 3 * height // 4 : top + height, :panel_w].sum() > 20
+        expected[top + 3 * height // 4 : top + height, :panel_w] = True
+    assert not (ink & ~expected).any()  # and no lettering elsewhere
+    with pytest.raises(ValueError, match="3 column titles"):
+        pair_montage(a, b, titles=("CT", "T1"))
 
 
-def test_text_bitmap_spells_with_the_glyphs():
-    from ct2mri_cli.evaluation.lettering import text_bitmap
+def test_montages_are_deterministic(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = rng.random((12, 20, 18)), rng.random((12, 20, 18))
+    kwargs = {"titles": ("CT", "T1", "BOARD"), "min_side": 200, "caption": "NATIVE AXES", "trust": rng.random((12, 20, 18))}
+    write_png(pair_montage(a, b, **kwargs), tmp_path / "one.png")
+    write_png(pair_montage(a, b, **kwargs), tmp_path / "two.png")
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
 
-    bitmap = text_bitmap("T1")
-    assert bitmap.shape == (7, 11)
-    assert bitmap[0, :5].all() and bitmap[1:, 2].all() and not bitmap[1:, [0, 1, 3, 4]].any()  # T
-    assert not bitmap[:, 5].any()  # the gap between letters
-    assert bitmap[6, 7:10].all() and bitmap[:, 8].all()  # 1: stem and foot
+
+def test_trust_map_gets_a_coloured_column_and_a_colour_bar():
+    import matplotlib
+
+    rng = np.random.default_rng(3)
+    z, h, w = 20, 32, 28
+    mask = _ellipsoid(z, h, w)
+    a, b = rng.random((z, h, w)) * mask, rng.random((z, h, w)) * mask
+    trust = np.where(mask, np.linspace(0.0, 2.0, w)[None, None, :] + 0.1 * rng.random((z, h, w)), 0.0)
+    titles = ("CT", "SYNTHETIC T1", "CHECKERBOARD")
+    without = pair_montage(a, b, mask, titles=titles, min_side=200)
+    out = pair_montage(a, b, mask, titles=titles, min_side=200, trust=trust)
+    gap = 2
+    factor = (without.shape[0] - 2 * gap) // (h + 2 * z)
+    assert out.shape[0] == without.shape[0] and out.shape[1] > 4 * max(h, w) * factor + 3 * gap
+    for column in range(3):  # the first three columns are as they were
+        x0 = column * (w * factor + gap)
+        np.testing.assert_array_equal(out[: h * factor, x0 : x0 + w * factor], without[: h * factor, x0 : x0 + w * factor])
+    x0 = 3 * (w * factor + gap)
+    panel = out[: h * factor, x0 : x0 + w * factor].astype(float)
+    centre = mask_centre(mask)
+    shown = planes(np.where(mask, trust, np.nan), centre)[0]
+    lo, hi = np.nanmin(np.where(mask, trust, np.nan)), np.nanmax(np.where(mask, trust, np.nan))
+    expected = matplotlib.colormaps["viridis"]((shown - lo) / (hi - lo))[..., :3] * 255
+    expected = np.kron(expected, np.ones((factor, factor, 1)))
+    brain = np.kron(np.isfinite(shown), np.ones((factor, factor), bool))
+    untitled = np.ones_like(brain)
+    untitled[: h * factor // 4] = False  # under the TRUST title
+    assert np.abs(panel - expected)[brain & untitled].mean() < 3  # the trust map, coloured by viridis
+    outside = ~brain & untitled
+    assert (panel[outside] == 0).all()  # black outside the brain
+    bar = out[:, 4 * max(h, w) * factor + 3 * gap :].astype(int)  # right of the widest row
+    colourful = (np.abs(bar[..., 0] - bar[..., 1]) > 40) | (np.abs(bar[..., 1] - bar[..., 2]) > 40)
+    assert colourful.sum() > 200  # the colour bar
+    with pytest.raises(ValueError, match="trust map"):
+        pair_montage(a, b, mask, trust=trust[:-1])
 
 
 def test_the_caption_is_written_under_the_second_axial_panel():
-    from ct2mri_cli.evaluation.qc import pair_montage
-    from ct2mri_cli.evaluation.qc import pose_caption
     from ct2mri_cli.preprocessing.pose import Pose
 
     rng = np.random.default_rng(1)
     z, h, w = 20, 64, 60
     a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
     picture = pair_montage(a, b, caption="POSE P 18.6 R 0.4 Y -1.2")
-    ink = np.all(picture == (255, 230, 64), axis=-1)
+    ink = np.abs(picture.astype(int) - pair_montage(a, b)).max(axis=-1) > 40
     second = slice(w + 2, 2 * w + 2)
     assert ink[3 * h // 4 : h, second].sum() > 20  # at the foot of the axial panel
     ink[3 * h // 4 : h, second] = False

@@ -63,6 +63,7 @@ def test_train_resume_force_and_quiet(dataset, tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "train" in err and "samples/s" in err and "wrote" in err
+    assert "validating 1 held-out case(s), 8 middle slices" in err and "validation PSNR" in err
     saved = json.loads((run / "config.json").read_text())
     assert saved["network"] == {"base_channels": 8} and saved["steps"] == 2 and saved["val_every"] == 2
 
@@ -187,3 +188,13 @@ def test_memory_mapped_windows_train_like_windows_in_memory(dataset, tmp_path):
     assert (tmp_path / "mapped" / "windows" / "process-0" / "ct.f16").is_file()
     digests = [parameters_digest(load_weights(tmp_path / run / "model.safetensors").network) for run in ("memory", "mapped")]
     assert digests[0] == digests[1]
+
+
+def test_no_validation_switch(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), "-o", str(run), *FAST, "--steps", "2", "--no-validation"]) == 0
+    err = capsys.readouterr().err
+    assert "validating" not in err and "validation PSNR" not in err
+    assert json.loads((run / "config.json").read_text())["val_every"] == 0
+    assert not [r for r in read_log(run / "log.jsonl") if r["kind"] == "val"]
+    assert (run / "model.safetensors").is_file() and not (run / "best.safetensors").exists()

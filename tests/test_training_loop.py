@@ -10,7 +10,9 @@ from ct2mri_cli.style.key import style_key
 from ct2mri_cli.training import config_from_dict, load_config, train
 from ct2mri_cli.training.checkpoint import load_checkpoint
 from ct2mri_cli.training.ema import EMA
+from ct2mri_cli.training.loop import newer_best
 from ct2mri_cli.training.monitor import PHASES, read_log
+from ct2mri_cli.training.validation import middle_slab
 from ct2mri_cli.weights import load_weights
 from tests.training_helpers import synthetic_case, write_dataset
 
@@ -118,6 +120,7 @@ def test_outputs_export_and_log(dataset, tmp_path):
     assert result.best["step"] == best["step"] and (run / "best.safetensors").is_file()
     assert load_weights(run / "best.safetensors").provenance["training_steps"] == best["step"]
     assert records[-1]["kind"] == "end" and records[-1]["ranks_identical"] is True
+    assert (run / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the logged validation PSNR is what the exported model gives on the held-out case
     name = vals[-1]["cases"][0]["case"]
@@ -128,3 +131,58 @@ def test_outputs_export_and_log(dataset, tmp_path):
     pred = ((out + 1) / 2).clamp(0, 1).numpy()
     assert psnr(pred, mri, mask) == pytest.approx(vals[-1]["psnr"], abs=1e-3)
 
+
+
+def test_middle_slab_is_centred_on_the_brain():
+    mask = np.zeros((20, 4, 4), bool)
+    mask[6:10] = True  # centre of mass at slice 7.5
+    assert middle_slab(mask, 2) == slice(7, 9)
+    assert middle_slab(mask, 4) == slice(6, 10)
+    assert middle_slab(mask, 0) == slice(0, 20)
+    assert middle_slab(mask, 25) == slice(0, 20)
+    edge = np.zeros((20, 4, 4), bool)
+    edge[0] = True
+    assert middle_slab(edge, 6) == slice(0, 6)  # kept inside the volume
+    assert middle_slab(np.zeros((9, 2, 2), bool), 3) == slice(3, 6)
+
+
+def test_validation_scores_a_slab_of_the_held_out_case(dataset, tmp_path):
+    run = tmp_path / "run"
+    train(_config(dataset, steps=2, val_every=2, val_slices=4, checkpoint_every=0, seed=1), run, quiet=True)
+    (val,) = [r for r in read_log(run / "log.jsonl") if r["kind"] == "val"]
+    (case,) = val["cases"]
+    ct, mri, mask = synthetic_case(int(case["case"][-2:]))
+    slab = middle_slab(mask, 4)
+    assert case["slices"] == [slab.start, slab.stop] == [4, 8] and val["slices"] == 4
+    bundle = load_weights(run / "model.safetensors")
+    out = sample_volume(network_denoiser(bundle.network), torch.from_numpy(ct[slab]) * 2 - 1, style_key(mri, mask),
+                        steps=3, corrections=1, step_size=0.5, mode="ista")
+    pred = ((out + 1) / 2).clamp(0, 1).numpy()
+    assert psnr(pred, mri[slab], mask[slab]) == pytest.approx(case["psnr"], abs=1e-3)
+
+
+def test_a_stop_during_validation_keeps_the_training(dataset, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ct2mri_cli.training.loop.validate_cases", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(dataset, steps=3, val_every=2, checkpoint_every=0), run, quiet=True)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2  # written before the validation
+    assert not (run / "model.safetensors").exists()
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(dataset, steps=3, val_every=2, checkpoint_every=0), run, quiet=True, resume=True)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
+    assert load_weights(run / "model.safetensors").provenance["training_steps"] == 3  # exported before it too
+
+
+def test_resume_keeps_a_best_model_found_after_the_last_checkpoint(dataset, tmp_path):
+    run = tmp_path / "run"
+    result = train(_config(dataset, steps=4, val_every=2, checkpoint_every=0), run, quiet=True)
+    found = newer_best(None, run / "best.safetensors", step=4)
+    assert found == result.best
+    assert newer_best(None, run / "best.safetensors", step=result.best["step"] - 1) is None  # not yet found then
+    older = {"step": 0, "psnr": 1.0}
+    assert newer_best(older, run / "best.safetensors", step=4) == result.best
+    assert newer_best(older, tmp_path / "missing.safetensors", step=4) is older

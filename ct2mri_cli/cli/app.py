@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Optional
+from pathlib import Path
+from typing import Any, List, Optional, Tuple, Union, get_args, get_origin
 
 import typer
 
@@ -43,9 +44,10 @@ def _global_options(
 
 def _register() -> None:
     """Subcommands in the order ``--help`` lists them (their modules import heavy code lazily)."""
-    from . import histogram, info, preprocess, sources, synthesize, train, translate
+    from . import histogram, info, preprocess, report, sources, synthesize, train, translate
 
     app.command("translate")(translate.translate)
+    app.command("report")(report.report)
     app.command("preprocess")(preprocess.preprocess)
     app.command("train")(train.train)
     app.command("histogram")(histogram.histogram)
@@ -61,6 +63,42 @@ _register()
 
 
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+_PLAIN_TYPES = {bool: "", int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def _plain_metavar(annotation: Any) -> Optional[str]:
+    """What help shows for a value of this type: nothing for a flag, TEXT, PATH..., not ``<list[Path]>``."""
+    if get_origin(annotation) is Union:
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return _plain_metavar(inner[0]) if len(inner) == 1 else None
+    if get_origin(annotation) in (tuple, Tuple):
+        elements = [_plain_metavar(a) for a in get_args(annotation)]
+        return " ".join(elements) if all(elements) else None  # type: ignore[arg-type]
+    if get_origin(annotation) in (list, List):
+        element = _plain_metavar(get_args(annotation)[0])
+        return f"{element}..." if element else None
+    return _PLAIN_TYPES.get(annotation)
+
+
+def _command() -> Any:
+    """The click command of the application, with plain value names in every command's help."""
+    command = typer.main.get_command(app)
+    for sub in [command, *getattr(command, "commands", {}).values()]:
+        params = list(sub.params)
+        try:  # the --help option is made on demand
+            params.append(sub.get_help_option(typer.Context(sub)))
+        except (AttributeError, TypeError):
+            pass
+        for param in params:
+            descriptor = getattr(param, "type_descriptor", None)
+            plain = _plain_metavar(descriptor.annotation) if descriptor is not None else None
+            if plain is None:
+                continue
+            if getattr(param, "param_type_name", "") == "argument":  # its metavar would replace its name
+                param.display_type_rich = lambda ctx, plain=plain: plain
+            elif param.metavar is None:
+                param.metavar = plain
+    return command
 
 
 def global_flags_first(argv: list[str]) -> list[str]:
@@ -74,6 +112,14 @@ def global_flags_first(argv: list[str]) -> list[str]:
     return flags + [a for a in head if a not in GLOBAL_FLAGS] + tail
 
 
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+def _say_interrupted() -> None:
+    common.console.print("[red]interrupted[/red] (Ctrl-C): what was finished is kept; nothing half-written was left",
+                         soft_wrap=True)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     common.settings.verbose = False
@@ -81,7 +127,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     common.settings.said.clear()
     args = global_flags_first(list(sys.argv[1:] if argv is None else argv))
     try:
-        rv = app(args=args, prog_name="ct2mri", standalone_mode=False)
+        rv = _command().main(args=args, prog_name="ct2mri", standalone_mode=False)
     except Ct2mriError as exc:
         if common.settings.verbose:
             traceback.print_exc()
@@ -89,9 +135,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        common.console.print("[red]aborted[/red]")
-        return 130
+    except (typer.Abort, KeyboardInterrupt):
+        _say_interrupted()
+        return INTERRUPTED
     except Exception as exc:  # click usage errors and anything unexpected
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()  # a usage error: click prints it with the command's usage line
@@ -102,7 +148,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --verbose for the traceback)", soft_wrap=True
         )
         return 1
-    return rv if isinstance(rv, int) else 0
+    code = rv if isinstance(rv, int) else 0  # without standalone mode, typer returns an Exit's code
+    if code == INTERRUPTED:  # typer's answer to Ctrl-C (SIGINT)
+        _say_interrupted()
+    return code
 
 
 def run() -> None:

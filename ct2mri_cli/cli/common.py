@@ -17,7 +17,7 @@ from rich.progress import (
 
 from ..errors import Ct2mriError
 from ..io.atomic import check_folder_possible, same_file
-from ..reporting import console, info, settings, warn  # noqa: F401  (re-exported for subcommands)
+from ..reporting import console, info, notice, settings, warn  # noqa: F401  (re-exported for subcommands)
 
 stdout = Console(highlight=False)
 

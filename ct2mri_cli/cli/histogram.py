@@ -18,11 +18,12 @@ def histogram(
     normalise: str = typer.Option(
         "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max; robust; none."
     ),
-    png: Optional[Path] = typer.Option(None, "--png", help="Also draw the three curves to this PNG."),
+    png: Optional[Path] = typer.Option(
+        None, "--png", help="Also plot the three curves of each key (and their average) to this PNG."
+    ),
 ) -> None:
     """Compute a style key (SKC): one volume gives its key, several their average."""
-    from ..evaluation.qc import write_png
-    from ..style.key import average_style_keys, key_curves, save_style_key
+    from ..style.key import average_style_keys, save_style_key
     from ..style.sources import mri_style_key
 
     if normalise not in ("auto", "robust", "none"):
@@ -43,8 +44,8 @@ def histogram(
     save_style_key(output, key, {"sources": sources, "count": str(len(mris)), "normalise": normalise})
     common.info(f"wrote {output} ({'average of ' + str(len(keys)) + ' keys' if len(keys) > 1 else 'one volume'})")
     if png is not None:
-        from ..evaluation.plotting import curve_panels
+        from ..evaluation.keyplot import write_key_plot
 
-        write_png(curve_panels([[c] for c in key_curves(key)]), png)
+        write_key_plot([(path.name, k) for path, k in zip(mris, keys)], png, key if len(keys) > 1 else None)
         common.info(f"wrote {png}")
 

@@ -27,6 +27,8 @@ def train(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps.", show_default="auto"),
     force: bool = typer.Option(False, "--force", help="Start over in a folder that holds a previous run."),
+    no_validation: bool = typer.Option(
+        False, "--no-validation", help="Skip validation (the same as --set val_every=0); held-out subjects stay held out."),
 ) -> None:
     """Train the multi-slice Brownian-bridge model; torchrun launches distributed (DDP) training.
 
@@ -49,6 +51,8 @@ def train(
         if value is not None:
             requested[key] = value
     requested["data_dir"] = str(data_dir)
+    if no_validation:
+        requested["val_every"] = 0
     requested = cfg.apply_overrides(requested, overrides or [])
     if resume:
         saved_file = RunLayout(output).config

@@ -66,7 +66,7 @@ def translate(
         _print_status(status)
         return
     from ..bundled import default_weights
-    from ..device import resolve_device
+    from ..device import CPU_FALLBACK, resolve_device
     from ..inference.cohort import StyleBook, translate_cohort
     from ..inference.jobs import check_outputs, plan_jobs
     from ..inference.status import StatusFile
@@ -122,7 +122,8 @@ def translate(
 
         if torch.cuda.is_available():
             device = f"cuda:{gpu % torch.cuda.device_count()}"
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, announce=False)  # said when a case is sampled, not for a run of skips
+    cpu_fallback = device == "auto" and torch_device.type == "cpu"
     bundle = load_weights(weights_path, device="cpu")
     base = bundle.sampling.as_paper() if paper else bundle.sampling
     sampling = base.with_overrides(steps, corrections, step_size, sampler, correction_cap)
@@ -143,12 +144,15 @@ def translate(
     bar = common.progress_bar("windows", remaining=True)
 
     def progress(job):  # noqa: ANN001, ANN202
+        if cpu_fallback:
+            common.notice(CPU_FALLBACK)
         task = bar.add_task(job.case, total=None)
         return lambda done, total: bar.update(task, completed=done, total=total, visible=done < (total or 1))
 
     with bar:
         result = translate_cohort(
             mine, translator, styles, status=StatusFile(cohort_folder, chosen) if cohort_folder is not None else None,
+            claims_in=cohort_folder,
             series_uid=series, skip_existing=skip_existing, force=force, explicitly_named=named_file,
             load_seconds=load_seconds, pipelined=pipeline if pipeline is not None else torch_device.type != "cpu",
             isolate=len(jobs) > 1, on_event=on_event,

@@ -68,6 +68,22 @@ def _average_predictions(predictions: torch.Tensor, counts: torch.Tensor) -> tor
     return total / counts[:, None, None]
 
 
+def window_spread(predictions: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of the up-to-3 windows' predictions of each real slice, (Z, H, W).
+
+    Where overlapping windows disagree about a slice the network is unsure of it; the sampler
+    computes these predictions anyway, so the spread costs no network evaluation."""
+    z = predictions.shape[0]
+    total = predictions.new_zeros((z + WINDOW - 1, *predictions.shape[2:]))
+    squares = torch.zeros_like(total)
+    for c in range(WINDOW):
+        total[c : c + z] += predictions[:, c]
+        squares[c : c + z] += predictions[:, c].square()
+    mean = total / counts[:, None, None]
+    variance = (squares / counts[:, None, None] - mean.square()).clamp_min(0.0)
+    return variance.sqrt()[1:-1]
+
+
 def sample_volume(
     denoiser: Denoiser,
     ct: torch.Tensor,
@@ -83,6 +99,7 @@ def sample_volume(
     clip_denoised: bool = True,
     schedule: Optional[BridgeSchedule] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> torch.Tensor:
     """Translate a CT volume (Z, H, W) in [-1, 1] to an MRI volume (Z, H, W) in [-1, 1].
 
@@ -95,7 +112,9 @@ def sample_volume(
     how far one correction moves any pixel, as a share of the [-1, 1] range (0: unbounded), so
     that no ``step_size`` can wreck an image.
     At most ``batch_size`` windows go through the denoiser at once (default: all Z).
-    ``progress(done, total)`` is called after every batch with counts of windows.
+    ``progress(done, total)`` is called after every batch with counts of windows;
+    ``on_spread(t, spread)`` after every sampling step's prediction with :func:`window_spread`
+    of the windows' predictions (the [-1, 1] scale), the raw material of a trust map.
     """
     if ct.dim() != 3:
         raise ValueError(f"ct must be (Z, H, W), got shape {tuple(ct.shape)}")
@@ -132,26 +151,30 @@ def sample_volume(
     y_windows = _windows(y_padded)
 
     with torch.inference_mode():
+        counts = torch.zeros(z + WINDOW - 1, device=ct.device)
+        for c in range(WINDOW):
+            counts[c : c + z] += 1
+
         if mode == "independent":
             x = y_windows.clone()
             for i, t in enumerate(times):
                 x0_hat = clip(x - _evaluate(denoiser, x, y_windows, t, style, batch_size, on_batch))
+                if on_spread is not None:
+                    on_spread(t, window_spread(x0_hat, counts))
                 if t == 0:
                     return x0_hat[:, WINDOW // 2].contiguous()
                 x = schedule.sample_posterior(x, x0_hat, y_windows, t, times[i + 1])
             raise AssertionError("the time points end at 0")
 
-        counts = torch.zeros(z + WINDOW - 1, device=ct.device)
-        for c in range(WINDOW):
-            counts[c : c + z] += 1
-
-        def copredict(x: torch.Tensor, t: int) -> torch.Tensor:
+        def copredict(x: torch.Tensor, t: int, spread: bool = False) -> torch.Tensor:
             preds = _evaluate(denoiser, _windows(x), y_windows, t, style, batch_size, on_batch)
+            if spread and on_spread is not None:  # each window's own estimate of x0
+                on_spread(t, window_spread(clip(_windows(x) - preds), counts))
             return _average_predictions(preds, counts)
 
         x = y_padded.clone()
         for i, t in enumerate(times):
-            x0_hat = clip(x - copredict(x, t))
+            x0_hat = clip(x - copredict(x, t, spread=True))
             if t == 0:
                 return x0_hat[1:-1].contiguous()
             n = times[i + 1]

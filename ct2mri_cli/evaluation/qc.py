@@ -1,4 +1,4 @@
-"""Quality-control pictures: PNG montages of model-space volumes (numpy + SimpleITK only).
+"""Quality-control pictures: PNG montages of model-space volumes (drawn by :mod:`.panels`).
 
 Model arrays are (Z, H, W) with Z inferior->superior, H posterior->anterior, W the patient's
 left->right.  Planes are shown with superior (axial: anterior) at the top and the patient's left
@@ -14,7 +14,6 @@ import numpy as np
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
-from .lettering import draw_label, fitting_scale
 
 if TYPE_CHECKING:
     from ..preprocessing.pose import Pose
@@ -93,20 +92,17 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where(pick, b, a)
 
 
-def _outline(image_u8: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 64, 64)) -> np.ndarray:
-    """RGB copy of a grey image with the mask's border drawn in ``colour``."""
-    mask = np.asarray(mask, dtype=bool)
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    rgb = np.repeat(image_u8[:, :, None], 3, axis=2)
-    rgb[mask & ~inner] = colour
-    return rgb
-
-
 PLANE_NAMES = ("AXIAL", "CORONAL", "SAGITTAL")
+TRUST_COLOURMAP = "viridis"
+
+
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    """The finite values' range (a unit range when there is none), for a colour bar."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
 def pair_montage(
@@ -117,41 +113,52 @@ def pair_montage(
     titles: Sequence[str] | None = None,
     min_side: int | None = None,
     caption: str | None = None,
+    trust: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows = axial, coronal, sagittal through the mask's centre; columns = first, second,
-    checkerboard of the two.  Inputs are (Z, H, W) in [0, 1]; the mask outline is drawn on the
-    first column.  Used for CT vs MRI (preprocess) and CT vs synthetic MRI (translate).
+    checkerboard of the two, and the trust map when given.  Inputs are (Z, H, W), the images in
+    [0, 1]; the mask is outlined on the first column.  Used for CT vs MRI (preprocess) and CT vs
+    synthetic MRI (translate).  Returns a uint8 RGB picture drawn by matplotlib.
 
-    ``min_side`` enlarges every panel by the smallest integer factor that gives the picture at
-    least that shorter side; ``titles`` (three column names) then label the top row, and the
-    plane names label the first column.  ``caption`` (the head pose, say) is written at the foot
-    of the second column's axial panel."""
+    ``min_side`` enlarges every panel by the smallest integer factor that gives the panels at
+    least that shorter side; ``titles`` (three column names; a trust column is called TRUST
+    unless a fourth is given) then label the top row, and the plane names the first column.
+    ``caption`` (the head pose, say) is written at the foot of the second column's axial panel.
+    ``trust`` (on the images' grid) is drawn with a colour map over its range inside the mask
+    (black outside) and a colour bar on the right."""
+    from .panels import ColourColumn, draw_grid
+
     first01, second01 = np.asarray(first01), np.asarray(second01)
     if first01.shape != second01.shape:
         raise ValueError(f"volumes differ in shape: {first01.shape} vs {second01.shape}")
-    if titles is not None and len(titles) != 3:
-        raise ValueError(f"three column titles are needed, got {len(titles)}")
-    centre = mask_centre(mask if mask is not None else np.ones(first01.shape, dtype=bool))
-    mask_planes = planes(mask, centre) if mask is not None else [None, None, None]
-    rows = []
-    for a, b, m in zip(planes(first01, centre), planes(second01, centre), mask_planes):
-        a8, b8 = to_uint8(a), to_uint8(b)
-        left = _outline(a8, m) if m is not None else a8
-        rows.append([left, b8, checkerboard(a8, b8, tiles)])
-    if min_side is not None:
-        factor = max(1, -(-min_side // max(1, min(montage(rows).shape[:2]))))
-        while min(montage([[np.zeros((p.shape[0] * factor, p.shape[1] * factor), np.uint8) for p in row]
-                           for row in rows]).shape) < min_side:
-            factor += 1  # the gaps between panels do not grow with them
-        rows = [[np.repeat(np.repeat(panel, factor, axis=0), factor, axis=1) for panel in row] for row in rows]
+    if trust is not None and np.shape(trust) != first01.shape:
+        raise ValueError(f"the trust map's shape {np.shape(trust)} differs from the images' {first01.shape}")
+    columns = 3 if trust is None else 4
     if titles is not None:
-        labels = [(0, c, title, "top") for c, title in enumerate(titles)] + [(r, 0, PLANE_NAMES[r], "bottom") for r in range(3)]
-        scale = min(fitting_scale(text, rows[r][c].shape[1], rows[r][c].shape[0]) for r, c, text, _ in labels)
-        for r, c, text, corner in labels:
-            rows[r][c] = draw_label(rows[r][c], text, corner, scale)
-    if caption:
-        rows[0][1] = draw_label(rows[0][1], caption, "bottom")
-    return montage(rows)
+        titles = [*titles, "TRUST"] if trust is not None and len(titles) == 3 else list(titles)
+        if len(titles) != columns:
+            raise ValueError(f"{columns} column titles are needed, got {len(titles)}")
+    inside = np.ones(first01.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    centre = mask_centre(inside)
+    rows = []
+    for a, b in zip(planes(first01, centre), planes(second01, centre)):
+        a8, b8 = to_uint8(a), to_uint8(b)
+        rows.append([a8, b8, checkerboard(a8, b8, tiles)])
+    colour_column = None
+    if trust is not None:
+        shown = np.where(inside, np.asarray(trust, dtype=np.float64), np.nan)
+        for row, plane in zip(rows, planes(shown, centre)):
+            row.append(plane)
+        colour_column = ColourColumn(3, TRUST_COLOURMAP, *_value_range(shown))
+    return draw_grid(
+        rows,
+        outlines=planes(inside, centre) if mask is not None else (),
+        column_titles=titles or (),
+        row_names=PLANE_NAMES if titles is not None else (),
+        caption=caption,
+        colour_column=colour_column,
+        min_side=min_side,
+    )
 
 
 def pose_caption(pose: "Pose | None") -> str:

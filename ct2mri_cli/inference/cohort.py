@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +20,7 @@ import torch
 from ..batch import BatchOutcome, EventCallback, SkipCase, run_pipeline
 from ..errors import Ct2mriError
 from ..style.sources import check_style_distance, resolve_style
+from .claims import CaseClaims
 from .jobs import Job, ReadCase, read_job, write_job
 from .status import StatusFile
 from .translator import Translation, Translator
@@ -61,6 +63,7 @@ def translate_cohort(
     styles: StyleBook,
     *,
     status: Optional[StatusFile] = None,
+    claims_in: Optional[Path] = None,
     series_uid: Optional[str] = None,
     skip_existing: bool = False,
     force: bool = False,
@@ -77,8 +80,38 @@ def translate_cohort(
     A job whose outputs exist fails unless ``force``, ``explicitly_named`` (the user named the
     file) or ``skip_existing`` (a finished job is skipped, an interrupted one redone).  A skipped
     job keeps its earlier status line (or gets a "done" line when an interrupted run lost it).
+    With ``claims_in`` (a cohort's output folder) each case is claimed before it is read and the
+    claims are held until the run ends, so runs started side by side translate each case once: a
+    case that another live run holds, or that another run finished while this one went on, is left
+    to it (and to its status line).
     """
-    refuse_existing(jobs, force=force, skip_existing=skip_existing, explicitly_named=explicitly_named)
+    with CaseClaims(claims_in) if claims_in is not None else nullcontext() as claims:
+        return _translate(jobs, translator, styles, claims, status, series_uid, skip_existing, force,
+                          explicitly_named, load_seconds, pipelined, isolate, on_event, on_result, progress)
+
+
+def _translate(
+    jobs: list[Job],
+    translator: Translator,
+    styles: StyleBook,
+    claims: Optional[CaseClaims],
+    status: Optional[StatusFile],
+    series_uid: Optional[str],
+    skip_existing: bool,
+    force: bool,
+    explicitly_named: bool,
+    load_seconds: float,
+    pipelined: bool,
+    isolate: bool,
+    on_event: Optional[EventCallback],
+    on_result: Optional[Callable[[Job, Translation], None]],
+    progress: Optional[ProgressFactory],
+) -> CohortResult:
+    elsewhere = {job.case for job in jobs if claims is not None and claims.holder(claims.path(job.case))}
+    refuse_existing([job for job in jobs if job.case not in elsewhere],
+                    force=force, skip_existing=skip_existing, explicitly_named=explicitly_named)
+    finished_before = {job.case for job in jobs if job.finished}
+    left_to_others: set[str] = set()  # cases another run records
     by_case = {job.case: job for job in jobs}
     if status is not None:
         status.plan([_status_line(job, "pending") for job in jobs])
@@ -87,6 +120,14 @@ def translate_cohort(
     started = time.perf_counter()
 
     def prepare(job: Job) -> ReadCase:
+        if claims is not None:
+            holder = claims.take(job.case)
+            if holder is not None:
+                left_to_others.add(job.case)
+                raise SkipCase(f"{job.case}: being translated by another run ({holder}); left to it")
+            if job.finished and (job.case in elsewhere or job.case not in finished_before):
+                left_to_others.add(job.case)
+                raise SkipCase(f"{job.case}: translated by another run meanwhile ({job.output}); left as it is")
         if skip_existing and job.finished:
             extras = job.missing_extras
             raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped"
@@ -115,7 +156,7 @@ def translate_cohort(
                 + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + ")")
 
     def record_event(case: str, kind: str, message: str) -> None:
-        if status is not None and kind in ("failed", "skipped"):
+        if status is not None and kind in ("failed", "skipped") and case not in left_to_others:
             job = by_case[case]
             previous = status.previous(case)
             if kind == "failed":

@@ -11,11 +11,13 @@ atomically after every case: an interrupted shard leaves a valid file of what it
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
@@ -47,7 +49,11 @@ def _read_lines(path: Path) -> dict[str, dict[str, Any]]:
 
 
 class StatusFile:
-    """The status file of one shard, kept in memory and rewritten after each case."""
+    """The status file of one shard, rewritten after each case.
+
+    Runs that share an output folder (and so a shard's file) each merge their lines into what the
+    file holds at that moment, under a lock, so no run's record is lost to another's rewrite.
+    """
 
     def __init__(self, folder: Path, shard: Shard) -> None:
         self.path = status_path(folder, shard)
@@ -59,19 +65,45 @@ class StatusFile:
 
     def plan(self, entries: list[dict[str, Any]]) -> None:
         """List the shard's cases, as pending where no earlier run recorded them, and write the file."""
-        with self._lock:
+        def add(current: dict[str, dict[str, Any]]) -> None:
             for entry in entries:
-                self.entries.setdefault(str(entry["case"]), entry)
-        self.record()
+                current.setdefault(str(entry["case"]), entry)
+
+        self._update(add)
 
     def record(self, entry: Optional[dict[str, Any]] = None) -> None:
         """Add or replace the line of ``entry["case"]`` and rewrite the file (without an entry:
         write the file as it stands, so a shard with no cases is seen to have run)."""
-        with self._lock:
+        def put(current: dict[str, dict[str, Any]]) -> None:
             if entry is not None:
-                self.entries[str(entry["case"])] = entry
+                current[str(entry["case"])] = entry
+
+        self._update(put)
+
+    def _update(self, change: Callable[[dict[str, dict[str, Any]]], None]) -> None:
+        with self._lock, _folder_lock(self.path.parent):
+            current = _read_lines(self.path) if self.path.is_file() else {}
+            change(current)
             with atomic_output(self.path) as tmp:
-                tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()))
+                tmp.write_text("".join(json.dumps(e) + "\n" for e in current.values()))
+            self.entries = current
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock between processes on ``folder`` itself (``flock``, which leaves no file
+    behind), where the platform has it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: runs in one folder are not kept apart
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 @dataclass

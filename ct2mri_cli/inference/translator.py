@@ -40,10 +40,12 @@ def sample_model_space(
     schedule: BridgeSchedule,
     batch_size: Optional[int] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> np.ndarray:
     """A CT on the model grid, (Z, H, W) in [0, 1], to its synthetic MRI, (Z, H, W) float32 in [0, 1].
 
-    The one model-space path of ``translate``, training validation and the benchmarks.
+    The one model-space path of ``translate``, training validation and the benchmarks;
+    ``on_spread`` hears the windows' disagreement at each step (see ``sample_volume``).
     """
     ct = to_bridge_range(torch.from_numpy(np.asarray(ct01, dtype=np.float32)).to(device))
     out = sample_volume(
@@ -59,6 +61,7 @@ def sample_model_space(
         batch_size=batch_size,
         schedule=schedule,
         progress=progress,
+        on_spread=on_spread,
     )
     return from_bridge_range(out.float().cpu()).numpy().astype(np.float32)
 

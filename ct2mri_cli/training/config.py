@@ -39,6 +39,7 @@ RESUMABLE = frozenset(
         "val_step_size",
         "val_correction_norm",
         "val_batch_size",
+        "val_slices",
         "device",
         "num_threads",
         "memory_map",
@@ -85,6 +86,7 @@ class TrainConfig(SettingsMixin):
     val_step_size: float = 0.5
     val_correction_norm: str = "released"
     val_batch_size: int = 0  # windows per network call when validating (0: a whole volume)
+    val_slices: int = 8  # validate on this many slices through the middle of each brain (0: whole volumes)
     device: str = "auto"
     bf16: bool = True  # bf16 autocast of the network on CUDA (ignored elsewhere)
     num_threads: int = 0  # torch CPU threads (0: torch's default)
@@ -325,6 +327,7 @@ def check_config(c: TrainConfig) -> None:
     _check(c.val_correction_norm in CORRECTION_NORMS, "val_correction_norm", c.val_correction_norm,
            f"expected one of {', '.join(CORRECTION_NORMS)}")
     _check(c.val_batch_size >= 0, "val_batch_size", c.val_batch_size, "must be >= 0")
+    _check(c.val_slices >= 0, "val_slices", c.val_slices, "must be >= 0 (0: whole volumes)")
     _check(c.num_threads >= 0, "num_threads", c.num_threads, "must be >= 0")
     check_device_spec(c.device)
 

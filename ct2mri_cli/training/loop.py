@@ -10,8 +10,9 @@ so on one device a run resumed from a checkpoint continues exactly as if never s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import dataclasses
+import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
 from ..network import UNet, count_parameters
 from ..settings import PreprocessConfig
-from ..weights import ModelBundle, load_weights
+from ..weights import ModelBundle, load_weights, read_metadata
 from . import distributed as ddp
 from .batches import CROP_TAG, FLIP_TAG, WindowSampler, derive_seed
 from .checkpoint import (
@@ -41,6 +42,7 @@ from .data import TrainingData, load_training_data
 from .ema import EMA
 from .export import export_weights
 from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
+from .progress import write_progress_plot
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
 from .validation import validate_cases
 
@@ -132,7 +134,7 @@ class Trainer:
         self.ema.load_state_dict(checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step = int(checkpoint["step"])
-        self.best = checkpoint.get("best")
+        self.best = newer_best(checkpoint.get("best"), self.layout.best, self.step)
         self.last_loss = checkpoint.get("last_loss")
         self.init_record = checkpoint.get("init")
         states = checkpoint["rng"]
@@ -228,12 +230,16 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # -- periodic work -----------------------------------------------------------------------
-    def validate(self) -> None:
+    def validate(self, progress: ProgressDisplay) -> None:
         """Rank 0 scores the EMA network on the held-out cases and keeps the best export."""
         if self.ctx.is_main:
+            slab = f"{self.config.val_slices} middle slices" if self.config.val_slices else "whole volumes"
+            progress.start_validation(f"validating {len(self.data.validation)} held-out case(s), {slab}")
             result = validate_cases(
-                self.ema.model, self.data.validation, self.config, self.device, self.schedule, self.autocast_dtype
+                self.ema.model, self.data.validation, self.config, self.device, self.schedule, self.autocast_dtype,
+                progress=progress.validation_progress,
             )
+            progress.end_validation()
             self.last_val = {k: result[k] for k in ("psnr", "ssim", "mae")}
             self.log.write({"kind": "val", "step": self.step, **result})
             improved = self.best is None or result["psnr"] > self.best["psnr"]
@@ -242,9 +248,18 @@ class Trainer:
                 self.export(self.layout.best)
             if not self.quiet:
                 mark = " (best)" if improved else ""
-                self.console.print(f"step {self.step}: validation PSNR {result['psnr']:.2f} dB, "
-                                   f"SSIM {result['ssim']:.4f}, MAE {result['mae']:.4f}{mark}")
+                progress.print(f"step {self.step}: validation PSNR {result['psnr']:.2f} dB, "
+                               f"SSIM {result['ssim']:.4f}, MAE {result['mae']:.4f}{mark} "
+                               f"({result['slices']} slices, {result['seconds']:.1f} s)")
         ddp.barrier(self.ctx)
+
+    def plot_progress(self) -> None:
+        """Redraw ``progress.png`` from the log (at checkpoints and validations: a bounded cost)."""
+        if self.ctx.is_main:
+            try:
+                write_progress_plot(self.layout.log, self.layout.progress)
+            except Ct2mriError:  # no training record logged yet
+                pass
 
     def export(self, path: Path) -> str:
         provenance: dict[str, Any] = {
@@ -290,14 +305,17 @@ class Trainer:
                 else:
                     progress.advance(self.step)
                 self.timer.mark("log")
-                busy = False
-                if c.val_every and self.data.validation and (self.step % c.val_every == 0 or final):
-                    self.validate()
-                    busy = True
-                if final or (c.checkpoint_every and self.step % c.checkpoint_every == 0):
-                    self.checkpoint(periodic=bool(c.checkpoint_every) and self.step % c.checkpoint_every == 0)
-                    busy = True
-                if busy:
+                periodic = bool(c.checkpoint_every) and self.step % c.checkpoint_every == 0
+                validating = bool(c.val_every and self.data.validation and (self.step % c.val_every == 0 or final))
+                # The checkpoint (and at the end the model) comes first: a run stopped during a
+                # validation loses nothing of its training.
+                if final or periodic or validating:
+                    self.checkpoint(periodic=periodic)
+                    if final and validating and self.ctx.is_main:
+                        self.export(self.layout.model)
+                    if validating:
+                        self.validate(progress)
+                    self.plot_progress()
                     self.timer.restart()
         return self._finish(start_step)
 
@@ -348,6 +366,22 @@ class Trainer:
                 self.console.print(f"wrote {self.layout.model} (EMA weights after {self.step} steps)")
         ddp.barrier(self.ctx)
         return TrainResult(self.layout.root, self.step, self.last_loss, self.best, digest, self.ctx.world_size)
+
+
+def newer_best(recorded: Optional[dict[str, Any]], best_file: Path, step: int) -> Optional[dict[str, Any]]:
+    """The best validation so far: the checkpoint's record, or that of ``best.safetensors`` when
+    the file was exported by a validation of the checkpoint's own step, after the checkpoint."""
+    if not best_file.is_file():
+        return recorded
+    try:
+        found = json.loads(read_metadata(best_file)["provenance"]).get("best_validation")
+    except (Ct2mriError, ValueError):
+        return recorded
+    if not isinstance(found, dict) or not isinstance(found.get("step"), int) or found["step"] > step:
+        return recorded
+    if recorded is None or found["step"] > int(recorded.get("step", -1)):
+        return found
+    return recorded
 
 
 def check_init(config: TrainConfig) -> ModelBundle:

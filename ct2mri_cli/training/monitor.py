@@ -14,6 +14,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -100,15 +101,15 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 class ProgressDisplay:
-    """A rich progress bar: step, loss, samples/s, elapsed time and ETA."""
+    """A rich progress bar: step, loss, samples/s, elapsed time and ETA; during a validation a
+    second bar counts the held-out slices translated."""
 
     def __init__(self, console: Console, total: int, completed: int, enabled: bool) -> None:
         self.progress = Progress(
-            TextColumn("[bold]train[/bold]"),
+            TextColumn("[bold]{task.description}[/bold]"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} samples/s"),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -116,7 +117,14 @@ class ProgressDisplay:
             disable=not enabled,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=total, completed=completed, loss="-", speed="-")
+        self.enabled = enabled
+        self.loss = "-"
+        self.speed = "-"
+        self.task = self.progress.add_task("train", total=total, completed=completed, detail=self._detail())
+        self.validation_task: Optional[TaskID] = None
+
+    def _detail(self) -> str:
+        return f"loss {self.loss}  {self.speed} samples/s"
 
     def __enter__(self) -> "ProgressDisplay":
         self.progress.start()
@@ -126,12 +134,26 @@ class ProgressDisplay:
         self.progress.stop()
 
     def advance(self, step: int, loss: Optional[float] = None, speed: Optional[float] = None) -> None:
-        fields: dict[str, Any] = {}
         if loss is not None:
-            fields["loss"] = f"{loss:.4f}"
+            self.loss = f"{loss:.4f}"
         if speed is not None:
-            fields["speed"] = f"{speed:.1f}"
-        self.progress.update(self.task, completed=step, **fields)
+            self.speed = f"{speed:.1f}"
+        self.progress.update(self.task, completed=step, detail=self._detail())
+
+    def start_validation(self, message: str) -> None:
+        """Say what is validated and show a bar over its slices (removed again at its end)."""
+        if self.enabled:
+            self.progress.console.print(message)
+        self.validation_task = self.progress.add_task("validate", total=None, detail="slices")
+
+    def validation_progress(self, done: int, total: int) -> None:
+        if self.validation_task is not None:
+            self.progress.update(self.validation_task, completed=done, total=total)
+
+    def end_validation(self) -> None:
+        if self.validation_task is not None:
+            self.progress.remove_task(self.validation_task)
+            self.validation_task = None
 
     def print(self, message: str) -> None:
         self.progress.console.print(message)

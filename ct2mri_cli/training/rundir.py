@@ -5,6 +5,7 @@
     RUN_DIR/checkpoints/last.pt    the newest checkpoint (+ step_XXXXXXXX.pt periodic ones)
     RUN_DIR/model.safetensors      final EMA weights for ``ct2mri translate``
     RUN_DIR/best.safetensors       EMA weights with the best validation PSNR
+    RUN_DIR/progress.png           loss, validation scores and learning rate against steps
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class RunLayout:
     @property
     def log(self) -> Path:
         return self.root / "log.jsonl"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.png"
 
     @property
     def checkpoints(self) -> Path:
