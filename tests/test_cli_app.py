@@ -31,7 +31,7 @@ def test_verbose_after_the_subcommand_shows_the_traceback(tmp_path, capsys, flag
 NOT_GIVEN_BY_DEFAULT = {
     "--output", "--ct", "--mri", "--csv", "--ct-dir", "--mri-dir", "--pred-dir", "--ref-dir", "--mask-dir",
     "--mask", "--save-mask", "--qc", "--png", "--out", "--config", "--series", "--set", "--version", "--style-mask",
-    "--list", "--status", "--init",
+    "--list", "--status", "--init", "--trust-map",
 }
 
 

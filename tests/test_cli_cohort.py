@@ -292,3 +292,23 @@ def test_a_run_of_skips_does_not_speak_of_the_device(cohort, tmp_path, capsys):
         assert main(base + ["-o", str(out), "--skip-existing"]) == 0
         err = capsys.readouterr().err
         assert "1 translated" in " ".join(err.split()) and err.count("no GPU found") == 1
+
+
+def test_trust_maps_and_the_report_of_a_folder(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_base(cohort)[1:] + ["-o", str(out), "--trust-map", str(out / "trust"), "--qc", str(out / "qc"),
+                                     "--report"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"wrote {out / 'report.html'}" in err
+    page = (out / "report.html").read_text()
+    for case in CASES:
+        sidecar = json.loads((out / f"{case}_synT1.json").read_text())
+        trust_map = nib.load(str(out / "trust" / f"{case}_trust.nii.gz"))
+        output = nib.load(str(out / f"{case}_synT1.nii.gz"))
+        np.testing.assert_array_equal(trust_map.affine, output.affine)
+        assert sidecar["trust"]["map"] == str(out / "trust" / f"{case}_trust.nii.gz")
+        assert sidecar["qc"] == str(out / "qc" / f"{case}_qc.png") and case in page
+    root, weights = cohort
+    assert main(["translate", str(root / "cases" / "p0.nii.gz"), str(tmp_path / "one.nii.gz"), "--weights",
+                 str(weights), "--report"]) == 1
+    assert "--report writes the QC page of an output folder" in capsys.readouterr().err

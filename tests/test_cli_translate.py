@@ -51,7 +51,8 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     """The bundled model (few steps, to stay quick) on the real head CT."""
     out = tmp_path / "mri.nii.gz"
     args = ["-q", "translate", str(head_ct_nifti), str(out), "--steps", "3", "--device", "cpu",
-            "--save-mask", str(tmp_path / "mask.nii.gz"), "--qc", str(tmp_path / "qc.png")]
+            "--save-mask", str(tmp_path / "mask.nii.gz"), "--qc", str(tmp_path / "qc.png"),
+            "--trust-map", str(tmp_path / "trust.nii.gz")]
     assert main(args) == 0
     ct_img, mri_img = nib.load(str(head_ct_nifti)), nib.load(str(out))
     assert mri_img.shape == ct_img.shape
@@ -75,6 +76,13 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}
     assert (sidecar["device"], sidecar["batch_size"], sidecar["channels_last"], sidecar["precision"]) == ("cpu", 8, True, "fp32")
     assert (tmp_path / "qc.png").stat().st_size > 1000
+    trust_img = nib.load(str(tmp_path / "trust.nii.gz"))
+    np.testing.assert_array_equal(trust_img.affine, ct_img.affine)
+    expected = np.asarray(trust_img.dataobj)
+    assert (expected[~mask] == 0).all() and expected[mask].min() > 0
+    assert sidecar["trust"]["mean_expected_error"] == pytest.approx(float(expected[mask].mean()), abs=1e-4)
+    assert sidecar["trust"]["map"] == str(tmp_path / "trust.nii.gz")
+    assert "trust" in [c["name"] for c in sidecar["checks"]]
 
     again = tmp_path / "again.nii.gz"
     assert main(args[:3] + [str(again)] + args[4:8]) == 0

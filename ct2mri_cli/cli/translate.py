@@ -41,6 +41,8 @@ def translate(
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the CT grid instead of automatic extraction (one input)."),
     save_mask: Optional[Path] = typer.Option(None, "--save-mask", help="Write the brain mask (file for one input, else folder)."),
     qc: Optional[Path] = typer.Option(None, "--qc", help="Write a QC montage PNG (file for one input, else folder)."),
+    trust_map: Optional[Path] = typer.Option(
+        None, "--trust-map", help="Write the trust map, each voxel's expected error (file for one input, else folder)."),
     output_format: str = typer.Option("nifti", "--output-format", help="nifti, or dicom: a series in the CT's study, one folder per case."),
     style_mask: Optional[Path] = typer.Option(None, "--style-mask", help="Brain mask of the --style MRI (else found by registration)."),
     series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID when a folder holds several.", show_default="the axial CT series"),
@@ -58,6 +60,7 @@ def translate(
     pipeline: Optional[bool] = typer.Option(
         None, "--pipeline/--no-pipeline", help="Read the next case and write the last one while a case samples.",
         show_default="on GPUs; off on CPUs, where it slows sampling more than it hides"),
+    report: bool = typer.Option(False, "--report", help="At the end, (re)write the folder's HTML QC report, OUTDIR/report.html."),
 ) -> None:
     """Translate brain CT volumes into synthetic T1 MRI on the same grid (NOT for diagnosis)."""
     if status is not None:
@@ -91,7 +94,7 @@ def translate(
         specs = [CaseSpec(case_name(p), p) for p in expand_inputs(given)] + (read_case_list(case_list) if case_list else [])
         if not specs:
             raise Ct2mriError("no inputs: give CT files or folders, or --list")
-    jobs = plan_jobs(specs, output, save_mask, qc, output_format)
+    jobs = plan_jobs(specs, output, save_mask, qc, output_format, trust_map)
     style_file = [Path(style)] if style is not None and Path(style).is_file() else []
     check_outputs(jobs, ([mask] if mask is not None else []) + style_file + ([weights] if weights else []))
     if mask is not None:
@@ -101,6 +104,8 @@ def translate(
     for folder in sorted({target.parent for job in jobs for target in job.targets}):
         check_folder_possible(folder)
     named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)  # the user named the output
+    if report and named_file:
+        raise Ct2mriError("--report writes the QC page of an output folder: give the inputs with -o OUTDIR")
     cohort_folder = None if named_file else output
     # a SLURM array or torchrun shares out a cohort; a file the user named is translated whole
     chosen = resolve_shard(shard, os.environ if cohort_folder is not None else {})
@@ -171,6 +176,11 @@ def translate(
             common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
         for case, message in outcome.failures:
             common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
+    if report and cohort_folder is not None:
+        from ..reports import write_report
+
+        written = write_report(cohort_folder, force=True)
+        common.info(f"wrote {written.path} ({written.size_bytes / 1e6:.1f} MB; shards still running are shown as they stand)")
     if outcome.failures:
         raise typer.Exit(code=1)
 

@@ -39,11 +39,12 @@ class Job:
     mask_in: Optional[Path] = None
     style: Optional[str] = None
     output_format: str = "nifti"
+    trust_map: Optional[Path] = None
 
     @property
     def targets(self) -> list[Path]:
         """Every file the job writes; the sidecar, written last, marks the job finished."""
-        return [p for p in (self.output, self.mask, self.qc, self.sidecar) if p is not None]
+        return [p for p in (self.output, self.mask, self.qc, self.trust_map, self.sidecar) if p is not None]
 
     @property
     def finished(self) -> bool:
@@ -54,8 +55,8 @@ class Job:
 
     @property
     def missing_extras(self) -> list[Path]:
-        """The mask or QC picture this run asks for that a finished case does not have."""
-        return [p for p in (self.mask, self.qc) if p is not None and not p.exists()]
+        """The mask, QC picture or trust map this run asks for that a finished case does not have."""
+        return [p for p in (self.mask, self.qc, self.trust_map) if p is not None and not p.exists()]
 
 
 def is_nifti_name(path: Path) -> bool:
@@ -68,6 +69,7 @@ def plan_jobs(
     save_mask: Optional[Path],
     qc: Optional[Path],
     output_format: str = "nifti",
+    trust_map: Optional[Path] = None,
 ) -> list[Job]:
     """Turn ``INPUT OUTPUT`` (two ``specs`` and ``output`` None: the second spec is the output)
     or cases with ``-o OUTDIR`` (``-o FILE.nii.gz`` for one case) into jobs, one per input CT."""
@@ -93,8 +95,9 @@ def plan_jobs(
     if positional:  # one output file named: its mask and QC picture are files too
         if qc is not None and not qc.name.lower().endswith(".png"):
             raise Ct2mriError(f"--qc {qc}: the QC picture of one output is a .png file")
-        if save_mask is not None and not is_nifti_name(save_mask):
-            raise Ct2mriError(f"--save-mask {save_mask}: the brain mask of one output is a .nii or .nii.gz file")
+        for option, path in (("--save-mask", save_mask), ("--trust-map", trust_map)):
+            if path is not None and not is_nifti_name(path):
+                raise Ct2mriError(f"{option} {path}: for one output it names a .nii or .nii.gz file")
     jobs = []
     for spec in specs:
         case = spec.case
@@ -104,7 +107,11 @@ def plan_jobs(
             mask_out = save_mask if single_file and is_nifti_name(save_mask) else save_mask / f"{case}_brainmask.nii.gz"
         if qc is not None:
             qc_out = qc if single_file and qc.name.lower().endswith(".png") else qc / f"{case}_qc.png"
-        jobs.append(Job(case, spec.ct, out, sidecar_path(out), mask_out, qc_out, spec.mask, spec.style, output_format))
+        trust_out = None
+        if trust_map is not None:
+            trust_out = trust_map if single_file and is_nifti_name(trust_map) else trust_map / f"{case}_trust.nii.gz"
+        jobs.append(Job(case, spec.ct, out, sidecar_path(out), mask_out, qc_out, spec.mask, spec.style, output_format,
+                        trust_out))
     cases = [j.case for j in jobs]
     duplicates = sorted({c for c in cases if cases.count(c) > 1})
     if duplicates:
@@ -117,7 +124,7 @@ def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
     inputs = inputs + [p for job in jobs for p in (job.ct, job.mask_in) if p is not None]
     outputs = [(job.case, role, path) for job in jobs
                for role, path in (("synthetic T1", job.output), ("brain mask", job.mask), ("QC picture", job.qc),
-                                  ("sidecar", job.sidecar)) if path is not None]
+                                  ("trust map", job.trust_map), ("sidecar", job.sidecar)) if path is not None]
     for _, role, path in outputs:
         for source in inputs:
             if same_file(path, source):
@@ -179,16 +186,19 @@ def write_job(
         if job.mask is not None:
             mask_tmp = stack.enter_context(atomic_output(job.mask))
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
+        if job.trust_map is not None:
+            write_nifti(result.expected_error01, stack.enter_context(atomic_output(job.trust_map)), ct,
+                        descrip="ct2mri trust map: expected |error|")
         if job.qc is not None:
             picture = pair_montage(result.ct_model01, result.mri_model01, result.mask_model,
-                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD"), min_side=480,
-                                   caption=pose_caption(result.pose))
+                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD", "EXPECTED ERROR"), min_side=480,
+                                   caption=pose_caption(result.pose), trust=result.expected_error_model)
             write_png(picture, stack.enter_context(atomic_output(job.qc)))
         seconds = {"load_model": load_seconds, **read.seconds, **result.seconds, "write": time.perf_counter() - started}
         sidecar = build_sidecar(
             ct_path=job.ct, ct=ct, output=job.output, translator=translator,
             result=result, style_source=style_source, style_distance=style_distance, mask_path=read.mask_path,
-            seconds=seconds,
+            seconds=seconds, qc_path=job.qc, trust_map_path=job.trust_map,
         )
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     return seconds

@@ -28,6 +28,8 @@ def build_sidecar(
     style_distance: Optional[float],
     mask_path: Optional[Path],
     seconds: dict[str, float],
+    qc_path: Optional[Path] = None,
+    trust_map_path: Optional[Path] = None,
 ) -> dict[str, Any]:
     """The sidecar's content (JSON-ready)."""
     s, bundle = translator.sampling, translator.bundle
@@ -53,6 +55,8 @@ def build_sidecar(
         "channels_last": translator.channels_last,
         "brain_mask": str(mask_path) if mask_path is not None else "automatic",
         "checks": [c.to_dict() for c in result.checks],
+        "trust": {**result.trust.to_dict(), "map": str(trust_map_path) if trust_map_path is not None else None},
+        "qc": str(qc_path) if qc_path is not None else None,
         "head_pose": None if result.pose is None else result.pose.to_dict(),
         "model_grid": result.record.to_dict(),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},

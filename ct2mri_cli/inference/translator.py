@@ -25,6 +25,7 @@ from ..preprocessing.model_view import CtView, view_ct
 from ..preprocessing.pose import Pose
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
+from .trust import SpreadAverage, TrustSummary, expected_error, summarise
 
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
 # Windows per network call on CPUs: small batches stay in cache (docs/BENCHMARKS.md, Speed).
@@ -75,6 +76,9 @@ class Translation:
     ct_model01: np.ndarray  # (Z, H, W)
     mri_model01: np.ndarray  # (Z, H, W)
     mask_model: np.ndarray  # (Z, H, W)
+    expected_error01: np.ndarray  # the trust map on the native grid (expected |error|, 0 outside the brain)
+    expected_error_model: np.ndarray  # the trust map in model space, (Z, H, W)
+    trust: TrustSummary
     record: GridRecord
     evaluations: int
     batch_size: int
@@ -148,7 +152,8 @@ class Translator:
         record, mask, ct_model, mask_model = view.record, view.mask, view.ct_model01, view.mask_model
 
         start = time.perf_counter()
-        mri_model, batch = self._sample(ct_model, style, progress, notes)
+        spread = SpreadAverage()
+        mri_model, batch = self._sample(ct_model, style, progress, notes, spread)
         mri_model = mri_model * mask_model
         seconds["sampling"] = time.perf_counter() - start
 
@@ -157,17 +162,28 @@ class Translator:
         native = view.to_storage_order(np.clip(native, 0.0, 1.0) * mask)
         seconds["to_native_grid"] = time.perf_counter() - start
 
+        start = time.perf_counter()
+        error_model = expected_error(spread.mean01(), mri_model, mask_model > 0, self.bundle.preprocess.spacing_mm)
+        error_native = view.to_storage_order(np.clip(from_model_grid(error_model, record, fill=0.0, order="linear"),
+                                                     0.0, None) * mask)
+        native_mask = view.to_storage_order(mask)
+        trust = summarise(error_native, native_mask)
+        seconds["trust_map"] = time.perf_counter() - start
+
         s = self.sampling
         return Translation(
             mri01=native.astype(np.float32),
-            mask=view.to_storage_order(mask),
+            mask=native_mask,
             ct_model01=ct_model,
             mri_model01=mri_model,
             mask_model=mask_model,
+            expected_error01=error_native.astype(np.float32),
+            expected_error_model=error_model,
+            trust=trust,
             record=record,
             evaluations=network_evaluations(ct_model.shape[0], s.steps, s.corrections, s.mode, s.step_size),
             batch_size=batch,
-            checks=view.checks,
+            checks=[*view.checks, trust.check()],
             pose=view.pose,
             seconds=seconds,
             notes=notes,
@@ -179,14 +195,18 @@ class Translator:
         style: torch.Tensor,
         progress: Optional[Callable[[int, int], None]],
         notes: list[str],
+        spread: Optional[SpreadAverage] = None,
     ) -> tuple[np.ndarray, int]:
-        """Sample in model space, halving the batch size on out-of-memory errors."""
+        """Sample in model space, halving the batch size on out-of-memory errors; ``spread`` hears
+        the windows' disagreement of the run that succeeds."""
         z = ct_model01.shape[0]
         batch = self.batch_size or (z if self.device.type != "cpu" else min(z, CPU_AUTO_BATCH))
         while True:
             try:
+                if spread is not None:
+                    spread.reset()  # a retry after running out of memory starts over
                 mri01 = sample_model_space(
-                    self.denoiser, ct_model01, style, self.sampling, self.device, self.schedule, batch, progress
+                    self.denoiser, ct_model01, style, self.sampling, self.device, self.schedule, batch, progress, spread
                 )
                 return mri01, batch
             except torch.OutOfMemoryError:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..inference.sidecar import sidecar_path as sidecar_file
 from ..inference.status import CohortStatus, read_cohort_status
-from ..io.cases import case_name
 
 
 
@@ -119,11 +119,6 @@ def find_file(recorded: Optional[str], folder: Path, base: Optional[Path] = None
     return next((p for p in candidates if p.exists()), None)
 
 
-def sidecar_of(output: Path) -> Path:
-    """The sidecar ``translate`` writes beside an output (``x_synT1.nii.gz`` -> ``x_synT1.json``)."""
-    return output.with_name(case_name(output) + ".json")
-
-
 def _read_sidecar(path: Path) -> tuple[dict[str, Any], Optional[str]]:
     try:
         content = json.loads(path.read_text())
@@ -176,7 +171,7 @@ def _read_outputs(record: CaseRecord, entry: dict[str, Any], folder: Path) -> No
     if record.output is None:
         record.notes.append(f"output {entry.get('output')} not found")
         return
-    sidecar_path = sidecar_of(record.output)
+    sidecar_path = sidecar_file(record.output)
     if not sidecar_path.is_file():
         record.notes.append(f"no sidecar {sidecar_path.name}")
     else:
@@ -188,8 +183,9 @@ def _read_outputs(record: CaseRecord, entry: dict[str, Any], folder: Path) -> No
         checks = record.sidecar.get("checks")
         if isinstance(checks, list):
             record.checks = [c for c in checks if isinstance(c, dict)]
-    qc = folder / f"{record.case}_qc.png"
-    record.qc_png = qc if qc.is_file() else None
+    qc = find_file(record.sidecar.get("qc"), folder, base=sidecar_path.parent) if record.sidecar else None
+    beside = folder / f"{record.case}_qc.png"
+    record.qc_png = qc or (beside if beside.is_file() else None)
     if record.ct is None:
         record.notes.append(f"CT {entry.get('input')} not found: the viewer shows the output only")
 
