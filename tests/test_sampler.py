@@ -252,3 +252,19 @@ def test_a_zero_correction_step_costs_no_evaluations():
     sample_volume(counting, ct, STYLE, steps=steps, corrections=2, step_size=0.0, mode="ista")
     assert sum(seen) == z * steps == network_evaluations(z, steps, 2, "ista", step_size=0.0)
     assert network_evaluations(z, steps, 2, "ista", step_size=0.5) == z * (steps + 2 * (steps - 1))
+
+
+def test_the_virtual_slices_beyond_the_volume_are_background():
+    seen = []
+
+    def recording(x_t, y, t, style):
+        seen.append(y.clone())
+        return torch.zeros_like(x_t)
+
+    ct = torch.full((3, 4, 4), 0.5)
+    for mode in ("independent", "coprediction"):
+        seen.clear()
+        sample_volume(recording, ct, torch.rand(3, 128), steps=2, corrections=0, mode=mode)
+        first, last = seen[0][0], seen[0][-1]  # the first and last windows of the first step
+        assert (first[0] == -1).all() and (last[-1] == -1).all()  # the slice before and after: -1, not 0
+        assert (first[1:] == 0.5).all() and (last[:-1] == 0.5).all()

@@ -140,3 +140,10 @@ def test_key_distance_is_the_wasserstein_distance_of_the_histograms():
     assert key_distance(at(10), at(30)) == pytest.approx(20 * width)
     half = style_key(np.concatenate([np.full(5, LOWER_EDGE + 10.5 * width), np.full(5, LOWER_EDGE + 50.5 * width)]))
     assert key_distance(half, at(10)) == pytest.approx(0.5 * 40 * width)
+
+
+def test_bins_span_one_thousandth_to_one_inclusive():
+    # with edges from 0.001 in steps of 0.999 / 128, 0.0085 lies in the first bin (from 0 it would be the second)
+    volume = np.array([0.0085, 0.0085, 0.0085, 1.0]).reshape(4, 1, 1)
+    key = style_key(volume)[0].numpy()
+    assert key[0] == pytest.approx(7.5) and key[127] == pytest.approx(2.5)  # a voxel at exactly 1.0 counts

@@ -61,7 +61,8 @@ def write_progress_plot(log_path: Path, png_path: Path) -> None:
     figure = new_figure(*SIZE_PX)
     loss_ax, val_ax, lr_ax = figure.subplots(3, 1, sharex=True)
 
-    loss_ax.plot(loss_steps, losses, color="tab:blue", linewidth=1.2, label="training loss")
+    dots = "o" if len(loss_steps) == 1 else None  # a line of one point is not drawn
+    loss_ax.plot(loss_steps, losses, color="tab:blue", linewidth=1.2, marker=dots, markersize=3, label="training loss")
     if min(losses) > 0 and max(losses) / min(losses) >= 10:
         loss_ax.set_yscale("log")
     loss_ax.set_ylabel("loss")
@@ -82,7 +83,7 @@ def write_progress_plot(log_path: Path, png_path: Path) -> None:
         ssim_ax.set_yticks([])
 
     lr_steps, lrs = _series(records, "train", "lr")
-    lr_ax.plot(lr_steps, lrs, color="tab:purple", linewidth=1.2)
+    lr_ax.plot(lr_steps, lrs, color="tab:purple", linewidth=1.2, marker=dots, markersize=3)
     lr_ax.set_ylabel("learning rate")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     lr_ax.set_xlabel("step")
