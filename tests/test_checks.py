@@ -189,7 +189,7 @@ def test_checks_reach_the_sidecar_the_summary_and_strict(tmp_path, phantom, caps
     sidecar = json.loads((out / "stored_synT1.json").read_text())
     by_name = {c["name"]: c for c in sidecar["checks"]}
     assert set(by_name) == {"hu_scale", "gantry_tilt", "slice_thickness", "brain_volume", "coverage", "mask_components",
-                           "mask_in_skull"}
+                           "mask_in_skull", "trust"}
     assert by_name["hu_scale"]["verdict"] == "corrected" and by_name["slice_thickness"]["verdict"] == "pass"
     assert 850 < by_name["brain_volume"]["value"] < 1150  # the phantom's brain (884 mL) and CSF, found after the shift
 

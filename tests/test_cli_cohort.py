@@ -266,7 +266,9 @@ def test_ctrl_c_says_so_and_leaves_no_partial_file(cohort, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "ct2mri_cli", "translate", str(root / "cases"), "-o", str(out),
                                 "--weights", str(weights), "--device", "cpu", "--steps", "400"],
                                env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               encoding="utf-8", errors="replace")
+                               encoding="utf-8", errors="replace",
+                               # a shell's background job ignores SIGINT, and its children inherit that
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600  # a guard against a hang
     while not list(out.glob("ct2mri_status_*.jsonl")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -295,7 +295,7 @@ def test_a_file_name_for_several_inputs_and_a_folder_name_for_one_picture_are_re
     assert main(base + [str(phantom_ct), str(tmp_path / "syn.nii.gz"), "--qc", str(tmp_path / "myqc")]) == 1
     _one_line_error(capsys, "the QC picture of one output is a .png file")
     assert main(base + [str(phantom_ct), str(tmp_path / "syn.nii.gz"), "--save-mask", str(tmp_path / "masks")]) == 1
-    _one_line_error(capsys, "the brain mask of one output is a .nii or .nii.gz file")
+    _one_line_error(capsys, "--save-mask", "for one output it names a .nii or .nii.gz file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.nii.gz"]
 
 

@@ -6,7 +6,7 @@ import torch
 
 from ct2mri_cli.diffusion.sampler import sample_volume, window_spread
 from ct2mri_cli.inference import trust
-from ct2mri_cli.inference.trust import SpreadAverage, expected_error, summarise
+from ct2mri_cli.inference.trust import SpreadAverage, expected_error, on_native_brain, summarise
 
 
 def test_window_spread_is_the_deviation_of_each_slices_predictions():
@@ -68,3 +68,10 @@ def test_summary_and_check():
     assert check.name == "trust" and check.verdict == "warning" and "50 %" in check.message
     error[0] = 0.1
     assert summarise(error, mask).check().verdict == "pass"
+
+
+def test_brain_voxels_faded_by_the_way_back_get_the_rim_value_not_full_trust():
+    carried = np.array([0.0, 0.02, 0.05, 0.3, 0.07, 0.9], dtype=np.float32)
+    mask = np.array([True, True, True, True, True, False])
+    rim_value = trust.INTERCEPT + trust.RIM
+    np.testing.assert_allclose(on_native_brain(carried, mask), [rim_value, rim_value, 0.05, 0.3, 0.07, 0.0], rtol=1e-6)

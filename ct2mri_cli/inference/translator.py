@@ -25,7 +25,7 @@ from ..preprocessing.model_view import CtView, view_ct
 from ..preprocessing.pose import Pose
 from ..settings import SamplingConfig
 from ..weights import ModelBundle
-from .trust import SpreadAverage, TrustSummary, expected_error, summarise
+from .trust import SpreadAverage, TrustSummary, expected_error, on_native_brain, summarise
 
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
 # Windows per network call on CPUs: small batches stay in cache (docs/BENCHMARKS.md, Speed).
@@ -164,9 +164,9 @@ class Translator:
 
         start = time.perf_counter()
         error_model = expected_error(spread.mean01(), mri_model, mask_model > 0, self.bundle.preprocess.spacing_mm)
-        error_native = view.to_storage_order(np.clip(from_model_grid(error_model, record, fill=0.0, order="linear"),
-                                                     0.0, None) * mask)
         native_mask = view.to_storage_order(mask)
+        error_native = on_native_brain(view.to_storage_order(from_model_grid(error_model, record, fill=0.0,
+                                                                             order="linear")), native_mask)
         trust = summarise(error_native, native_mask)
         seconds["trust_map"] = time.perf_counter() - start
 

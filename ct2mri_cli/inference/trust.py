@@ -71,6 +71,18 @@ def expected_error(spread01: np.ndarray, mri01: np.ndarray, mask: np.ndarray, sp
     return np.where(mask, error, 0.0).astype(np.float32)
 
 
+def on_native_brain(error_native: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The map carried back to the CT's grid, restricted to the CT's brain mask.
+
+    Brain voxels of the CT's grid that fall (partly) outside the model-space brain were
+    interpolated towards the 0 outside it; their output is faded at the rim too, so they get
+    the map's value at the brain's border rather than a value that reads as "fully trusted".
+    """
+    rim_value = INTERCEPT + RIM
+    faded = error_native < INTERCEPT
+    return np.where(mask, np.where(faded, rim_value, error_native), 0.0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class TrustSummary:
     mean_expected_error: float

@@ -83,5 +83,5 @@ def case_views(record: CaseRecord, size: int = SLICE_SIZE) -> CaseViews:
     if trust is not None:
         values = ras_array(trust)[0].astype(np.float32)
         lo, hi = _trust_range(values, brain)
-        add("trust", values, lo, hi, f"trust map {lo:.3g}-{hi:.3g}")
+        add("trust", values, lo, hi, f"expected error {lo:.3g}-{hi:.3g} (trust map)")
     return views
