@@ -1,12 +1,14 @@
 """The brain of an MRI, for its style key: a key describes brain intensities, and the scalp, fat
 and skull of a whole-head MRI would change it beyond any training key.
 
-A brain-only image (zero outside a region of brain size) is its own brain.  Any other MRI is
-registered rigidly (Mattes mutual information, 2 mm, one thread) to the bundled 2 mm MNI head
-template, whose brain mask is carried back onto the MRI; what of the mask's outer band is
-brighter than white matter (scalp fat, marrow, enhancing vessels) is then cut away.  A rigid
-transform cannot run away in scale on heads with a neck, a face or a cropped field of view, as
-similarity and affine stages did (3300-5000 mL "brains" on heads they had not seen).
+A brain-only image (zero outside a region of brain size, no scalp fat at its edge) is its own
+brain.  Any other MRI is registered rigidly (Mattes mutual information, 2 mm, one thread) to the
+bundled 2 mm MNI head template, whose brain mask is carried back onto the MRI; what of the
+mask's outer band is brighter than white matter (scalp fat, marrow, enhancing vessels) is then
+cut away.  A rigid transform cannot run away in scale on heads with a neck, a face or a cropped
+field of view, as similarity and affine stages did (3300-5000 mL "brains" on heads they had not
+seen; with the metric held to the cranium, an affine stage still found 1250-2800 mL brains in
+heads of 970-1940 mL and moved the key further from the brain's).
 
 The same registration says whether the contrast is T1: in T1 the template's ventricles are
 darker than its white matter in the MRI too; in T2, PD or FLAIR-like contrast they are not.
@@ -24,13 +26,13 @@ from ..io.volumes import Volume, array_from_sitk, sitk_from_array
 
 TEMPLATE_T1 = "mni_icbm152_2009a_t1_2mm.nii.gz"
 TEMPLATE_MASK = "mni_icbm152_2009a_brain_2mm.nii.gz"
-BRAIN_ONLY_ML = 2300.0  # an image whose non-zero voxels fill less than this is already a brain
+BRAIN_ONLY_ML = 2300.0  # an image whose non-zero voxels fill less than this may be a brain already,
+BRIGHT_SHELL_MAX = 0.03  # if its outer 4 mm is no brighter than its white matter: brains 0-0.4 %, small heads 6-7 %
 REGISTRATION_MM = 2.0
 RIM_MM = 8.0  # the outer band of a registered brain mask, where scalp fat can lie
 HEAD_SHARE = (0.3, 0.85)  # of a whole head's volume, the brain's: 0.46-0.74 on the heads measured
 T1_RATIO_MAX = 1.06  # ventricles / white matter at the template's places: 0.34-1.02 in the T1s measured, 1.12 PD, 2.4 T2
 CORE_EROSION_MM = 4.0  # intensities are normalised on the brain's core: robust to a mask's edge
-EDGE_EROSION_MM = 1.0  # the key's histogram leaves out the mask's outermost millimetre
 
 
 def template_paths() -> tuple:
@@ -111,6 +113,16 @@ def _without_bright_rim(data: np.ndarray, mask: np.ndarray, affine: np.ndarray) 
     return array_from_sitk(labels) == 1
 
 
+def _has_scalp(data: np.ndarray, nonzero: np.ndarray, affine: np.ndarray) -> bool:
+    """Whether the outer 4 mm of the non-zero voxels holds scalp fat (brighter than the white
+    matter 10 mm inside), as a small head does and a skull-stripped brain does not."""
+    inside = eroded(nonzero, affine, 10.0)
+    shell = nonzero & ~eroded(nonzero, affine, 4.0)
+    if not shell.any() or inside is nonzero:
+        return False
+    return float(np.mean(data[shell] > np.percentile(data[inside], 90.0))) > BRIGHT_SHELL_MAX
+
+
 def _ventricle_to_wm(data: np.ndarray, image, template, template_mask, transform) -> float | None:  # noqa: ANN001
     """Median MRI intensity where the registered template shows ventricles (its darkest 3 % inside
     the brain eroded by 10 mm), over the median where it shows white matter (its brightest 25 %)."""
@@ -139,7 +151,7 @@ def find_brain(volume: Volume) -> StyleBrain:
 
     data = np.asarray(volume.data, dtype=np.float32)
     nonzero = data != 0
-    if nonzero.sum() * np.prod(volume.spacing) / 1000.0 < BRAIN_ONLY_ML:
+    if nonzero.sum() * np.prod(volume.spacing) / 1000.0 < BRAIN_ONLY_ML and not _has_scalp(data, nonzero, volume.affine):
         return StyleBrain(nonzero, "brain-only image")
     t1_path, mask_path = template_paths()
     if not (t1_path.is_file() and mask_path.is_file()):

@@ -20,14 +20,14 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
 
     The key is taken over the brain: the mask given, a brain-only image's non-zero voxels, or the
     brain found by registration to a template (:mod:`ct2mri_cli.style.brain`; then intensities are
-    normalised on the brain's core and the mask's outermost millimetre is left out, which keeps a
-    registered mask's edge from moving the key).  ``normalise``: ``auto`` keeps a volume already
+    normalised on the brain's core, 4 mm inside the found edge, where a registered mask's errors
+    cannot reach, and counted over the whole found brain).  ``normalise``: ``auto`` keeps a volume already
     in [0, 1] and otherwise applies the robust min-max of preprocessing; ``robust`` always does;
     ``none`` never does.
     """
     from ..io.volumes import read_volume
     from ..preprocessing.intensity import mri_percentile_range
-    from .brain import CORE_EROSION_MM, EDGE_EROSION_MM, eroded, find_brain
+    from .brain import CORE_EROSION_MM, eroded, find_brain
 
     if normalise not in ("auto", "robust", "none"):
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
@@ -49,7 +49,6 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
         mask = None if how == "brain-only image" else region
         if mask is not None:
             core = eroded(region, volume.affine, CORE_EROSION_MM)
-            region = mask = eroded(region, volume.affine, EDGE_EROSION_MM)
         info(f"{path}: style key over its brain ({how}, {region.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)")
     already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
     step = quantisation_step(data[region]) if region.any() else None
