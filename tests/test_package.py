@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import ct2mri_cli
 
@@ -55,8 +56,6 @@ APART = {("network", "diffusion"), ("diffusion", "network")}
 
 
 def test_no_module_imports_upward():
-    from pathlib import Path
-
     root = Path(ct2mri_cli.__file__).parent
     layer_of = {name: i for i, layer in enumerate(LAYERS) for name in layer}
     wrong = []
@@ -69,3 +68,14 @@ def test_no_module_imports_upward():
             if layer_of[target] > layer_of[me] or (me, target) in APART:
                 wrong.append(f"{path.relative_to(root)} -> {target}")
     assert not wrong, wrong
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from the package; the installed metadata agrees."""
+    import tomllib
+    from importlib.metadata import version
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert version("ct2mri") == ct2mri_cli.__version__
+    assert (Path(ct2mri_cli.__file__).parent / "py.typed").is_file()
