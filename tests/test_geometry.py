@@ -227,3 +227,32 @@ def test_bad_inputs():
     _, record = to_model_grid(vol, ellipsoid_mask(world_of(affine, SHAPE)), CONFIG)
     with pytest.raises(Ct2mriError, match="model array shape"):
         from_model_grid(np.zeros((2, 2, 2)), record)
+
+
+def test_the_way_back_smooths_only_along_axes_coarser_than_the_model():
+    """Back onto 0.5 x 0.5 x 5 mm from a 2 mm model grid: in-plane the 2 mm steps are only
+    interpolated; across the 5 mm slices each slice is the model's image smoothed to its
+    thickness (Gaussian of sigma sqrt(5^2 - 2^2) mm FWHM), computed here independently."""
+    from math import erf, log, sqrt
+
+    shape = (80, 80, 12)
+    affine = axis_affine("RAS", spacing=(0.5, 0.5, 5.0), shape=shape, offset=(0.0, 0.0, 0.0))
+    world = world_of(affine, shape)
+    mask = ellipsoid_mask(world, radii=(15.0, 15.0, 22.0), centre=(0.0, 0.0, 0.0))
+    config = PreprocessConfig(spacing_mm=2.0, in_plane=(24, 24), margin_mm=2.0)
+    _, record = to_model_grid(Volume(np.zeros(shape, np.float32), affine), mask, config)
+    assert record.resampled
+    centres = model_world(record)
+    across = from_model_grid((centres[..., 2] > 0.0).astype(np.float32), record)[40, 40, :]
+    in_plane = from_model_grid((centres[..., 0] > 0.0).astype(np.float32), record)[:, 40, 6]
+
+    x = world[:, 40, 6, 0]
+    far = np.abs(x) >= 2.0
+    np.testing.assert_allclose(in_plane[far], (x[far] > 0).astype(np.float32), atol=1e-3)
+    z_model = np.unique(centres[..., 2])
+    edge = (z_model[z_model <= 0].max() + z_model[z_model > 0].min()) / 2.0
+    sigma = sqrt(5.0**2 - 2.0**2) / (2.0 * sqrt(2.0 * log(2.0)))
+    smoothed = np.array([0.5 * (1.0 + erf((z - edge) / (sigma * sqrt(2.0)))) for z in z_model])
+    z = world[40, 40, :, 2]
+    inside = np.abs(z) < 15.0
+    np.testing.assert_allclose(across[inside], np.interp(z[inside], z_model, smoothed), atol=0.03)
