@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "sample_volume": "ct2mri_cli.diffusion.sampler",
+    "sample_independent": "ct2mri_cli.diffusion.sampler",
+    "sample_coprediction": "ct2mri_cli.diffusion.sampler",
+    "sample_ista": "ct2mri_cli.diffusion.sampler",
     "BridgeSchedule": "ct2mri_cli.diffusion.bridge",
     "UNet": "ct2mri_cli.network",
     "UNetConfig": "ct2mri_cli.network",

@@ -97,3 +97,16 @@ def test_losses(schedule):
     assert bridge_loss(pred, target, t, schedule, "weighted_l2").item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError):
         bridge_loss(pred, target, t, schedule, "l3")
+
+
+def test_the_score_is_the_gradient_of_the_bridge_log_density():
+    """Eq. 6: the score of x_n with x0 read off the prediction x_n - x0 equals the gradient of
+    log q(x_n | x0, y) = -|x_n - (1 - m_n) x0 - m_n y|^2 / (2 delta_n), taken here by autograd."""
+    schedule = BridgeSchedule()
+    g = torch.Generator().manual_seed(5)
+    x0, y, x = (torch.rand(2, 6, 6, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(3))
+    for n in (1, 250, 998):
+        m, delta = schedule.m[n], schedule.delta[n]
+        free = x.clone().requires_grad_()
+        (-(free - (1 - m) * x0 - m * y).pow(2).sum() / (2 * delta)).backward()
+        torch.testing.assert_close(schedule.score(x, y, x - x0, n), free.grad)

@@ -268,3 +268,18 @@ def test_the_virtual_slices_beyond_the_volume_are_background():
         first, last = seen[0][0], seen[0][-1]  # the first and last windows of the first step
         assert (first[0] == -1).all() and (last[-1] == -1).all()  # the slice before and after: -1, not 0
         assert (first[1:] == 0.5).all() and (last[:-1] == 0.5).all()
+
+
+def test_each_sampler_is_a_plain_function_and_sample_volume_picks_it_by_name():
+    from ct2mri_cli.diffusion.sampler import sample_coprediction, sample_independent, sample_ista
+
+    x0, ct = _pair(5)
+    denoise = _positional_error_denoiser(ct, x0)
+    ista = sample_ista(denoise, ct, STYLE, steps=6, corrections=1, step_size=0.5)
+    assert torch.equal(ista, sample_volume(denoise, ct, STYLE, steps=6, corrections=1, step_size=0.5, mode="ista"))
+    coprediction = sample_coprediction(denoise, ct, STYLE, steps=6)
+    assert torch.equal(coprediction, sample_ista(denoise, ct, STYLE, steps=6, corrections=0))
+    assert torch.equal(coprediction, sample_volume(denoise, ct, STYLE, steps=6, mode="coprediction"))
+    independent = sample_independent(denoise, ct, STYLE, steps=6)
+    assert torch.equal(independent, sample_volume(denoise, ct, STYLE, steps=6, mode="independent"))
+    assert not torch.equal(independent, coprediction) and not torch.equal(ista, coprediction)

@@ -84,6 +84,12 @@ class BridgeSchedule:
         c = max((d_n - sigma2) / d_t, 0.0) ** 0.5
         return (1.0 - m_n) * x0_hat + m_n * y + c * (x_t - (1.0 - m_t) * x0_hat - m_t * y)
 
+    def score(self, x_n: torch.Tensor, y: torch.Tensor, predicted: torch.Tensor, n: int) -> torch.Tensor:
+        """The score of ``x_n`` (Eq. 6) from the predicted ``x_n - x0``: the gradient of the log
+        density of q(x_n | x0, y) with x0 taken from the prediction."""
+        m_n = float(self.m[n])
+        return -(m_n * (x_n - y) + (1.0 - m_n) * predicted) / float(self.delta[n])
+
 
 def to_bridge_range(x01: torch.Tensor) -> torch.Tensor:
     """[0, 1] intensities (preprocessing's) to the bridge's [-1, 1]."""
