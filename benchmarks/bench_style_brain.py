@@ -25,10 +25,9 @@ import torch
 
 from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
 from ct2mri_cli.io.volumes import read_volume
-from ct2mri_cli.style import brain
-from ct2mri_cli.style.brain import StyleBrain, find_brain
+from ct2mri_cli.style.brain import find_brain
 from ct2mri_cli.style.key import key_distance
-from ct2mri_cli.style.sources import mri_style_key
+from ct2mri_cli.style.sources import found_brain_key, mri_style_key
 
 SOURCES_WITH_A_BRAIN = ("colin27", "sri24", "icbm2009c", "fsl152")
 
@@ -50,27 +49,17 @@ def source_heads(names: list[str], folder: Path) -> list[tuple[str, Path, Path]]
     return heads
 
 
-def key_with_brain(head: Path, mask: np.ndarray) -> torch.Tensor:
-    """The head-key recipe of ``mri_style_key`` over a given brain instead of the one it would find."""
-    finder = brain.find_brain
-    brain.find_brain = lambda volume: StyleBrain(mask, "registered to the MNI template")
-    try:
-        return mri_style_key(head)
-    finally:
-        brain.find_brain = finder
-
-
 def score(name: str, head: Path, mask: Path) -> dict:
     truth = np.asarray(read_volume(mask).data) > 0
     volume = read_volume(head)
     start = time.perf_counter()
     found = find_brain(volume).mask
-    head_key = key_with_brain(head, found)
+    head_key = found_brain_key(volume, found)
     seconds = time.perf_counter() - start
     brain_key = mri_style_key(head, mask)
     ml = float(np.prod(volume.spacing)) / 1000.0
     return {"head": name, "w1_head_brain": key_distance(head_key, brain_key),
-            "w1_floor": key_distance(key_with_brain(head, truth), brain_key),
+            "w1_floor": key_distance(found_brain_key(volume, truth), brain_key),
             "dice": 2.0 * float((found & truth).sum()) / float(found.sum() + truth.sum()),
             "found_ml": float(found.sum()) * ml, "true_ml": float(truth.sum()) * ml, "seconds": seconds}
 

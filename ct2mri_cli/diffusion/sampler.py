@@ -2,9 +2,10 @@
 
 Each sampler is a plain function over any ``denoiser(x_t, y, t, style) -> x_t - x0`` working on
 batches of 3-slice windows (B, 3, H, W): :func:`sample_independent`, :func:`sample_coprediction`
-and :func:`sample_ista`; :func:`sample_volume` picks one by the name settings carry.  The volume of Z slices is padded with one virtual
-background slice (-1) at each end, so every real slice is the centre of one window and gets up
-to three predictions; virtual slices are sampled like real ones and dropped at the end.
+and :func:`sample_ista`; :func:`sample_volume` picks one by the name settings carry.  The volume
+of Z slices is padded with one virtual background slice (-1) at each end, so every real slice
+is the centre of one window and gets up to three predictions; virtual slices are sampled like
+real ones and dropped at the end.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class _Volume:
 
     def __init__(self, denoiser: Denoiser, ct: torch.Tensor, style: torch.Tensor, steps: int,
                  batch_size: Optional[int], clip_denoised: bool, schedule: Optional[BridgeSchedule],
-                 progress: Optional[Callable[[int, int], None]], evaluations_per_slice: Callable[[int], int]) -> None:
+                 progress: Optional[Callable[[int, int], None]], evaluations_per_slice: int) -> None:
         if ct.dim() != 3:
             raise ValueError(f"ct must be (Z, H, W), got shape {tuple(ct.shape)}")
         if tuple(style.shape) != (3, 128):
@@ -111,7 +112,7 @@ class _Volume:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.denoiser, self.clip_denoised, self.progress = denoiser, clip_denoised, progress
         self.style = style.to(device=ct.device, dtype=torch.float32)
-        self.total = z * evaluations_per_slice(steps)
+        self.total = z * evaluations_per_slice
         self.done = 0
         self.y_padded = torch.nn.functional.pad(ct.float(), (0, 0, 0, 0, 1, 1), value=-1.0)
         self.y_windows = _windows(self.y_padded)
@@ -154,7 +155,8 @@ def sample_independent(
     """Pure BBDM per window: each slice is sampled from its own centred window, (Z, H, W) in [-1, 1].
 
     The arguments are those of :func:`sample_ista` without the correction."""
-    run = _Volume(denoiser, ct, style, steps, batch_size, clip_denoised, schedule, progress, lambda s: s)
+    run = _Volume(denoiser, ct, style, steps, batch_size, clip_denoised, schedule, progress,
+                  network_evaluations(1, steps, 0, "independent"))
     with torch.inference_mode():
         x = run.y_windows.clone()
         for i, t in enumerate(run.times):
@@ -217,7 +219,7 @@ def sample_ista(
     _check_corrections(corrections, correction_norm)
     applied = corrections_applied("ista", corrections, step_size)
     run = _Volume(denoiser, ct, style, steps, batch_size, clip_denoised, schedule, progress,
-                  lambda s: s + applied * (s - 1))
+                  network_evaluations(1, steps, corrections, "ista", step_size))
     schedule, y = run.schedule, run.y_padded
     with torch.inference_mode():
         x = y.clone()

@@ -26,8 +26,10 @@ from ..io.volumes import Volume, array_from_sitk, sitk_from_array
 
 TEMPLATE_T1 = "mni_icbm152_2009a_t1_2mm.nii.gz"
 TEMPLATE_MASK = "mni_icbm152_2009a_brain_2mm.nii.gz"
-BRAIN_ONLY_ML = 2300.0  # an image whose non-zero voxels fill less than this may be a brain already,
-BRIGHT_SHELL_MAX = 0.03  # if its outer 4 mm is no brighter than its white matter: brains 0-0.4 %, small heads 6-7 %
+# An image whose non-zero voxels fill less than BRAIN_ONLY_ML is a brain already unless more than
+# BRIGHT_SHELL_MAX of its outer 4 mm is brighter than its white matter (scalp fat): brains 0-0.4 %, heads 2.2-7.4 %.
+BRAIN_ONLY_ML = 2300.0
+BRIGHT_SHELL_MAX = 0.03
 REGISTRATION_MM = 2.0
 RIM_MM = 8.0  # the outer band of a registered brain mask, where scalp fat can lie
 HEAD_SHARE = (0.3, 0.85)  # of a whole head's volume, the brain's: 0.46-0.74 on the heads measured

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -14,46 +14,66 @@ from ..errors import Ct2mriError
 from ..reporting import info, warn
 from .key import key_distance, load_style_key, quantisation_step, style_key
 
+if TYPE_CHECKING:
+    from ..io.volumes import Volume
+
 
 def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike] = None, normalise: str = "auto") -> torch.Tensor:
     """Read an MRI (and optional brain mask), bring it to [0, 1] as asked and return its key.
 
     The key is taken over the brain: the mask given, a brain-only image's non-zero voxels, or the
-    brain found by registration to a template (:mod:`ct2mri_cli.style.brain`; then intensities are
-    normalised on the brain's core, 4 mm inside the found edge, where a registered mask's errors
-    cannot reach, and counted over the whole found brain).  ``normalise``: ``auto`` keeps a volume already
-    in [0, 1] and otherwise applies the robust min-max of preprocessing; ``robust`` always does;
-    ``none`` never does.
+    brain found by registration to a template (:mod:`ct2mri_cli.style.brain`, then keyed by
+    :func:`found_brain_key`).  ``normalise``: ``auto`` keeps a volume already in [0, 1] and
+    otherwise applies the robust min-max of preprocessing; ``robust`` always does; ``none`` never
+    does.
     """
     from ..io.volumes import read_volume
-    from ..preprocessing.intensity import mri_percentile_range
-    from .brain import CORE_EROSION_MM, eroded, find_brain
+    from .brain import find_brain
 
-    if normalise not in ("auto", "robust", "none"):
-        raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
+    _check_normalise(normalise)
     volume = read_volume(path)
-    data = np.asarray(volume.data, dtype=np.float32)
-    refuse_ct_as_mri(data, str(path))
+    refuse_ct_as_mri(volume.data, str(path))
     if mask_path is not None:
         mask_volume = read_volume(mask_path)
         if mask_volume.shape != volume.shape:
             raise Ct2mriError(f"{mask_path}: mask shape {mask_volume.shape} differs from {path} {volume.shape}")
-        region = core = np.asarray(mask_volume.data) > 0
-        mask = region
-    else:
-        found = find_brain(volume)
-        region, how = found.mask, found.how
-        for message in found.warnings:
-            warn(message)
-        core = region
-        mask = None if how == "brain-only image" else region
-        if mask is not None:
-            core = eroded(region, volume.affine, CORE_EROSION_MM)
-        info(f"{path}: style key over its brain ({how}, {region.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)")
+        brain = np.asarray(mask_volume.data) > 0
+        return _key_over(volume, brain, brain, brain, normalise)
+    found = find_brain(volume)
+    for message in found.warnings:
+        warn(message)
+    info(f"{path}: style key over its brain ({found.how}, {found.mask.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)")
+    if found.how == "brain-only image":
+        return _key_over(volume, found.mask, found.mask, None, normalise)
+    return found_brain_key(volume, found.mask, normalise)
+
+
+def found_brain_key(volume: Volume, brain: np.ndarray, normalise: str = "auto") -> torch.Tensor:
+    """The key over a brain that was found rather than given: intensities normalised on its core,
+    4 mm inside the found edge, where a registered mask's errors cannot reach, and counted over
+    the whole brain."""
+    from .brain import CORE_EROSION_MM, eroded
+
+    _check_normalise(normalise)
+    return _key_over(volume, brain, eroded(brain, volume.affine, CORE_EROSION_MM), brain, normalise)
+
+
+def _check_normalise(normalise: str) -> None:
+    if normalise not in ("auto", "robust", "none"):
+        raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
+
+
+def _key_over(volume: Volume, region: np.ndarray, core: np.ndarray, mask: Optional[np.ndarray],
+              normalise: str) -> torch.Tensor:
+    """The key of ``volume`` over ``region``, normalised (as ``normalise`` says) on ``core``;
+    ``mask`` is what the histogram counts (None: every voxel in (0.001, 1])."""
+    from ..preprocessing.intensity import mri_percentile_range
+
+    data = np.asarray(volume.data, dtype=np.float32)
     already_unit = float(data.min()) >= 0.0 and float(data.max()) <= 1.0
     step = quantisation_step(data[region]) if region.any() else None
     if normalise == "robust" or (normalise == "auto" and not already_unit):
-        lo, hi = mri_percentile_range(data, core, source=str(path))
+        lo, hi = mri_percentile_range(data, core, source=volume.name)
         data = np.clip((data.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32) * region
         step = None if step is None else step / (hi - lo)
     return style_key(data, mask, quantum=step)
