@@ -51,8 +51,10 @@ def test_ventricles_and_calcifications_stay_inside(phantom_factory):
     assert mask[phantom.brain & (phantom.hu < 15) & phantom.intracranial].mean() > 0.95
 
 
-def test_volume_input_follows_the_affine(head_phantom):
-    """The same head stored LPS with swapped axes gives the same mask on its own grid."""
+def test_volume_input_follows_the_affine(phantom_factory):
+    """The same head stored LPS with swapped axes gives the same mask on its own grid; thicker
+    slices than pixels, so the voxel spacing must follow the axes too."""
+    head_phantom = phantom_factory(spacing=(1.0, 1.0, 5.0))
     ras = Volume(head_phantom.hu, head_phantom.affine)
     stored = np.ascontiguousarray(head_phantom.hu[::-1, ::-1, :].transpose(2, 0, 1))  # (S, L, P) order
     affine = np.zeros((4, 4))
