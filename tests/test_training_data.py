@@ -7,7 +7,7 @@ import torch
 
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.style.key import style_key
-from ct2mri_cli.training.batches import WindowSampler
+from ct2mri_cli.training.window_order import WindowOrder
 from ct2mri_cli.training.config import config_from_dict
 from ct2mri_cli.training.data import (
     load_case_volumes,
@@ -159,24 +159,24 @@ def test_empty_dataset(tmp_path):
     assert "no training slice holds brain" in _message(_config(folder, val_subjects=0))
 
 
-def test_sampler_shards_cover_each_epoch_once():
+def test_window_order_shards_cover_each_epoch_once():
     n = 11
-    samplers = [WindowSampler(n, seed=5, rank=r, world_size=2) for r in range(2)]
+    orders = [WindowOrder(n, seed=5, rank=r, world_size=2) for r in range(2)]
     per_rank = -(-n // 2)
-    seen = [torch.cat([s.next(1)[0] for _ in range(per_rank)]) for s in samplers]
+    seen = [torch.cat([s.next(1)[0] for _ in range(per_rank)]) for s in orders]
     union = torch.cat(seen)
     assert sorted(set(union.tolist())) == list(range(n))  # all windows, padding repeats one
     assert len(union) == 12
     # the next epoch is a different order
-    assert not torch.equal(torch.cat([samplers[0].next(1)[0] for _ in range(per_rank)]), seen[0])
+    assert not torch.equal(torch.cat([orders[0].next(1)[0] for _ in range(per_rank)]), seen[0])
 
 
-def test_sampler_state_round_trip():
-    a = WindowSampler(7, seed=1)
+def test_window_order_state_round_trip():
+    a = WindowOrder(7, seed=1)
     a.next(5)
     state = a.state_dict()
     expected = [a.next(4) for _ in range(3)]
-    b = WindowSampler(7, seed=1)
+    b = WindowOrder(7, seed=1)
     b.load_state_dict(state)
     for idx, flips in expected:
         got_idx, got_flips = b.next(4)

@@ -36,12 +36,12 @@ from .sources import SOURCES, get_source, source_notice
 from .synthesis import VARIETIES, case_seed, generate_pair, prepare_anatomy
 
 SOURCE_GROUPS = {"both": ("mni", "colin27"), "all": SOURCES}
-CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
+SYNTHETIC_CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
 PAIRS_CSV = "pairs.csv"
-MANIFEST = "synthesis.json"
+SYNTHESIS_RECORD = "synthesis.json"
 LICENCE_FILE = "MNI_LICENSE.txt"
 MODEL_DIR = "model"
-MANIFEST_FORMAT = "ct2mri-synthetic-pairs"
+SYNTHESIS_FORMAT = "ct2mri-synthetic-pairs"
 _DESCRIP_SUFFIX = "synthetic, not for diagnosis"
 
 
@@ -91,9 +91,9 @@ def notice_file(source: str) -> str:
 def planned_outputs(out_dir: Path, n: int, plan: list[str] | None = None) -> list[Path]:
     """Every path a run would create or replace (what --force is needed for)."""
     notices = {notice_file(name) for name in (plan or ["mni"])}
-    paths = [out_dir / PAIRS_CSV, out_dir / MANIFEST] + [out_dir / name for name in sorted(notices)]
+    paths = [out_dir / PAIRS_CSV, out_dir / SYNTHESIS_RECORD] + [out_dir / name for name in sorted(notices)]
     for i in range(n):
-        paths += [out_dir / synthetic_case_name(i) / name for name in CASE_FILES.values()]
+        paths += [out_dir / synthetic_case_name(i) / name for name in SYNTHETIC_CASE_FILES.values()]
     return paths
 
 
@@ -113,7 +113,7 @@ def _pairs_csv(entries: list[dict[str, Any]]) -> str:
 
 def _manifest(settings: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     data = {
-        "format": MANIFEST_FORMAT,
+        "format": SYNTHESIS_FORMAT,
         "version": 1,
         "generator": {
             "ct2mri": __version__,
@@ -135,15 +135,15 @@ def write_synthetic_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
     reference = Volume(data=np.broadcast_to(np.uint8(0), pair.ct.shape), affine=pair.affine, description=case)
     source = pair.params.source
     tag = f"ct2mri synthesize {source} seed {pair.seed}"
-    write_nifti(pair.ct, folder / CASE_FILES["ct"], reference, descrip=f"{tag}: CT HU; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.t1, folder / CASE_FILES["mri"], reference, descrip=f"{tag}: T1; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.mask, folder / CASE_FILES["mask"], reference, descrip=f"{tag}: intracranial mask", dtype=np.uint8)
+    write_nifti(pair.ct, folder / SYNTHETIC_CASE_FILES["ct"], reference, descrip=f"{tag}: CT HU; {_DESCRIP_SUFFIX}", dtype=np.int16)
+    write_nifti(pair.t1, folder / SYNTHETIC_CASE_FILES["mri"], reference, descrip=f"{tag}: T1; {_DESCRIP_SUFFIX}", dtype=np.int16)
+    write_nifti(pair.mask, folder / SYNTHETIC_CASE_FILES["mask"], reference, descrip=f"{tag}: intracranial mask", dtype=np.uint8)
     spacing = np.linalg.norm(pair.affine[:3, :3], axis=0)
     return {
         "case": case,
         "source": source,
         "seed": int(pair.seed),
-        **{key: f"{case}/{name}" for key, name in CASE_FILES.items()},
+        **{key: f"{case}/{name}" for key, name in SYNTHETIC_CASE_FILES.items()},
         "shape": [int(n) for n in pair.ct.shape],
         "spacing_mm": [round(float(s), 6) for s in spacing],
         "intracranial_ml": round(float(pair.mask.sum() * np.prod(spacing) / 1000.0), 3),
@@ -214,7 +214,7 @@ def write_pairs(
         "exclude": exclude,
         "variety": variety,
         "spacing_mm": spacing_mm,
-        "files": dict(CASE_FILES),
+        "files": dict(SYNTHETIC_CASE_FILES),
     }
     notices = {}
     for name in sorted(set(plan)):
@@ -234,6 +234,6 @@ def write_pairs(
         pair = generate_pair(name, case_seed(seed, index), spacing_mm, variety=variety)
         entries.append(write_synthetic_case(out_dir, case, pair))
         _write_text(out_dir / PAIRS_CSV, _pairs_csv(entries))
-        _write_text(out_dir / MANIFEST, _manifest(settings, entries))
+        _write_text(out_dir / SYNTHESIS_RECORD, _manifest(settings, entries))
         emit(case, "done", f"{time.perf_counter() - started:.1f} s")
     return entries

@@ -1,7 +1,7 @@
 """Training ct2mri on preprocessed CT/MRI pairs (``ct2mri train``).
 
 Modules, one job each: :mod:`.config` (settings), :mod:`.data` (windows in memory),
-:mod:`.batches` (visiting order), :mod:`.ema`, :mod:`.loop` (the optimisation),
+:mod:`.window_order` (the order training windows are visited in), :mod:`.ema`, :mod:`.loop` (the optimisation),
 :mod:`.checkpoint`, :mod:`.export`, :mod:`.validation`, :mod:`.monitor` (progress and log),
 :mod:`.distributed` (torchrun / DDP) and :mod:`.rundir` (the output folder).
 """

@@ -26,7 +26,7 @@ from ..settings import PreprocessConfig
 from ..style.key import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
 
-MANIFEST = "manifest.json"
+PREPARED_MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -112,7 +112,7 @@ def open_dataset(data_dir: str | Path) -> Manifest:
     if not folder.is_dir():
         raise Ct2mriError(f"{folder}: data folder not found")
     manifest = read_manifest(folder)
-    path = folder / MANIFEST
+    path = folder / PREPARED_MANIFEST
     try:
         preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
     except (ValueError, TypeError) as exc:
@@ -138,7 +138,7 @@ def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
 
     name = entry["case"]
     ct, mri, mask = load_case(manifest.folder, entry)
-    where = f"{manifest.folder / MANIFEST}: case {name!r}"
+    where = f"{manifest.folder / PREPARED_MANIFEST}: case {name!r}"
     if ct.shape != mri.shape:
         raise Ct2mriError(f"{where}: CT shape {ct.shape} differs from MRI shape {mri.shape}")
     if mask.shape != ct.shape:
@@ -279,7 +279,7 @@ def _read_cases(
     divisor: int,
     on_case: Optional[Callable[[int, int], None]],
 ) -> tuple[WindowSet, list[CaseVolumes]]:
-    where = manifest.folder / MANIFEST
+    where = manifest.folder / PREPARED_MANIFEST
     validation: list[CaseVolumes] = []
     in_plane: Optional[tuple[tuple[int, ...], str]] = None
     for i, entry in enumerate(manifest.cases):

@@ -28,7 +28,7 @@ from ..network import UNet, count_parameters
 from ..settings import PreprocessConfig
 from ..weights import ModelBundle, load_weights, read_metadata
 from . import distributed as ddp
-from .batches import CROP_TAG, FLIP_TAG, WindowSampler, derive_seed
+from .window_order import CROP_TAG, FLIP_TAG, WindowOrder, derive_seed
 from .checkpoint import (
     capture_rng,
     load_checkpoint,
@@ -104,7 +104,7 @@ class Trainer:
         self.ema = EMA(self.network, config.ema_decay, config.ema_start)
         self.optimizer = make_adam(self.network, config)
         self.noise = torch.Generator(device=device).manual_seed(derive_seed(config.seed, ctx.rank, NOISE_TAG))
-        self.sampler = WindowSampler(len(data.train), config.seed, ctx.rank, ctx.world_size, config.flip)
+        self.window_order = WindowOrder(len(data.train), config.seed, ctx.rank, ctx.world_size, config.flip)
         self.step = 0
         self.best: Optional[dict[str, Any]] = None
         self.init_record: Optional[dict[str, Any]] = None
@@ -139,23 +139,23 @@ class Trainer:
         self.init_record = checkpoint.get("init")
         states = checkpoint["rng"]
         if len(states) == self.ctx.world_size:
-            self.sampler.load_state_dict(restore_rng(states[self.ctx.rank], self.noise))
+            self.window_order.load_state_dict(restore_rng(states[self.ctx.rank], self.noise))
         else:
             if self.ctx.is_main:
                 from ..reporting import warn
 
                 warn(f"the checkpoint was written by {len(states)} process(es), this run has {self.ctx.world_size}: "
                      "the data order and noise continue from new seeds (not bit-identical)")
-            sampler_state = dict(restore_rng(states[0], self.noise))
-            sampler_state["position"] = int(sampler_state["position"]) * len(states) // self.ctx.world_size
-            self.sampler.load_state_dict(sampler_state)
-            self.sampler.flip_generator.manual_seed(derive_seed(self.config.seed, self.ctx.rank, FLIP_TAG, self.step))
+            order_state = dict(restore_rng(states[0], self.noise))
+            order_state["position"] = int(order_state["position"]) * len(states) // self.ctx.world_size
+            self.window_order.load_state_dict(order_state)
+            self.window_order.flip_generator.manual_seed(derive_seed(self.config.seed, self.ctx.rank, FLIP_TAG, self.step))
             self.noise.manual_seed(derive_seed(self.config.seed, self.ctx.rank, NOISE_TAG, self.step))
         self.log = JsonLog(self.layout.log, enabled=self.ctx.is_main, keep_until_step=self.step)
 
     def checkpoint(self, periodic: bool) -> None:
         """Write ``last.pt`` (and a numbered copy when ``periodic``); all processes take part."""
-        rng = ddp.gather(capture_rng(self.noise, self.sampler.state_dict()), self.ctx)
+        rng = ddp.gather(capture_rng(self.noise, self.window_order.state_dict()), self.ctx)
         if self.ctx.is_main:
             payload = {
                 "step": self.step,
@@ -184,7 +184,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for micro in range(c.grad_accumulation):
-            indices, flips = self.sampler.next(c.batch_size)
+            indices, flips = self.window_order.next(c.batch_size)
             x0, y, style = self.data.train.batch(indices, flips, self.device)
             if c.crop != (0, 0):
                 x0, y = self._crop(x0, y, micro)
@@ -331,7 +331,7 @@ class Trainer:
             "loss": loss,
             "lr": self.optimizer.param_groups[0]["lr"],
             "samples_per_s": speed,
-            "epoch": self.sampler.epoch,
+            "epoch": self.window_order.epoch,
             "time": fractions,
             "seconds": seconds,
         }

@@ -25,7 +25,7 @@ FLIP_TAG = 1
 CROP_TAG = 2
 
 
-class WindowSampler:
+class WindowOrder:
     """Yields (window indices, flip flags) batches for one process."""
 
     def __init__(self, num_windows: int, seed: int, rank: int = 0, world_size: int = 1, flip: bool = True) -> None:
