@@ -60,7 +60,7 @@ class PreprocessConfig(SettingsMixin):
 
 
 # The sampler of the paper's experiments (99 network evaluations per window).
-PAPER_SAMPLING = {"mode": "ista", "steps": 50, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
+PAPER_SAMPLING: dict[str, Any] = {"mode": "ista", "steps": 50, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class SamplingConfig(SettingsMixin):
         correction_cap: Optional[float] = None,
     ) -> "SamplingConfig":
         """These settings with the given ones (those not None) replacing them."""
-        given = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode,
+        given: dict[str, Any] = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode,
                  "correction_cap": correction_cap}
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
 

@@ -21,7 +21,7 @@ def network_denoiser(
     """
     network.eval()
     if channels_last:
-        network.to(memory_format=torch.channels_last)
+        network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted, not in the stubs
 
     @torch.inference_mode()
     def denoise(x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

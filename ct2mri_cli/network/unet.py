@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -182,7 +182,8 @@ class TransformerBlock(nn.Module):
         b, c, h, w = x.shape
         tokens = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)
         style = style.to(tokens.dtype)
-        for layer in self.layers:
+        for item in self.layers:
+            layer = cast(nn.ModuleDict, item)
             if "self_attn" in layer:
                 tokens = tokens + layer["self_attn"](layer["norm1"](tokens))
             tokens = tokens + layer["cross_attn"](layer["norm2"](tokens), style)
@@ -238,7 +239,7 @@ class UNet(nn.Module):
             for i in range(cfg.num_res_blocks + 1):
                 out = mult * base
                 attn = TransformerBlock(out, cfg) if level in cfg.attention_levels else None
-                stage = _Stage(ResBlock(ch + skip_channels.pop(), out, emb_dim, cfg), attn)
+                stage: nn.Module = _Stage(ResBlock(ch + skip_channels.pop(), out, emb_dim, cfg), attn)
                 ch = out
                 if level > 0 and i == cfg.num_res_blocks:
                     stage = nn.ModuleList([stage, _Stage(self._upsample(ch, emb_dim))])

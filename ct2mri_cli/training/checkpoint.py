@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ def periodic_name(step: int) -> str:
 
 def capture_rng(noise_generator: torch.Generator, sampler_state: dict[str, Any]) -> dict[str, Any]:
     """This process's random state (global generators, noise generator, window sampler)."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple, np.random.get_state())  # the legacy form: (name, keys, pos, has_gauss, cached)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -153,7 +153,8 @@ def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
         key, _ = load_style_key(manifest.folder / key_file)
     else:
         key = style_key(mri)
-    subject = entry.get("subject") if isinstance(entry.get("subject"), str) else name
+    given_subject = entry.get("subject")
+    subject = given_subject if isinstance(given_subject, str) else name
     return CaseVolumes(name=name, subject=subject, ct=ct, mri=mri, mask=mask, key=key)
 
 

@@ -7,11 +7,13 @@ import copy
 import torch
 from torch import nn
 
+from ..network.unet import UNet
+
 
 class EMA:
     """``ema <- decay * ema + (1 - decay) * weights`` on every update; a copy before ``start``."""
 
-    def __init__(self, network: nn.Module, decay: float, start: int = 0) -> None:
+    def __init__(self, network: UNet, decay: float, start: int = 0) -> None:
         self.decay = decay
         self.start = start
         self.model = copy.deepcopy(network).eval().requires_grad_(False)
@@ -19,8 +21,8 @@ class EMA:
     @torch.no_grad()
     def update(self, network: nn.Module, step: int) -> None:
         """Fold the current weights in; ``step`` is the number of optimiser steps taken so far."""
-        ema_params = list(self.model.parameters())
-        params = [p.detach() for p in network.parameters()]
+        ema_params: list[torch.Tensor] = list(self.model.parameters())
+        params: list[torch.Tensor] = [p.detach() for p in network.parameters()]
         if step <= self.start:
             torch._foreach_copy_(ema_params, params)
         else:

@@ -16,10 +16,11 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
 
 from ..diffusion.bridge import BridgeSchedule, bridge_loss
 from ..errors import Ct2mriError
@@ -77,7 +78,7 @@ def make_adam(network: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam
     thread synchronisation per parameter tensor (measured 0.86 s against 2.4 ms per step for the
     small network on a busy 2-core machine).
     """
-    kwargs = {"lr": config.lr, "betas": config.adam_betas, "weight_decay": config.weight_decay}
+    kwargs: dict[str, Any] = {"lr": config.lr, "betas": config.adam_betas, "weight_decay": config.weight_decay}
     try:
         return torch.optim.Adam(network.parameters(), fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):
@@ -111,8 +112,6 @@ class Trainer:
         self.last_val: Optional[dict[str, Any]] = None
         self.last_loss: Optional[float] = None
         if ctx.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [device.index] if device.type == "cuda" else None
             self.model: torch.nn.Module = DistributedDataParallel(self.network, device_ids=ids)
         else:
@@ -194,7 +193,8 @@ class Trainer:
             target = self.schedule.target(x0, y, t, noise)
             self.timer.mark("data")
             last = micro == c.grad_accumulation - 1
-            no_sync = self.model.no_sync() if (self.ctx.enabled and not last) else contextlib.nullcontext()
+            no_sync = (cast(DistributedDataParallel, self.model).no_sync() if (self.ctx.enabled and not last)
+                       else contextlib.nullcontext())
             with no_sync:
                 with self._autocast():
                     prediction = self.model(torch.cat([x_t, y], dim=1), t, style)
