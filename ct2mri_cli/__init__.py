@@ -29,6 +29,8 @@ _EXPORTS = {
     "PreprocessConfig": "ct2mri_cli.settings",
     "SamplingConfig": "ct2mri_cli.settings",
     "Translator": "ct2mri_cli.inference.translator",
+    "TranslateRequest": "ct2mri_cli.inference.plan",
+    "translate_files": "ct2mri_cli.inference.plan",
     "read_volume": "ct2mri_cli.io.volumes",
     "Ct2mriError": "ct2mri_cli.errors",
 }

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from .errors import Ct2mriError
+from .launcher import slurm_array_task, torchrun_process
 
 Item = TypeVar("Item")
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -55,53 +56,20 @@ def parse_shard(text: str) -> Shard:
     return Shard(k - 1, n, f"--shard {k}/{n}")
 
 
-def _integer(env: Mapping[str, str], name: str, default: Optional[int] = None) -> Optional[int]:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise Ct2mriError(f"{name}={value!r} in the environment is not an integer") from None
-
-
 def _slurm_array(env: Mapping[str, str]) -> Optional[Shard]:
-    task = _integer(env, "SLURM_ARRAY_TASK_ID")
+    task = slurm_array_task(env)
     if task is None:
         return None
-    count = _integer(env, "SLURM_ARRAY_TASK_COUNT")
-    if count is None:
-        raise Ct2mriError("SLURM_ARRAY_TASK_ID is set without SLURM_ARRAY_TASK_COUNT")
-    first = _integer(env, "SLURM_ARRAY_TASK_MIN", 0)
-    step = _integer(env, "SLURM_ARRAY_TASK_STEP", 1) or 1
-    index = (task - first) // step  # type: ignore[operator]
-    if not 0 <= index < count or (task - first) % step:  # type: ignore[operator]
-        raise Ct2mriError(f"SLURM array task {task} does not fit an array of {count} from {first} in steps of {step}")
-    return Shard(index, count, f"SLURM array task {task} ({index + 1} of {count})")
-
-
-def _torchrun(env: Mapping[str, str]) -> Optional[tuple[int, int, Optional[int]]]:
-    world = _integer(env, "WORLD_SIZE")
-    if world is None:
-        return None
-    rank = _integer(env, "RANK", 0)
-    if world < 1 or not 0 <= rank < world:  # type: ignore[operator]
-        raise Ct2mriError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-    return rank, world, local_rank(env)  # type: ignore[return-value]
-
-
-def local_rank(env: Mapping[str, str] = os.environ) -> Optional[int]:
-    """torchrun's ``LOCAL_RANK`` (the process's GPU on its machine), or None outside torchrun."""
-    return _integer(env, "LOCAL_RANK")
+    return Shard(task.index, task.count, f"SLURM array task {task.task_id} ({task.index + 1} of {task.count})")
 
 
 def resolve_shard(option: Optional[str], env: Mapping[str, str] = os.environ) -> Shard:
     """This process's shard: ``--shard`` or the SLURM array, each split further among torchrun's processes."""
     outer = parse_shard(option) if option else (_slurm_array(env) or Shard())
-    processes = _torchrun(env)
-    if processes is None or processes[1] == 1:
-        local = processes[2] if processes else None
+    process = torchrun_process(env)
+    if process is None or process.world_size == 1:
+        local = process.local_rank if process else None
         return Shard(outer.index, outer.count, outer.source, local)
-    rank, world, local = processes
+    rank, world = process.rank, process.world_size
     source = f"torchrun rank {rank} of {world}" + ("" if outer.count == 1 else f" within {outer.source}")
-    return Shard(outer.index * world + rank, outer.count * world, source, local)
+    return Shard(outer.index * world + rank, outer.count * world, source, process.local_rank)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .errors import Ct2mriError
+from .launcher import thread_count
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -36,14 +37,6 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> Optional[float]:
     return None
 
 
-def _positive(value: Optional[str]) -> Optional[int]:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        return None
-    return number if number >= 1 else None
-
-
 def cpu_budget(requested: Optional[int] = None, environ: Mapping[str, str] = os.environ,
                cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str]:
     """(threads, where the number came from) for this process."""
@@ -51,10 +44,9 @@ def cpu_budget(requested: Optional[int] = None, environ: Mapping[str, str] = os.
         if requested < 1:
             raise Ct2mriError(f"--threads must be at least 1, got {requested}")
         return requested, "--threads"
-    for name in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
-        number = _positive(environ.get(name))
-        if number is not None:
-            return number, name
+    given = thread_count(environ)
+    if given is not None:
+        return given
     try:
         count, source = len(os.sched_getaffinity(0)), "CPU affinity"
     except AttributeError:  # not on Linux

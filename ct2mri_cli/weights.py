@@ -6,7 +6,7 @@ Metadata (all JSON strings): ``format`` = "ct2mri-weights", ``format_version``, 
 (3 x 128 floats), ``provenance`` (package version, training steps, seed, date, ...) and
 ``tensors_sha256``, a digest of every tensor's name, dtype, shape and bytes, checked on loading
 so a damaged file is refused before it samples anything (files written before it existed load
-without the check).
+without the check).  :func:`file_summary` says what a weights (or style key) file holds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .errors import Ct2mriError
 from .io.atomic import atomic_output
 from .network import UNet, UNetConfig
 from .settings import PreprocessConfig, SamplingConfig
-from .style.key import validate_style_key
+from .style.key import KEY_FORMAT, load_style_key, validate_style_key
 
 FORMAT = "ct2mri-weights"
 FORMAT_VERSION = 1
@@ -173,3 +173,74 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         path=path,
         sha256=file_sha256(path),
     )
+
+
+DIGEST_MISMATCH = "MISMATCH"  # how a summary's tensors_digest begins when the tensors are damaged
+
+
+def file_summary(path: Path) -> dict[str, Any]:
+    """What a weights file, or a style key file, holds (``ct2mri info``): its kind, sha256 and
+    metadata; for weights also the format, parameter count and whether the tensors match their
+    recorded digest (a value starting with :data:`DIGEST_MISMATCH` when they do not).  A file of
+    neither kind, or metadata that is not JSON, is a one-line :class:`Ct2mriError`."""
+    if _format_of(path) == KEY_FORMAT:
+        key, metadata = load_style_key(path)
+        return {"file": str(path), "kind": "style key", "sha256": file_sha256(path), "metadata": metadata,
+                "histogram_mass": round(float(key[0].sum()), 6)}
+    metadata = read_metadata(path)
+    decoded = {}
+    for name, value in metadata.items():
+        if name in ("format", "format_version", "tensors_sha256"):
+            continue
+        try:
+            decoded[name] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise Ct2mriError(f"{path}: the metadata entry {name!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
+                              "the file is damaged") from None
+    style = decoded.pop("default_style_key")
+    return {
+        "file": str(path),
+        "kind": "weights",
+        "format": f"{metadata['format']} v{metadata['format_version']}",
+        "sha256": file_sha256(path),
+        "parameters": _parameter_count(path),
+        "tensors_digest": _digest_state(path, metadata),
+        **decoded,
+        "default_style_key": f"3x{len(style[0])}",
+    }
+
+
+def _digest_state(path: Path, metadata: dict[str, str]) -> str:
+    """Whether the tensors match the digest the file records: matches, not recorded, or MISMATCH."""
+    from safetensors.torch import load_file
+
+    try:
+        return check_tensors(path, metadata, load_file(str(path)))
+    except Ct2mriError:
+        return f"{DIGEST_MISMATCH}: the file is damaged"
+    except Exception as exc:  # unreadable tensor data
+        return f"{DIGEST_MISMATCH}: the tensors cannot be read ({type(exc).__name__})"
+
+
+def _format_of(path: Path) -> Optional[str]:
+    """The ``format`` metadata entry, or None when the file is not a readable safetensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return (handle.metadata() or {}).get("format")
+    except Exception:  # unreadable files get their message from read_metadata
+        return None
+
+
+def _parameter_count(path: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="pt") as handle:
+        for name in handle.keys():
+            n = 1
+            for dim in handle.get_slice(name).get_shape():
+                n *= dim
+            total += n
+    return total

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from ct2mri_cli.cli.app import main
+from ct2mri_cli.launcher import SLURM_ARRAY_VARIABLES, TORCHRUN_VARIABLES
 from tests.helpers import fast_weights
 
 CASES = [f"p{i}" for i in range(5)]
-LAUNCHER_VARIABLES = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP",
-                      "RANK", "WORLD_SIZE", "LOCAL_RANK")
+LAUNCHER_VARIABLES = SLURM_ARRAY_VARIABLES + TORCHRUN_VARIABLES
 
 
 @pytest.fixture(autouse=True)

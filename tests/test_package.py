@@ -20,7 +20,7 @@ def test_importing_the_cli_does_not_import_torch():
 # sits on the core, never the reverse; the network and the bridge maths know nothing of sampling
 # a scan, of training or of the command line.
 LAYERS = [
-    {"__init__", "errors", "reporting", "settings", "device", "io", "batch", "bundled", "shards", "threads"},
+    {"__init__", "errors", "reporting", "settings", "device", "io", "batch", "bundled", "launcher", "shards", "threads"},
     {"preprocessing", "diffusion", "network"},
     {"style", "evaluation"},
     {"weights", "data"},

@@ -12,6 +12,7 @@ import typer
 
 from .. import __version__
 from ..errors import Ct2mriError
+from ..launcher import in_multiprocess_job
 from . import common
 
 app = typer.Typer(
@@ -156,7 +157,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def run() -> None:
     code = main()
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+    if in_multiprocess_job():
         # A process of a torchrun job has written and closed everything by now; leaving without
         # the C++ exit-time destructors keeps a late gloo thread from aborting a finished job.
         sys.stdout.flush()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
-from ..errors import Ct2mriError
 from . import common
 
 
@@ -36,27 +35,12 @@ def train(
     --preset/--steps/--batch-size/--device, then --set, later ones winning.  With --resume the
     run's saved settings are the starting point.
     """
-    from ..training import config as cfg
+    from ..training.config import settings_from_options
     from ..training.loop import train as run_training
     from ..training.rundir import RunLayout
 
-    requested: dict[str, Any] = cfg.read_config_file(config) if config is not None else {}
-    if init is not None:
-        if not init.is_file():
-            raise Ct2mriError(f"--init {init}: no such file")
-        own_network = (preset is not None or "network" in requested or "preset" in requested
-                       or any(o.startswith(("network.", "preset=")) for o in overrides or []))
-        requested = {**({} if own_network else cfg.network_settings_of(init)), **requested, "init": str(init)}
-    for key, value in (("preset", preset), ("steps", steps), ("batch_size", batch_size), ("device", device)):
-        if value is not None:
-            requested[key] = value
-    requested["data_dir"] = str(data_dir)
-    if no_validation:
-        requested["val_every"] = 0
-    requested = cfg.apply_overrides(requested, overrides or [])
-    if resume:
-        saved_file = RunLayout(output).config
-        base = cfg.read_config_file(saved_file) if saved_file.is_file() else {}
-        requested = {**base, **requested}
-    settings = cfg.config_from_dict(requested, str(config) if config is not None else "configuration")
+    settings = settings_from_options(
+        data_dir, config_file=config, init=init, preset=preset, steps=steps, batch_size=batch_size, device=device,
+        overrides=overrides or (), no_validation=no_validation, resumed_config=RunLayout(output).config if resume else None,
+    )
     run_training(settings, output, resume=resume, force=force, quiet=common.settings.quiet, console=common.console)

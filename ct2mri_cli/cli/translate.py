@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 
 from ..errors import Ct2mriError
 from . import common
+
+if TYPE_CHECKING:
+    from ..inference.jobs import Job
+    from ..inference.translator import Translation
+    from ..shards import Shard
 
 
 def translate(
@@ -68,77 +71,17 @@ def translate(
             raise Ct2mriError("--status reads an output folder; give no inputs with it")
         _print_status(status)
         return
-    from ..bundled import default_weights
-    from ..device import CPU_FALLBACK, resolve_device
-    from ..inference.cohort import StyleBook, translate_cohort
-    from ..inference.jobs import check_outputs, plan_jobs
-    from ..inference.status import StatusFile
-    from ..inference.translator import Translator
-    from ..io.atomic import check_folder_possible, ensure_folder
-    from ..io.cases import CaseSpec, case_name, expand_inputs, read_case_list
-    from ..shards import local_rank, resolve_shard
-    from ..weights import load_weights
+    from ..inference.plan import TranslateRequest, plan_translation, run_translation
 
-    from ..settings import SamplingConfig
-    from ..threads import cpu_budget
-
-    # options that nothing can run with fail before anything is read or loaded
-    SamplingConfig().with_overrides(steps, corrections, step_size, sampler, correction_cap).check()
-    cpu_budget(threads)
-    given = list(inputs or [])
-    if output is None and case_list is None and len(given) == 2:  # INPUT OUTPUT
-        specs = [CaseSpec(case_name(given[0]), given[0]), CaseSpec("", given[1])]
-    else:
-        if output is None:
-            raise Ct2mriError("give INPUT OUTPUT, or inputs (or --list) with -o OUTDIR")
-        specs = [CaseSpec(case_name(p), p) for p in expand_inputs(given)] + (read_case_list(case_list) if case_list else [])
-        if not specs:
-            raise Ct2mriError("no inputs: give CT files or folders, or --list")
-    jobs = plan_jobs(specs, output, save_mask, qc, output_format, trust_map)
-    style_file = [Path(style)] if style is not None and Path(style).is_file() else []
-    check_outputs(jobs, ([mask] if mask is not None else []) + style_file + ([weights] if weights else []))
-    if mask is not None:
-        if len(jobs) > 1:
-            raise Ct2mriError("--mask applies to one input only")
-        jobs[0].mask_in = mask
-    for folder in sorted({target.parent for job in jobs for target in job.targets}):
-        check_folder_possible(folder)
-    named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)  # the user named the output
-    if report and named_file:
-        raise Ct2mriError("--report writes the QC page of an output folder: give the inputs with -o OUTDIR")
-    cohort_folder = None if named_file else output
-    # a SLURM array or torchrun shares out a cohort; a file the user named is translated whole
-    chosen = resolve_shard(shard, os.environ if cohort_folder is not None else {})
-    mine = chosen.select(jobs, lambda job: job.case)
-    if chosen.count > 1:
-        message = f"shard {chosen.index + 1} of {chosen.count} ({chosen.source}): {len(mine)} of {len(jobs)} cases"
-        if mine:
-            common.info(message)
-        else:
-            common.warn(message + "; nothing to do")
-
-    started = time.perf_counter()
-    weights_path = weights or default_weights()
-    if weights is None and not weights_path.is_file():
-        raise Ct2mriError(f"the bundled model {weights_path} is missing; pass --weights")
-    gpu = local_rank()  # under torchrun, even for a file translated whole
-    if device == "auto" and gpu is not None:
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{gpu % torch.cuda.device_count()}"
-    torch_device = resolve_device(device, announce=False)  # said when a case is sampled, not for a run of skips
-    cpu_fallback = device == "auto" and torch_device.type == "cpu"
-    bundle = load_weights(weights_path, device="cpu")
-    base = bundle.sampling.as_paper() if paper else bundle.sampling
-    sampling = base.with_overrides(steps, corrections, step_size, sampler, correction_cap)
-    styles = StyleBook(style, bundle.default_style_key, style_mask)
-    styles.key_for(None)  # the run's own --style fails the run, not each case
-    translator = Translator(bundle, torch_device, sampling, batch_size, precision, compile=compile_network, strict=strict,
-                            native_axes=native_axes, threads=threads)
-    load_seconds = time.perf_counter() - started
-    if cohort_folder is not None:
-        ensure_folder(cohort_folder)
+    request = TranslateRequest(
+        inputs=list(inputs or []), output=output, case_list=case_list, weights=weights, style=style, steps=steps,
+        corrections=corrections, step_size=step_size, sampler=sampler, correction_cap=correction_cap, paper=paper,
+        device=device, batch_size=batch_size, precision=precision, compile_network=compile_network, mask=mask,
+        save_mask=save_mask, qc=qc, trust_map=trust_map, output_format=output_format, style_mask=style_mask,
+        series=series, shard=shard, skip_existing=skip_existing, force=force, native_axes=native_axes, strict=strict,
+        threads=threads, pipeline=pipeline, report=report,
+    )
+    plan = plan_translation(request, on_share=_print_share)
 
     def on_event(case: str, kind: str, message: str) -> None:
         if kind in ("done", "skipped"):
@@ -148,27 +91,22 @@ def translate(
 
     bar = common.progress_bar("windows", remaining=True)
 
-    def progress(job):  # noqa: ANN001, ANN202
-        if cpu_fallback:
-            common.notice(CPU_FALLBACK)
+    def progress(job: Job) -> Callable[[int, int], None]:
         task = bar.add_task(job.case, total=None)
         return lambda done, total: bar.update(task, completed=done, total=total, visible=done < (total or 1))
 
+    def on_result(job: Job, translation: Translation) -> None:
+        for note in translation.notes:
+            common.warn(note)
+
     with bar:
-        result = translate_cohort(
-            mine, translator, styles, status=StatusFile(cohort_folder, chosen) if cohort_folder is not None else None,
-            claims_in=cohort_folder,
-            series_uid=series, skip_existing=skip_existing, force=force, explicitly_named=named_file,
-            load_seconds=load_seconds, pipelined=pipeline if pipeline is not None else torch_device.type != "cpu",
-            isolate=len(jobs) > 1, on_event=on_event,
-            on_result=lambda job, r: [common.warn(note) for note in r.notes], progress=progress,
-        )
-    outcome = result.outcome
-    if len(jobs) > 1:
+        result = run_translation(plan, on_event=on_event, on_result=on_result, progress=progress)
+    outcome, chosen = result.outcome, plan.shard
+    if len(plan.jobs) > 1:
         with_checks = {case: names for case, names in result.flagged.items() if names}
         common.info(
             f"{len(outcome.done)} translated ({len(with_checks)} with scan-check warnings or corrections), "
-            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(mine)}"
+            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(plan.mine)}"
             + (f" (shard {chosen.index + 1} of {chosen.count})" if chosen.count > 1 else "")
             + f"; {result.wall_seconds:.1f} s, {100 * result.sampling_seconds / max(result.wall_seconds, 1e-9):.0f}% sampling"
         )
@@ -176,13 +114,23 @@ def translate(
             common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
         for case, message in outcome.failures:
             common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
-    if report and cohort_folder is not None:
+    if report and plan.cohort_folder is not None:
         from ..reports import write_report
 
-        written = write_report(cohort_folder, force=True)
+        written = write_report(plan.cohort_folder, force=True)
         common.info(f"wrote {written.path} ({written.size_bytes / 1e6:.1f} MB; shards still running are shown as they stand)")
     if outcome.failures:
         raise typer.Exit(code=1)
+
+
+def _print_share(shard: Shard, mine: list[Job], jobs: list[Job]) -> None:
+    """Say which share of the cases this process runs, when the cohort is shared out."""
+    if shard.count > 1:
+        message = f"shard {shard.index + 1} of {shard.count} ({shard.source}): {len(mine)} of {len(jobs)} cases"
+        if mine:
+            common.info(message)
+        else:
+            common.warn(message + "; nothing to do")
 
 
 def _print_status(folder: Path) -> None:

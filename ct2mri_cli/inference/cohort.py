@@ -1,8 +1,10 @@
-"""A cohort through ``translate``: a shard of the jobs, pipelined, with a status file per shard.
+"""A shard's jobs through ``translate``: checked as a whole, then each translated, skipped or failed.
 
-The CLI parses options and prints; this module decides what each job does (skip, overwrite,
-fail), runs the jobs through :func:`ct2mri_cli.batch.run_pipeline` (reading and writing
-overlap sampling) and records every case in the shard's status file.
+:mod:`.plan` turns a request into jobs and a loaded model.  This module refuses, before anything
+runs or is recorded, a run that would replace files it was not asked to replace; then runs the
+jobs through :func:`ct2mri_cli.batch.run_pipeline` (pipelined: reading and writing overlap
+sampling; else one stage after another), skips the jobs finished earlier or taken by another run,
+and records every case in the shard's status file.
 """
 
 from __future__ import annotations
@@ -77,9 +79,11 @@ def translate_cohort(
 ) -> CohortResult:
     """Translate ``jobs`` (one shard's share) and record each in ``status``.
 
-    A job whose outputs exist fails unless ``force``, ``explicitly_named`` (the user named the
-    file) or ``skip_existing`` (a finished job is skipped, an interrupted one redone).  A skipped
-    job keeps its earlier status line (or gets a "done" line when an interrupted run lost it).
+    Outputs that exist refuse the whole run, before anything runs or is recorded, unless ``force``,
+    ``skip_existing`` (a finished job is skipped, an interrupted one redone) or ``explicitly_named``
+    (the user named the output file: it and its own sidecar are replaced, another ``.json`` in the
+    sidecar's place still refuses the run).  A skipped job keeps its earlier status line (or gets a
+    "done" line when an interrupted run lost it).
     With ``claims_in`` (a cohort's output folder) each case is claimed before it is read and the
     claims are held until the run ends, so runs started side by side translate each case once: a
     case that another live run holds, or that another run finished while this one went on, is left

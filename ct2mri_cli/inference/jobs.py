@@ -28,13 +28,14 @@ OUTPUT_FORMATS = ("nifti", "dicom")
 
 @dataclass
 class Job:
-    """One input and where its results go; ``mask_in`` and ``style`` are the case's own (a case list)."""
+    """One input and where its results go: ``mask_in`` (a brain mask to use) and ``style`` are the
+    case's own inputs (a case list, ``--mask``); ``mask_out`` is where the brain mask used is written."""
 
     case: str
     ct: Path
     output: Path
     sidecar: Path
-    mask: Optional[Path]
+    mask_out: Optional[Path]
     qc: Optional[Path]
     mask_in: Optional[Path] = None
     style: Optional[str] = None
@@ -44,7 +45,7 @@ class Job:
     @property
     def targets(self) -> list[Path]:
         """Every file the job writes; the sidecar, written last, marks the job finished."""
-        return [p for p in (self.output, self.mask, self.qc, self.trust_map, self.sidecar) if p is not None]
+        return [p for p in (self.output, self.mask_out, self.qc, self.trust_map, self.sidecar) if p is not None]
 
     @property
     def finished(self) -> bool:
@@ -56,7 +57,7 @@ class Job:
     @property
     def missing_extras(self) -> list[Path]:
         """The mask, QC picture or trust map this run asks for that a finished case does not have."""
-        return [p for p in (self.mask, self.qc, self.trust_map) if p is not None and not p.exists()]
+        return [p for p in (self.mask_out, self.qc, self.trust_map) if p is not None and not p.exists()]
 
 
 def is_nifti_name(path: Path) -> bool:
@@ -123,7 +124,7 @@ def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
     """Refuse a run in which an output is an input, or two outputs are one file."""
     inputs = inputs + [p for job in jobs for p in (job.ct, job.mask_in) if p is not None]
     outputs = [(job.case, role, path) for job in jobs
-               for role, path in (("synthetic T1", job.output), ("brain mask", job.mask), ("QC picture", job.qc),
+               for role, path in (("synthetic T1", job.output), ("brain mask", job.mask_out), ("QC picture", job.qc),
                                   ("trust map", job.trust_map), ("sidecar", job.sidecar)) if path is not None]
     for _, role, path in outputs:
         for source in inputs:
@@ -183,8 +184,8 @@ def write_job(
                                comments=comments, software=f"ct2mri {__version__}")
         else:
             write_nifti(result.mri01, stack.enter_context(atomic_output(job.output)), ct, descrip=DESCRIP)
-        if job.mask is not None:
-            mask_tmp = stack.enter_context(atomic_output(job.mask))
+        if job.mask_out is not None:
+            mask_tmp = stack.enter_context(atomic_output(job.mask_out))
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
         if job.trust_map is not None:
             write_nifti(result.expected_error01, stack.enter_context(atomic_output(job.trust_map)), ct,

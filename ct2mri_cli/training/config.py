@@ -14,7 +14,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional, Sequence
 
 from ..device import check_device_spec
 from ..errors import Ct2mriError
@@ -273,6 +273,44 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     data = read_config_file(path) if path is not None else {}
     source = str(path) if path is not None else "configuration"
     return config_from_dict(apply_overrides(data, overrides), source)
+
+
+def settings_from_options(
+    data_dir: str | Path,
+    *,
+    config_file: Optional[Path] = None,
+    init: Optional[Path] = None,
+    preset: Optional[str] = None,
+    steps: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    device: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    no_validation: bool = False,
+    resumed_config: Optional[Path] = None,
+) -> TrainConfig:
+    """The settings of ``ct2mri train``'s options, later ones winning: the defaults (with ``init``:
+    the weights file's network, unless a preset or network settings are named anywhere), the
+    ``config_file``, ``preset`` / ``steps`` / ``batch_size`` / ``device``, ``data_dir``,
+    ``no_validation`` and the ``key=value`` ``overrides``.  A resumed run's ``resumed_config`` (its
+    ``config.json``, when it exists) lies under all of them."""
+    requested: dict[str, Any] = read_config_file(config_file) if config_file is not None else {}
+    if init is not None:
+        if not init.is_file():
+            raise Ct2mriError(f"--init {init}: no such file")
+        own_network = (preset is not None or "network" in requested or "preset" in requested
+                       or any(o.startswith(("network.", "preset=")) for o in overrides))
+        requested = {**({} if own_network else network_settings_of(init)), **requested, "init": str(init)}
+    for key, value in (("preset", preset), ("steps", steps), ("batch_size", batch_size), ("device", device)):
+        if value is not None:
+            requested[key] = value
+    requested["data_dir"] = str(data_dir)
+    if no_validation:
+        requested["val_every"] = 0
+    requested = apply_overrides(requested, overrides)
+    if resumed_config is not None:
+        base = read_config_file(resumed_config) if resumed_config.is_file() else {}
+        requested = {**base, **requested}
+    return config_from_dict(requested, str(config_file) if config_file is not None else "configuration")
 
 
 def _check(ok: bool, name: str, value: Any, rule: str) -> None:

@@ -8,7 +8,6 @@ CPU processes use gloo.  Only rank 0 logs, validates and writes files.
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +17,7 @@ import torch.distributed as dist
 
 from ..device import check_device_spec, resolve_device
 from ..errors import Ct2mriError
+from ..launcher import process_group_member
 
 # Rank 0 validates and writes checkpoints while the others wait at a barrier.
 TIMEOUT = timedelta(hours=2)
@@ -41,19 +41,11 @@ class DistContext:
 
 
 def context_from_env() -> DistContext:
-    """Read torchrun's environment variables; a plain process is rank 0 of 1."""
-    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-    raw = {n: os.environ.get(n) for n in names}
-    if raw["WORLD_SIZE"] is None:
+    """This process's place from torchrun's environment variables; a plain process is rank 0 of 1."""
+    process = process_group_member()
+    if process is None:
         return DistContext()
-    try:
-        values = {n: int(raw[n] if raw[n] is not None else 0) for n in names}
-    except ValueError:
-        raise Ct2mriError(f"torchrun environment is malformed: {raw}") from None
-    ctx = DistContext(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
-    if ctx.world_size < 1 or not 0 <= ctx.rank < ctx.world_size or ctx.local_rank < 0:
-        raise Ct2mriError(f"torchrun environment is inconsistent: {raw}")
-    return ctx
+    return DistContext(process.rank, process.world_size, process.local_rank)  # type: ignore[arg-type]
 
 
 def training_device(spec: str, ctx: DistContext) -> torch.device:
