@@ -140,9 +140,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         _say_interrupted()
         return INTERRUPTED
     except Exception as exc:  # click usage errors and anything unexpected
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        exit_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(exit_code, int):
             exc.show()  # a usage error: click prints it with the command's usage line
-            return exc.exit_code
+            return exit_code
         if common.settings.verbose:
             traceback.print_exc()
         common.console.print(

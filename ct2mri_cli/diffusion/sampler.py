@@ -10,7 +10,7 @@ real ones and dropped at the end.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import torch
 
@@ -256,7 +256,7 @@ def sample_volume(
     if mode not in SAMPLER_MODES:
         raise ValueError(f"mode must be one of {SAMPLER_MODES}, got {mode!r}")
     _check_corrections(corrections, correction_norm)
-    common = dict(steps=steps, batch_size=batch_size, clip_denoised=clip_denoised, schedule=schedule,
+    common: dict[str, Any] = dict(steps=steps, batch_size=batch_size, clip_denoised=clip_denoised, schedule=schedule,
                   progress=progress, on_spread=on_spread)
     if mode == "independent":
         return sample_independent(denoiser, ct, style, **common)

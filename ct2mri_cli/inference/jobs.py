@@ -78,7 +78,7 @@ def plan_jobs(
         raise Ct2mriError(f"--output-format {output_format!r}: expected nifti or dicom")
     dicom = output_format == "dicom"
     positional = output is None  # INPUT OUTPUT
-    if positional:
+    if output is None:
         if len(specs) != 2:
             raise Ct2mriError("give INPUT OUTPUT, or several inputs with -o OUTDIR")
         specs, output = [specs[0]], specs[1].ct

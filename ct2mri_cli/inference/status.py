@@ -120,7 +120,7 @@ class CohortStatus:
         merged: dict[str, dict[str, Any]] = {}
         for entries in self.shards.values():
             for case, entry in entries.items():
-                if case not in merged or rank.get(entry.get("state"), 0) > rank.get(merged[case].get("state"), 0):
+                if case not in merged or rank.get(str(entry.get("state")), 0) > rank.get(str(merged[case].get("state")), 0):
                     merged[case] = entry
         return merged
 
