@@ -25,9 +25,9 @@ import torch
 
 from ct2mri_cli.bundled import default_weights
 from ct2mri_cli.diffusion.bridge import BridgeSchedule
+from ct2mri_cli.diffusion.model_space import sample_model_space
 from ct2mri_cli.diffusion.sampler import corrections_applied, network_evaluations
 from ct2mri_cli.evaluation.metrics import evaluate_volumes
-from ct2mri_cli.inference.translator import sample_model_space
 from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.network import network_denoiser
 from ct2mri_cli.settings import CORRECTION_CAP, SamplingConfig
@@ -39,8 +39,8 @@ COLUMNS = ("case", "sampler", "steps", "corrections", "lambda", "norm", "cap", "
 
 
 def held_out_cases(config):
-    from ct2mri_cli.data.pairs import prepare_pair
     from ct2mri_cli.data.synthesis import generate_pair
+    from ct2mri_cli.preprocessing.pairs import prepare_pair
 
     for source, seed in HELD_OUT:
         pair = generate_pair(source, seed)

@@ -41,8 +41,7 @@ def thick(ct: Volume, truth: np.ndarray) -> tuple[Volume, np.ndarray]:
 
 def pitched(ct: Volume, truth: np.ndarray) -> tuple[Volume, np.ndarray]:
     """The scan resampled onto its own grid turned by ``PITCH_DEGREES`` about left-right."""
-    from ct2mri_cli.io.volumes import array_from_sitk, sitk_from_array
-    import SimpleITK as sitk
+    from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array
 
     angle = np.radians(PITCH_DEGREES)
     turn = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
@@ -50,14 +49,12 @@ def pitched(ct: Volume, truth: np.ndarray) -> tuple[Volume, np.ndarray]:
     centre = affine[:3, :3] @ (np.array(ct.shape) - 1) / 2.0 + affine[:3, 3]
     affine[:3, :3] = turn @ affine[:3, :3]
     affine[:3, 3] = centre - affine[:3, :3] @ (np.array(ct.shape) - 1) / 2.0
-    reference = sitk_from_array(np.zeros(ct.shape, np.float32), affine)
 
-    def onto(array: np.ndarray, interpolator: int, fill: float) -> np.ndarray:
-        return array_from_sitk(sitk.Resample(sitk_from_array(array, ct.affine), reference, sitk.Transform(),
-                                             interpolator, fill))
+    def onto(array: np.ndarray, interpolation: str, fill: float) -> np.ndarray:
+        return resample_onto_grid(sitk_from_array(array, ct.affine), ct.shape, affine, None, interpolation, fill)
 
-    data = onto(np.asarray(ct.data, np.float32), sitk.sitkLinear, -1024.0)
-    mask = onto(truth.astype(np.float32), sitk.sitkNearestNeighbor, 0.0) > 0.5
+    data = onto(np.asarray(ct.data, np.float32), "linear", -1024.0)
+    mask = onto(truth.astype(np.float32), "nearest", 0.0) > 0.5
     return Volume(data=data, affine=affine, description=f"{ct.name} (pitched)"), mask
 
 

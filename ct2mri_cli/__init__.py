@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_style_key": "ct2mri_cli.style.key",
     "save_weights": "ct2mri_cli.weights",
     "load_weights": "ct2mri_cli.weights",
-    "PreprocessConfig": "ct2mri_cli.settings",
+    "PreprocessConfig": "ct2mri_cli.preprocessing.config",
     "SamplingConfig": "ct2mri_cli.settings",
     "Translator": "ct2mri_cli.inference.translator",
     "TranslateRequest": "ct2mri_cli.inference.plan",

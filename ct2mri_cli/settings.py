@@ -1,4 +1,5 @@
-"""Settings that travel inside a weights file and connect preprocessing to the network."""
+"""Settings that travel inside weights files and manifests: the sampler's, and the JSON round trip
+that every settings dataclass shares (the preprocessing settings live with preprocessing)."""
 
 from __future__ import annotations
 
@@ -35,28 +36,6 @@ class SettingsMixin:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206
         return dataclass_from_dict(cls, data, cls._what)
-
-
-@dataclass(frozen=True)
-class PreprocessConfig(SettingsMixin):
-    """How a native scan is put on the model grid and normalised.
-
-    Model space is canonical RAS resampled to ``spacing_mm`` (isotropic), cropped to the brain's
-    bounding box plus ``margin_mm`` and padded/cropped in-plane to ``in_plane`` = (H, W).  Arrays in
-    model space are indexed (Z, H, W) = (inferior->superior, posterior->anterior, left->right).
-    """
-
-    _what = "preprocessing"
-
-    spacing_mm: float = 1.0
-    in_plane: tuple[int, int] = (192, 160)  # a whole adult brain at 1 mm: AP 192, LR 160
-    margin_mm: float = 4.0
-    ct_window_hu: tuple[float, float] = (0.0, 80.0)
-    mri_percentiles: tuple[float, float] = (0.5, 99.5)
-    # "canonical": slices are cut in the head's canonical frame (the pose found by registration,
-    # ct2mri_cli.preprocessing.pose); "native": along the scan's world axes (files made before
-    # the frame was recorded).
-    frame: str = "native"
 
 
 # The sampler of the paper's experiments (99 network evaluations per window).

@@ -26,7 +26,8 @@ from .diffusion.bridge import BridgeConfig
 from .errors import Ct2mriError
 from .io.atomic import atomic_output
 from .network import UNet, UNetConfig
-from .settings import PreprocessConfig, SamplingConfig
+from .preprocessing.config import PreprocessConfig
+from .settings import SamplingConfig
 from .style.key import KEY_FORMAT, load_style_key, validate_style_key
 
 FORMAT = "ct2mri-weights"

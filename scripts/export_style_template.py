@@ -16,28 +16,23 @@ import SimpleITK as sitk
 
 from ct2mri_cli.bundled import models_dir
 from ct2mri_cli.data.templates import find_mni_files
+from ct2mri_cli.io.images import array_from_sitk, sitk_on_grid_of, smoothed_to_spacing
 from ct2mri_cli.style.brain import TEMPLATE_MASK, TEMPLATE_T1
 
-
-def _to_spacing(image: sitk.Image, mm: float, interpolator: int) -> sitk.Image:
-    size = [int(round(n * s / mm)) for n, s in zip(image.GetSize(), image.GetSpacing())]
-    if interpolator == sitk.sitkLinear:
-        image = sitk.SmoothingRecursiveGaussian(image, mm / 2.5)
-    return sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(), [mm] * 3,
-                         image.GetDirection(), 0.0, image.GetPixelID())
+TEMPLATE_MM = 2.0
 
 
 def main() -> None:
     files = find_mni_files()
     t1 = sitk.ReadImage(str(files["t1"]), sitk.sitkFloat32)
     tissue = (sitk.ReadImage(str(files["gm"]), sitk.sitkFloat32) + sitk.ReadImage(str(files["wm"]), sitk.sitkFloat32))
-    scale = 255.0 if sitk.GetArrayViewFromImage(tissue).max() > 1.5 else 1.0
+    scale = 255.0 if array_from_sitk(tissue).max() > 1.5 else 1.0
     brain = sitk.BinaryFillhole(sitk.BinaryThreshold(tissue / scale, 0.5, 1e9, 1, 0))
-    t1_2mm = _to_spacing(t1, 2.0, sitk.sitkLinear)
-    values = sitk.GetArrayFromImage(t1_2mm)
-    t1_u8 = sitk.GetImageFromArray(np.clip(np.rint(values / np.percentile(values, 99.9) * 255.0), 0, 255).astype(np.uint8))
-    t1_u8.CopyInformation(t1_2mm)
-    mask_2mm = sitk.BinaryThreshold(_to_spacing(sitk.Cast(brain, sitk.sitkFloat32), 2.0, sitk.sitkLinear), 0.5, 1e9, 1, 0)
+    t1_2mm = smoothed_to_spacing(t1, TEMPLATE_MM, TEMPLATE_MM / 2.5)
+    values = array_from_sitk(t1_2mm)
+    t1_u8 = sitk_on_grid_of(np.clip(np.rint(values / np.percentile(values, 99.9) * 255.0), 0, 255).astype(np.uint8), t1_2mm)
+    brain_2mm = smoothed_to_spacing(sitk.Cast(brain, sitk.sitkFloat32), TEMPLATE_MM, TEMPLATE_MM / 2.5)
+    mask_2mm = sitk.BinaryThreshold(brain_2mm, 0.5, 1e9, 1, 0)
     out = models_dir() / "templates"
     out.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(t1_u8, str(out / TEMPLATE_T1), useCompression=True)

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ct2mri_cli.data.synthesis import case_seed, generate_pair  # noqa: E402
 from ct2mri_cli.evaluation.qc import montage, to_uint8, write_png  # noqa: E402
-from ct2mri_cli.io.volumes import Volume, array_from_sitk, read_volume, sitk_from_array  # noqa: E402
+from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array  # noqa: E402
+from ct2mri_cli.io.volumes import Volume, read_volume  # noqa: E402
 from ct2mri_cli.preprocessing.brainmask import extract_brain_ct  # noqa: E402
 
 REAL_CT = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
@@ -49,9 +49,7 @@ def to_ras_1mm(data: np.ndarray, affine: np.ndarray, fill: float) -> tuple[np.nd
     out_affine = np.eye(4)
     out_affine[:3, 3] = lo
     src = sitk_from_array(np.asarray(data, dtype=np.float32), affine)
-    ref = sitk_from_array(np.zeros(out_shape, dtype=np.uint8), out_affine)
-    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkNearestNeighbor, float(fill), sitk.sitkFloat32)
-    return array_from_sitk(out), out_affine
+    return resample_onto_grid(src, out_shape, out_affine, None, "nearest", fill), out_affine
 
 
 def window(image: np.ndarray, level_width: tuple[float, float]) -> np.ndarray:

@@ -69,7 +69,7 @@ def test_writes_pairs_csv_manifest_and_licence(generated):
 
 @pytest.mark.realdata
 def test_pairs_csv_feeds_preprocess(generated):
-    from ct2mri_cli.data.pairs import pairs_from_csv
+    from ct2mri_cli.preprocessing.pairs import pairs_from_csv
 
     pairs = pairs_from_csv(generated / "pairs.csv")
     assert [p.case for p in pairs] == ["case_0000", "case_0001"]
@@ -116,7 +116,7 @@ def test_progress_lines_and_quiet(tmp_path, capsys):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_model_space_is_training_ready(tmp_path):
-    from ct2mri_cli.data.pairs import load_case, read_manifest
+    from ct2mri_cli.preprocessing.pairs import load_case, read_manifest
 
     _need_sources("colin27")
     out = tmp_path / "set"

@@ -37,7 +37,7 @@ def _t1_by_ct_tissue(hu, affine, t1, brain):
     CSF below 12, white-matter-like 18-28 and grey-matter-like 34-45 (grey matter is the denser)."""
     import SimpleITK as sitk
 
-    from ct2mri_cli.io.volumes import array_from_sitk, sitk_from_array
+    from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
 
     smooth = array_from_sitk(sitk.SmoothingRecursiveGaussian(sitk_from_array(hu, affine), 1.5))
     classes = [smooth < 12, (smooth >= 18) & (smooth < 28), (smooth >= 34) & (smooth < 45)]

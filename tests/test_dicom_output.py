@@ -5,8 +5,8 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.io.dicom import write_dicom_series
-from ct2mri_cli.io.volumes import read_dicom_tags, read_volume
+from ct2mri_cli.io.dicom import read_dicom_tags, write_dicom_series
+from ct2mri_cli.io.volumes import read_volume
 from tests.helpers import fast_weights
 from tests.test_volume_io import _tilted_image, hu_volume
 from tests.test_volume_io import write_dicom_series as write_ct_series
@@ -114,7 +114,7 @@ def test_the_axial_ct_series_is_picked_from_a_study(tmp_path):
 @pytest.mark.realdata
 def test_real_head_ct_as_dicom_round_trips(tmp_path, head_ct):
     """The real head CT written as a DICOM series, translated to a DICOM series: the CT's grid to 1e-4 mm."""
-    from ct2mri_cli.io.volumes import sitk_from_array
+    from ct2mri_cli.io.images import sitk_from_array
 
     image = sitk.Cast(sitk_from_array(head_ct.data.astype(np.int16), head_ct.affine), sitk.sitkInt16)
     _ct_series(image, tmp_path / "cranium")

@@ -10,15 +10,15 @@ import pytest
 
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.io.volumes import Volume, read_volume, write_nifti
+from ct2mri_cli.preprocessing.config import PreprocessConfig
 from ct2mri_cli.preprocessing.geometry import (
     GridRecord,
     apply_model_grid,
     from_model_grid,
     model_reference,
     model_to_xyz,
-    to_model_grid,
 )
-from ct2mri_cli.settings import PreprocessConfig
+from tests.helpers import to_model_grid
 
 SHAPE = (50, 60, 40)
 CONFIG = PreprocessConfig(spacing_mm=1.0, in_plane=(56, 48), margin_mm=3.0)

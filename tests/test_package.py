@@ -18,11 +18,12 @@ def test_importing_the_cli_does_not_import_torch():
 
 # Each top-level part of the package may import only parts of its own layer or below: the CLI
 # sits on the core, never the reverse; the network and the bridge maths know nothing of sampling
-# a scan, of training or of the command line.
+# a scan, of training or of the command line.  Preprocessing shares its layer with style and
+# evaluation: a training pair is written with its MRI's style key and a QC picture.
 LAYERS = [
     {"__init__", "errors", "reporting", "settings", "device", "io", "batch", "bundled", "launcher", "shards", "threads"},
-    {"preprocessing", "diffusion", "network"},
-    {"style", "evaluation"},
+    {"diffusion", "network"},
+    {"preprocessing", "style", "evaluation"},
     {"weights", "data"},
     {"inference"},
     {"reports"},

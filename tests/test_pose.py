@@ -11,14 +11,15 @@ import SimpleITK as sitk
 from benchmarks.bench_pose import rotation_ras
 from ct2mri_cli.bundled import models_dir
 from ct2mri_cli.data import sources
-from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
+from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
+from ct2mri_cli.io.volumes import Volume
+from ct2mri_cli.preprocessing.config import PreprocessConfig
 from ct2mri_cli.preprocessing.geometry import (
     apply_model_grid,
     from_model_grid,
     plan_model_grid,
 )
 from ct2mri_cli.preprocessing.pose import TEMPLATE_BRAIN, estimate_pose
-from ct2mri_cli.settings import PreprocessConfig
 
 
 def turned(array: np.ndarray, affine: np.ndarray, rotation: np.ndarray, fill: float, nearest: bool = False) -> np.ndarray:
@@ -69,9 +70,10 @@ def test_the_model_grid_follows_the_rotation_and_comes_back(template_brain):
     assert np.allclose(upright.model_affine[:3, :3], np.eye(3) * 2.0)
 
 
-def test_old_weights_keep_their_native_axes():
+def test_old_weights_keep_their_native_axes_and_new_settings_cut_the_canonical_frame():
     assert PreprocessConfig.from_dict({"spacing_mm": 2.0}).frame == "native"
-    assert dataclasses.replace(PreprocessConfig(), frame="canonical").frame == "canonical"
+    assert PreprocessConfig().frame == "canonical"  # as `ct2mri preprocess` cuts its slices
+    assert PreprocessConfig.from_dict(PreprocessConfig().to_dict()).frame == "canonical"
 
 
 @pytest.mark.realdata

@@ -12,26 +12,23 @@ import SimpleITK as sitk
 import torch
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.data.pairs import load_case, pairs_from_csv, read_manifest
 from ct2mri_cli.io.cases import case_name
 from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.diffusion.bridge import BridgeConfig
 from ct2mri_cli.inference.translator import Translator
 from ct2mri_cli.io.volumes import read_volume
 from ct2mri_cli.preprocessing.geometry import GridRecord, apply_model_grid, from_model_grid
-from ct2mri_cli.preprocessing.registration import (
-    mean_displacement_mm,
-    resample_to_reference,
-    transform_from_dict,
-)
-from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
+from ct2mri_cli.preprocessing.config import PreprocessConfig
+from ct2mri_cli.preprocessing.pairs import load_case, pairs_from_csv, read_manifest
+from ct2mri_cli.preprocessing.registration import mean_displacement_mm, transform_from_dict
+from ct2mri_cli.settings import SamplingConfig
 from ct2mri_cli.style.key import load_style_key, style_key
 from ct2mri_cli.weights import ModelBundle
 from tests.conftest import INVESALIUS_CT, make_head_phantom, t1_from_hu
-from tests.helpers import tiny_network
+from tests.helpers import resample_to_reference, tiny_network
 
 FAST = ["--spacing", "3", "--size", "56", "48", "--frame", "native"]  # the phantoms are not heads: no pose
-FAST_CONFIG = PreprocessConfig(spacing_mm=3.0, in_plane=(56, 48))
+FAST_CONFIG = PreprocessConfig(spacing_mm=3.0, in_plane=(56, 48), frame="native")
 
 
 def save(path: Path, data: np.ndarray, affine: np.ndarray, dtype=np.float32) -> Path:
@@ -291,7 +288,7 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     # matches the T1-like picture computed directly from the CT on that grid (0.83; through the
     # forward transform 0.15, through none 0.26; interpolating before and after the nonlinear
     # T1 mapping keeps it below 1)
-    from ct2mri_cli.preprocessing.model_view import canonical_order
+    from ct2mri_cli.io.images import canonical_order
 
     record = GridRecord.from_dict(entry["grid"])  # on the CT's grid in RAS voxel order
     direct = apply_model_grid(t1_from_hu(canonical_order(head_ct)[0].data), record)

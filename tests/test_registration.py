@@ -6,13 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
-from ct2mri_cli.preprocessing.registration import (
-    mean_displacement_mm,
-    register_ct_to_mri,
-    resample_to_reference,
-    transform_points_ras,
-)
+from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
+from ct2mri_cli.io.volumes import Volume
+from ct2mri_cli.preprocessing.registration import mean_displacement_mm, register_ct_to_mri, transform_points_ras
+from tests.helpers import resample_to_reference
 
 
 def block_mean(data: np.ndarray, factor: int = 2) -> np.ndarray:
@@ -57,20 +54,6 @@ def test_transform_points_ras_handles_the_lps_flip():
     out = transform_points_ras(shift, np.array([[0.0, 0.0, 0.0], [10.0, 20.0, 30.0]]))
     np.testing.assert_allclose(out, [[-5.0, 2.0, 1.0], [5.0, 22.0, 31.0]])
     assert mean_displacement_mm(shift, sitk.Transform(), np.zeros((3, 3))) == pytest.approx(np.sqrt(30.0))
-
-
-def test_resample_to_reference_identity_and_shift():
-    rng = np.random.default_rng(0)
-    affine = np.diag([-1.0, 1.0, 2.0, 1.0])
-    affine[:3, 3] = [20.0, -10.0, 5.0]
-    vol = Volume(rng.normal(size=(12, 10, 8)).astype(np.float32), affine)
-    np.testing.assert_array_equal(resample_to_reference(vol, vol), vol.data)
-    # a 1-voxel translation along +i (RAS -x = LPS +x) shifts the picture by one voxel
-    moved = resample_to_reference(vol, vol, sitk.TranslationTransform(3, (1.0, 0.0, 0.0)), fill=-7.0)
-    np.testing.assert_allclose(moved[:-1], vol.data[1:], atol=1e-6)
-    assert np.all(moved[-1] == -7.0)
-    mask = resample_to_reference(vol.data > 0, vol, order="nearest", moving_affine=affine)
-    np.testing.assert_array_equal(mask > 0.5, vol.data > 0)
 
 
 @pytest.fixture(scope="module")

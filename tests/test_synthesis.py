@@ -11,8 +11,12 @@ import SimpleITK as sitk
 
 from ct2mri_cli.data import synthesis as S
 from ct2mri_cli.data.sources import source_missing
+from ct2mri_cli.data.synthesis.anatomy import _quantise_brain
+from ct2mri_cli.data.synthesis.deformation import _coarse_grid, _grid_points
+from ct2mri_cli.data.synthesis.imaging import _morph
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.io.volumes import Volume, array_from_sitk, sitk_from_array
+from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
+from ct2mri_cli.io.volumes import Volume
 
 SPACING = 2.0
 
@@ -120,7 +124,7 @@ def test_quantised_brain_fractions_sum_to_255():
     raw = rng.random((3, 9, 9, 9)).astype(np.float32)
     raw /= raw.sum(axis=0, keepdims=True)
     icv = rng.random((9, 9, 9)) > 0.3
-    q = S._quantise_brain(raw, icv)
+    q = _quantise_brain(raw, icv)
     total = q.astype(int).sum(axis=0)
     assert (total[icv] == 255).all() and (total[~icv] == 0).all()
     np.testing.assert_allclose(q[:, icv] / 255.0, raw[:, icv], atol=1.0 / 255)
@@ -203,12 +207,12 @@ def test_upsampling_reproduces_a_linear_field_exactly():
     affine = np.diag([-1.5, 1.5, 2.0, 1.0])
     affine[:3, 3] = [30.0, -20.0, -10.0]
     shape = (30, 25, 12)
-    cshape, caffine = S._coarse_grid(shape, affine)
-    coarse_world = S._grid_points(cshape, caffine)
+    cshape, caffine = _coarse_grid(shape, affine)
+    coarse_world = _grid_points(cshape, caffine)
     a = np.array([0.3, -0.2, 0.5])
     field = (coarse_world @ a + 7.0).astype(np.float32)
     fine = S.upsample_coarse(field, caffine, shape, affine)
-    expected = S._grid_points(shape, affine) @ a + 7.0
+    expected = _grid_points(shape, affine) @ a + 7.0
     np.testing.assert_allclose(fine, expected, atol=1e-4)
 
 
@@ -237,7 +241,7 @@ def test_output_grid_covers_the_source_field_of_view(toy):
 def test_pullback_of_identity_shift_and_scale(toy):
     shape, affine = toy.shape, toy.affine
     pts, caffine = S.pullback_field(toy, quiet_params(), np.random.default_rng(0), shape, affine)
-    nodes = S._grid_points(pts.shape[:3], caffine)
+    nodes = _grid_points(pts.shape[:3], caffine)
     np.testing.assert_allclose(pts, nodes, atol=1e-9)
     pts, _ = S.pullback_field(toy, quiet_params(shift_mm=(3.0, -2.0, 1.0)), np.random.default_rng(0), shape, affine)
     np.testing.assert_allclose(pts, nodes - [3.0, -2.0, 1.0], atol=1e-9)
@@ -248,7 +252,7 @@ def test_pullback_of_identity_shift_and_scale(toy):
 def test_random_warp_has_the_requested_size(toy):
     params = quiet_params(warp_rms_mm=2.5, warp_fwhm_mm=20.0)
     pts, caffine = S.pullback_field(toy, params, np.random.default_rng(3), toy.shape, toy.affine)
-    disp = pts - S._grid_points(pts.shape[:3], caffine)
+    disp = pts - _grid_points(pts.shape[:3], caffine)
     rms = math.sqrt(float((disp**2).sum(axis=-1).mean()))
     assert rms == pytest.approx(2.5, rel=0.01)
 
@@ -305,7 +309,7 @@ def test_ventricle_pull_enlarges_the_ventricle(toy):
     assert np.linalg.norm(toy.ventricle_pull, axis=0).max() == pytest.approx(1.0, rel=1e-5)  # found the deep CSF
     plain = S.synthesize_pair(toy, quiet_params(), np.random.default_rng(0))
     bigger = S.synthesize_pair(toy, quiet_params(ventricle_mm=3.0), np.random.default_rng(0))
-    near = np.linalg.norm(S._grid_points(toy.shape, toy.affine) - [0.0, 0.0, 4.0], axis=-1) < 14.0
+    near = np.linalg.norm(_grid_points(toy.shape, toy.affine) - [0.0, 0.0, 4.0], axis=-1) < 14.0
     csf = lambda p: ((p.ct < 15) & near).sum()  # noqa: E731
     assert csf(bigger) > 1.5 * csf(plain)
     np.testing.assert_array_equal(bigger.mask, plain.mask)  # the skull cavity is left alone
@@ -392,7 +396,7 @@ def test_real_anatomy_is_plausible(source):
     assert 700 < ml["gm"] < 1100 and 500 < ml["wm"] < 800 and 150 < ml["csf"] < 500
     assert 250 < ml["cortical"] + ml["diploe"] < 700 and ml["fat"] > 50 and ml["soft"] > 500
     # the skull hugs the brain: nearly every voxel 2 mm outside the intracranial volume is bone
-    ring = S._morph(anatomy.icv, anatomy.affine, "dilate", 2.0) & ~anatomy.icv
+    ring = _morph(anatomy.icv, anatomy.affine, "dilate", 2.0) & ~anatomy.icv
     bone = np.isin(anatomy.labels, [S.CLASSES.index("cortical"), S.CLASSES.index("diploe")])
     upper = np.zeros_like(ring)
     upper[:, :, anatomy.shape[2] // 2 :] = True  # above the skull base

@@ -5,7 +5,7 @@ import torch
 from ct2mri_cli.diffusion.sampler import sample_volume
 from ct2mri_cli.evaluation.metrics import psnr
 from ct2mri_cli.network import PRESETS, network_denoiser
-from ct2mri_cli.settings import PreprocessConfig
+from ct2mri_cli.preprocessing.config import PreprocessConfig
 from ct2mri_cli.style.key import style_key
 from ct2mri_cli.training import config_from_dict, load_config, train
 from ct2mri_cli.training.checkpoint import load_checkpoint
@@ -96,7 +96,7 @@ def test_outputs_export_and_log(dataset, tmp_path):
         assert torch.equal(tensor, ckpt["ema"][name])
     assert not torch.equal(ckpt["ema"]["conv_in.weight"], ckpt["model"]["conv_in.weight"])
     assert bundle.network_config == PRESETS["tiny"]
-    assert bundle.preprocess == PreprocessConfig(spacing_mm=2.0, in_plane=(32, 32))
+    assert bundle.preprocess == PreprocessConfig(spacing_mm=2.0, in_plane=(32, 32), frame="native")  # no frame recorded
     held_out = {r["cases"][0]["case"] for r in read_log(run / "log.jsonl") if r["kind"] == "val"}
     train_keys = []
     for i in range(3):

@@ -7,7 +7,8 @@ import torch
 from ct2mri_cli.diffusion.bridge import BridgeConfig
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.inference.translator import Translator
-from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
+from ct2mri_cli.preprocessing.config import PreprocessConfig
+from ct2mri_cli.settings import SamplingConfig
 from ct2mri_cli.weights import ModelBundle, load_weights, save_weights
 from tests.helpers import tiny_network
 

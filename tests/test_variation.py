@@ -7,6 +7,7 @@ import pytest
 
 from ct2mri_cli.data import synthesis as S
 from ct2mri_cli.data.synthesis import variation as V
+from ct2mri_cli.data.synthesis.imaging import _morph
 from ct2mri_cli.data.synthesis.subject import widen
 from tests.test_synthesis import quiet_params, toy_anatomy
 
@@ -162,7 +163,7 @@ def test_atrophy_turns_grey_matter_next_to_csf_into_csf(toy):
 def test_negative_ventricle_pull_shrinks_the_ventricles(toy):
     def ventricle_voxels(mm):
         pair = S.synthesize_pair(toy, quiet_params(ventricle_mm=mm), np.random.default_rng(0))
-        deep = S._morph(pair.mask.astype(bool), pair.affine, "erode", 12.0)
+        deep = _morph(pair.mask.astype(bool), pair.affine, "erode", 12.0)
         return int((deep & (pair.ct < 15)).sum())
 
     assert ventricle_voxels(-1.5) < ventricle_voxels(0.0) < ventricle_voxels(2.0)

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
-from ct2mri_cli.io.volumes import Volume, affine_from_sitk, read_volume, write_nifti
+from ct2mri_cli.io.volumes import Volume, read_volume, write_nifti
 
 
 def rotation(deg_z: float, deg_x: float) -> np.ndarray:
@@ -179,16 +179,6 @@ def test_nrrd_and_metaimage_match_nifti(tmp_path, suffix):
     np.testing.assert_array_equal(other.data, ref.data)
     np.testing.assert_allclose(other.affine, ref.affine, atol=1e-4)
     assert other.header is None
-
-
-def test_affine_from_sitk_follows_lps_to_ras():
-    image = sitk.Image(4, 5, 6, sitk.sitkInt16)
-    image.SetSpacing((0.5, 0.7, 2.0))
-    image.SetOrigin((10.0, 20.0, 30.0))
-    affine = affine_from_sitk(image)
-    # index (1, 0, 0) is 0.5 mm along +L (LPS x), i.e. -0.5 mm in RAS x
-    np.testing.assert_allclose(affine @ [1, 0, 0, 1], [-10.5, -20.0, 30.0, 1.0])
-    np.testing.assert_allclose(affine @ [0, 0, 2, 1], [-10.0, -20.0, 34.0, 1.0])
 
 
 def test_multicomponent_image_is_refused(tmp_path):

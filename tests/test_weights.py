@@ -7,7 +7,8 @@ from safetensors.torch import load_file, save_file
 
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.network import PRESETS, UNet
-from ct2mri_cli.settings import PreprocessConfig, SamplingConfig
+from ct2mri_cli.preprocessing.config import PreprocessConfig
+from ct2mri_cli.settings import SamplingConfig
 from ct2mri_cli.weights import ModelBundle, load_weights, read_metadata, save_weights
 from tests.helpers import tiny_network
 

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import typer
 
 from ..errors import Ct2mriError
-from ..settings import PreprocessConfig
+from ..preprocessing.config import PreprocessConfig
 from . import common
 
 _DEFAULTS = PreprocessConfig()
@@ -37,7 +37,7 @@ def preprocess(
         show_default="OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the CPUs this process may use"),
 ) -> int:
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
-    from ..data.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..preprocessing.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
     from ..io.cases import case_name
     from ..threads import cpu_budget
 

@@ -62,9 +62,9 @@ def synthesize(
 
 def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> int:
     """Preprocess the written pairs (already aligned: no registration) into ``out/model``."""
-    from ..data.pairs import CasePair, preprocess_batch
+    from ..preprocessing.pairs import CasePair, preprocess_batch
     from ..data.synthetic_set import MODEL_DIR
-    from ..settings import PreprocessConfig
+    from ..preprocessing.config import PreprocessConfig
 
     pairs = [CasePair(e["case"], out / e["ct"], out / e["mri"]) for e in entries]
     failures: list[str] = []

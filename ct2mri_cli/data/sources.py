@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
@@ -308,7 +307,7 @@ def _load_onto(path: Path, t1: Template) -> np.ndarray:
         return data
     from .synthesis.imaging import _resample_onto
 
-    return _resample_onto(data, affine, t1.t1.shape, t1.affine, np.eye(4), sitk.sitkNearestNeighbor, 0.0)
+    return _resample_onto(data, affine, t1.t1.shape, t1.affine, np.eye(4), "nearest", 0.0)
 
 
 def load_source(name: str) -> Template:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..settings import PreprocessConfig
+from ..preprocessing.config import PreprocessConfig
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
+from ..io.images import sitk_from_picture
 
 if TYPE_CHECKING:
     from ..preprocessing.pose import Pose
@@ -178,6 +179,6 @@ def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
         raise ValueError(f"write_png needs uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
     if not str(path).lower().endswith(".png"):
         raise Ct2mriError(f"{path}: a QC picture must end in .png")
-    itk_image = sitk.GetImageFromArray(np.ascontiguousarray(image), isVector=image.ndim == 3)
+    itk_image = sitk_from_picture(image)
     with atomic_output(path) as tmp:
         sitk.WriteImage(itk_image, str(tmp))

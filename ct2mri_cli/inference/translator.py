@@ -14,8 +14,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..diffusion.bridge import BridgeSchedule, from_bridge_range, to_bridge_range
-from ..diffusion.sampler import Denoiser, network_evaluations, sample_volume
+from ..diffusion.bridge import BridgeSchedule
+from ..diffusion.model_space import sample_model_space
+from ..diffusion.sampler import network_evaluations
 from ..errors import Ct2mriError
 from ..io.volumes import Volume
 from ..network import network_denoiser
@@ -30,41 +31,6 @@ from .trust import SpreadAverage, TrustSummary, expected_error, on_native_brain,
 DESCRIP = "ct2mri synthetic T1 - NOT FOR DIAGNOSIS"
 # Windows per network call on CPUs: small batches stay in cache (docs/BENCHMARKS.md, Speed).
 CPU_AUTO_BATCH = 8
-
-
-def sample_model_space(
-    denoiser: Denoiser,
-    ct01: np.ndarray,
-    style: torch.Tensor,
-    sampling: SamplingConfig,
-    device: torch.device,
-    schedule: BridgeSchedule,
-    batch_size: Optional[int] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
-) -> np.ndarray:
-    """A CT on the model grid, (Z, H, W) in [0, 1], to its synthetic MRI, (Z, H, W) float32 in [0, 1].
-
-    The one model-space path of ``translate``, training validation and the benchmarks;
-    ``on_spread`` hears the windows' disagreement at each step (see ``sample_volume``).
-    """
-    ct = to_bridge_range(torch.from_numpy(np.asarray(ct01, dtype=np.float32)).to(device))
-    out = sample_volume(
-        denoiser,
-        ct,
-        style.to(device),
-        steps=sampling.steps,
-        corrections=sampling.corrections,
-        step_size=sampling.step_size,
-        mode=sampling.mode,  # type: ignore[arg-type]
-        correction_norm=sampling.correction_norm,
-        correction_cap=sampling.correction_cap,
-        batch_size=batch_size,
-        schedule=schedule,
-        progress=progress,
-        on_spread=on_spread,
-    )
-    return from_bridge_range(out.float().cpu()).numpy().astype(np.float32)
 
 
 @dataclass

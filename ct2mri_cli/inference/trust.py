@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..io.images import array_from_sitk, sitk_from_voxels
 from ..preprocessing.checks import Check
 
 # expected |error| = INTERCEPT + SPREAD x spread + EDGE_SHARPNESS x |gradient| (per mm) + RIM x exp(-depth / RIM_MM)
@@ -52,13 +53,12 @@ class SpreadAverage:
 
 
 def _rim_depth_mm(mask: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """Distance (mm) of each brain voxel from the mask's border (0 outside)."""
+    """Distance (mm) of each brain voxel from the mask's border (0 outside); (Z, H, W) is (z, y, x)."""
     import SimpleITK as sitk
 
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    image.SetSpacing((spacing_mm,) * 3)
-    depth = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(image, insideIsPositive=True, squaredDistance=False,
-                                                                useImageSpacing=True))
+    image = sitk_from_voxels(mask.astype(np.uint8).transpose(2, 1, 0), (spacing_mm,) * 3)
+    depth = array_from_sitk(sitk.SignedMaurerDistanceMap(image, insideIsPositive=True, squaredDistance=False,
+                                                         useImageSpacing=True)).transpose(2, 1, 0)
     return np.clip(depth, 0.0, None).astype(np.float32)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import Ct2mriError
-from .volumes import IMAGE_SUFFIXES, is_dicom_file
+from .dicom import is_dicom_file
+from .volumes import IMAGE_SUFFIXES
 
 
 def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:

@@ -18,7 +18,6 @@ world origin.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import plistlib
 import re
@@ -34,12 +33,12 @@ import numpy as np
 
 from ..errors import Ct2mriError
 from .atomic import atomic_output
+from .images import affine_from_sitk, array_from_sitk
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 INVESALIUS_SUFFIX = ".inv3"
 IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, *SITK_SUFFIXES, INVESALIUS_SUFFIX)
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _ORTHONORMAL_TOL = 1e-3
 
 
@@ -89,7 +88,8 @@ class Volume:
         )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
     text = str(exc).strip().splitlines()
     return text[0].strip() if text else type(exc).__name__
 
@@ -115,9 +115,11 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
 
 
 def _read_any(path: Path, series_uid: str | None) -> Volume:
+    from .dicom import read_dicom_folder  # dicom builds on this module
+
     name = _lower_name(path)
     if path.is_dir():
-        volume = _read_dicom_folder(path, series_uid)
+        volume = read_dicom_folder(path, series_uid)
     elif name.endswith(NIFTI_SUFFIXES):
         volume = _read_nifti(path)
     elif name.endswith(INVESALIUS_SUFFIX):
@@ -195,7 +197,7 @@ def _read_nifti(path: Path) -> Volume:
     except Ct2mriError:
         raise
     except Exception as exc:  # nibabel raises many types for corrupt or foreign files
-        raise Ct2mriError(f"{path}: not a readable NIfTI image ({_one_line(exc)})") from None
+        raise Ct2mriError(f"{path}: not a readable NIfTI image ({one_line(exc)})") from None
     if data.dtype.kind == "c" or data.dtype.fields is not None:
         raise Ct2mriError(f"{path}: unsupported voxel type {data.dtype} (a scalar image is needed)")
     data = _squeeze_to_3d(data, path)
@@ -209,40 +211,8 @@ def _read_nifti(path: Path) -> Volume:
     )
 
 
-def affine_from_sitk(image: Any) -> np.ndarray:
-    """RAS+ affine (nibabel convention) of a SimpleITK image (which stores LPS geometry)."""
-    dim = image.GetDimension()
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
-    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
-    affine = np.eye(4)
-    affine[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(spacing)
-    affine[:3, 3] = _LPS_TO_RAS @ origin
-    return affine
-
-
-def sitk_from_array(data: np.ndarray, affine: np.ndarray) -> Any:
-    """A SimpleITK image of an (i, j, k) array placed by a RAS+ affine (orthonormal axes)."""
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data).transpose(2, 1, 0)))
-    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
-    spacing = np.linalg.norm(matrix, axis=0)
-    direction = _LPS_TO_RAS @ (matrix / spacing)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetDirection([float(v) for v in direction.ravel()])
-    image.SetOrigin([float(v) for v in _LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)[:3, 3]])
-    return image
-
-
-def array_from_sitk(image: Any) -> np.ndarray:
-    """The (i, j, k) array of a 3D SimpleITK image."""
-    import SimpleITK as sitk
-
-    return sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-
-
-def _volume_from_sitk(image: Any, path: Path, description: str) -> Volume:
+def volume_from_sitk(image: Any, path: Path, description: str) -> Volume:
+    """The :class:`Volume` of a SimpleITK image read from ``path``; refuses what is not one 3D scalar volume."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise Ct2mriError(
             f"{path}: {image.GetNumberOfComponentsPerPixel()} components per voxel (a scalar image is needed)"
@@ -273,12 +243,14 @@ def _volume_from_sitk(image: Any, path: Path, description: str) -> Volume:
 def _read_with_sitk(path: Path, description: str | None) -> Volume:
     import SimpleITK as sitk
 
+    from .dicom import is_dicom_file  # dicom builds on this module
+
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         image = reader.Execute()
     except Exception as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         if "Unable to determine ImageIO reader" in str(exc) or "Could not create IO object" in str(exc):
             reason = "unknown or unsupported image format"
         raise Ct2mriError(f"{path}: not a readable image ({reason})") from None
@@ -286,148 +258,7 @@ def _read_with_sitk(path: Path, description: str | None) -> Volume:
         description = f"{path.suffix.lstrip('.').upper() or 'image'} (SimpleITK)"
     if (image.GetDimension() == 2 or image.GetSize()[2] == 1) and is_dicom_file(path):
         raise Ct2mriError(f"{path}: a single DICOM slice (2D); give the folder holding the whole series")
-    return _volume_from_sitk(image, path, description)
-
-
-def is_dicom_file(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
-def _read_dicom_folder(path: Path, series_uid: str | None) -> Volume:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    try:
-        uids = list(reader.GetGDCMSeriesIDs(str(path)))
-    except Exception as exc:
-        raise Ct2mriError(f"{path}: cannot scan the folder for DICOM files ({_one_line(exc)})") from None
-    if not uids:
-        raise Ct2mriError(f"{path}: folder holds no DICOM series")
-    files = {uid: list(reader.GetGDCMSeriesFileNames(str(path), uid)) for uid in uids}
-    notes: list[str] = []
-    if series_uid is not None:
-        if series_uid not in files:
-            raise Ct2mriError(f"{path}: no DICOM series {series_uid} (found: {', '.join(uids)})")
-        chosen = series_uid
-    else:
-        chosen, why = _pick_series(files)
-        if len(uids) > 1:
-            others = ", ".join(f"{uid} ({len(files[uid])} files)" for uid in uids if uid != chosen)
-            notes.append(
-                f"{path}: {len(uids)} DICOM series; using {chosen} ({len(files[chosen])} files), {why} "
-                f"(others: {others}; pick one with --series UID)"
-            )
-    reader.SetFileNames(files[chosen])
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        image = reader.Execute()  # GDCM applies rescale slope and intercept
-    except Exception as exc:
-        raise Ct2mriError(f"{path}: cannot read DICOM series {chosen} ({_one_line(exc)})") from None
-    volume = _volume_from_sitk(image, path, f"DICOM series {chosen} ({len(files[chosen])} files)")
-    volume.notes.extend(notes)
-    volume.dicom = {tag: reader.GetMetaData(0, tag).strip() for tag in reader.GetMetaDataKeys(0)}
-    positions = _slice_positions(reader, image.GetDepth())
-    if positions is not None:
-        _apply_slice_positions(volume, positions, path)
-    return volume
-
-
-def read_dicom_tags(file: str) -> dict[str, str]:
-    """The DICOM tags of one file (pixel data not read)."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(file)
-    reader.LoadPrivateTagsOff()
-    reader.ReadImageInformation()
-    return {tag: reader.GetMetaData(tag).strip() for tag in reader.GetMetaDataKeys()}
-
-
-def _pick_series(files: dict[str, list[str]]) -> tuple[str, str]:
-    """The series a CT translation wants: CT before other modalities, original images before
-    localisers and derived ones, axial slices before others, then the most slices.  Returns the
-    UID and the rule that decided."""
-    if len(files) == 1:
-        return next(iter(files)), "the only series"
-
-    def rank(uid: str) -> tuple:
-        try:
-            tags = read_dicom_tags(files[uid][0])
-        except RuntimeError:
-            tags = {}
-        image_type = tags.get("0008|0008", "").upper()
-        try:
-            row_col = [float(v) for v in tags.get("0020|0037", "").split("\\")]
-            axial = abs(float(np.cross(row_col[:3], row_col[3:6])[2])) > 0.8
-        except (ValueError, IndexError):
-            axial = False
-        return (tags.get("0008|0060", "").upper() == "CT", not any(w in image_type for w in ("LOCALIZER", "SCOUT")),
-                "DERIVED" not in image_type, axial, len(files[uid]), uid)
-
-    ranks = {uid: rank(uid) for uid in files}  # one tag read per series
-    ranked = sorted(files, key=ranks.__getitem__, reverse=True)
-    best, runner_up = ranks[ranked[0]], ranks[ranked[1]]
-    reasons = ("the CT series", "not a localiser", "original, not derived", "the axial series", "the one with the most slices")
-    decided = next((reason for reason, a, b in zip(reasons, best, runner_up) if a != b), "the last by UID")
-    return ranked[0], decided
-
-
-def _slice_positions(reader: Any, depth: int) -> np.ndarray | None:
-    """ImagePositionPatient of every slice in the reader's order (LPS mm), or None if any lacks it."""
-    positions = []
-    for index in range(depth):
-        try:
-            text = reader.GetMetaData(index, "0020|0032")
-            positions.append([float(v) for v in text.split("\\")])
-        except (RuntimeError, ValueError):
-            return None
-    return np.asarray(positions, dtype=np.float64) if len(positions) == depth else None
-
-
-SPACING_TOLERANCE = 0.01  # relative change of slice spacing accepted as uniform
-TILT_DEGREES = 0.1  # steps this far from the slice normal are a gantry tilt
-
-
-def _apply_slice_positions(volume: Volume, positions_lps: np.ndarray, path: Path) -> None:
-    """Put the volume on the geometry its slice positions describe, as dcm2niix does.
-
-    The series reader takes the slice axis as the normal of the slice plane and the spacing from
-    two positions.  With gantry tilt the slices step along another direction: the true voxel-to-
-    world map is sheared, and the affine is corrected to it (outputs are written on it, so every
-    voxel stays where it was acquired).  Spacing that changes within the series cannot be one grid
-    and is refused with the reason, rather than misplacing slices.
-    """
-    if len(positions_lps) < 2:
-        return
-    ras = positions_lps * np.array([-1.0, -1.0, 1.0])
-    steps = np.diff(ras, axis=0)
-    lengths = np.linalg.norm(steps, axis=1)
-    mean = float(lengths.mean())
-    if mean <= 0 or np.abs(lengths - mean).max() > SPACING_TOLERANCE * mean:
-        changes = np.flatnonzero(np.abs(np.diff(lengths)) > SPACING_TOLERANCE * mean)
-        where = f", changing after slice {int(changes[0]) + 2} of {len(ras)}" if changes.size else ""
-        raise Ct2mriError(
-            f"{path}: the slice spacing changes within the series ({lengths.min():.2f} to {lengths.max():.2f} mm{where}); "
-            "one regular grid cannot hold it (reconstruct or resample the series with even spacing)"
-        )
-    affine = np.asarray(volume.affine, dtype=np.float64)
-    # slice k of the array is the k-th file of the reader: it lies at ras[k]
-    step = (ras[-1] - ras[0]) / (len(ras) - 1)
-    corrected = affine.copy()
-    corrected[:3, 2] = step
-    corrected[:3, 3] = ras[0]
-    angle = gantry_tilt_degrees(corrected)
-    if angle > TILT_DEGREES:
-        volume.affine = corrected
-        volume.notes.append(
-            f"{path}: gantry tilt of {angle:.1f} degrees: the slices step {np.linalg.norm(step):.3f} mm along the tilted "
-            "axis; the geometry is taken from the slice positions (a sheared affine), so every voxel stays where it was acquired"
-        )
+    return volume_from_sitk(image, path, description)
 
 
 def invesalius_affine(shape_ijk: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
@@ -458,7 +289,7 @@ def _read_invesalius(path: Path) -> Volume:
     except Ct2mriError:
         raise
     except Exception as exc:
-        raise Ct2mriError(f"{path}: not a readable InVesalius project ({_one_line(exc)})") from None
+        raise Ct2mriError(f"{path}: not a readable InVesalius project ({one_line(exc)})") from None
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise Ct2mriError(f"{path}: {filename} holds {len(raw)} bytes, main.plist promises {expected}")
@@ -472,29 +303,6 @@ def _read_invesalius(path: Path) -> Volume:
         path=path,
         description=f"InVesalius project{f' ({modality})' if modality else ''}",
     )
-
-
-RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)  # nibabel's orientation of RAS voxel order
-
-
-def canonical_order(volume: Volume) -> tuple[Volume, np.ndarray | None]:
-    """The scan with its voxels in RAS order (an exact permutation and flip, no interpolation) and
-    its stored order, None when it is RAS already: how a scan was stored cannot change what is
-    computed from it."""
-    ornt = nib.orientations.io_orientation(volume.affine)
-    if np.array_equal(ornt, RAS):
-        return volume, None
-    data = np.ascontiguousarray(nib.orientations.apply_orientation(np.asarray(volume.data), ornt))
-    affine = np.asarray(volume.affine, dtype=np.float64) @ nib.orientations.inv_ornt_aff(ornt, volume.shape)
-    return dataclasses.replace(volume, data=data, affine=affine), ornt
-
-
-def storage_order(array: np.ndarray, stored: np.ndarray | None) -> np.ndarray:
-    """An array on the grid of :func:`canonical_order` back in the voxel order ``stored``."""
-    if stored is None:
-        return array
-    back = nib.orientations.ornt_transform(RAS, stored)
-    return np.ascontiguousarray(nib.orientations.apply_orientation(array, back))
 
 
 def slice_axis(affine: np.ndarray) -> int:

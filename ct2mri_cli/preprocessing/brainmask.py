@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, canonical_order, storage_order
+from ..io.images import array_from_sitk, canonical_order, sitk_from_voxels, storage_order
+from ..io.volumes import Volume
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,11 @@ def _largest_component(image):  # type: ignore[no-untyped-def]
 
 
 def _image(mask: np.ndarray, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(mask.astype(np.uint8).transpose(2, 1, 0)))
-    image.SetSpacing([float(s) for s in spacing])
-    return image
+    return sitk_from_voxels(mask.astype(np.uint8), spacing)
 
 
 def _array(image) -> np.ndarray:  # type: ignore[no-untyped-def]
-    import SimpleITK as sitk
-
-    return sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(bool)
+    return array_from_sitk(image).astype(bool)
 
 
 def _smoothed(hu: np.ndarray, spacing: tuple[float, float, float], sigma_mm: float) -> np.ndarray:
@@ -106,11 +101,9 @@ def _smoothed(hu: np.ndarray, spacing: tuple[float, float, float], sigma_mm: flo
 
     if sigma_mm <= 0:
         return hu
-    image = sitk.GetImageFromArray(np.ascontiguousarray(hu.transpose(2, 1, 0), dtype=np.float32))
-    image.SetSpacing([float(s) for s in spacing])
+    image = sitk_from_voxels(np.asarray(hu, dtype=np.float32), spacing)
     # a discrete kernel stays exact where sigma is below the voxel size (thick slices)
-    smooth = sitk.DiscreteGaussian(image, [sigma_mm**2] * 3, 32, 0.01, True)
-    return sitk.GetArrayFromImage(smooth).transpose(2, 1, 0)
+    return array_from_sitk(sitk.DiscreteGaussian(image, [sigma_mm**2] * 3, 32, 0.01, True))
 
 
 def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
@@ -204,12 +197,12 @@ def _fill_axial_holes(mask: np.ndarray, bone: np.ndarray, spacing: tuple[float, 
     voxel_ml = float(np.prod(spacing)) / 1000.0
     out = mask.copy()
     for z in np.flatnonzero(mask.any(axis=(0, 1))):
-        plane = sitk.GetImageFromArray(np.ascontiguousarray(mask[:, :, z].astype(np.uint8)))
-        holes = sitk.GetArrayFromImage(sitk.BinaryFillhole(plane, fullyConnected=False)) > 0
+        plane = sitk_from_voxels(mask[:, :, z].astype(np.uint8))
+        holes = array_from_sitk(sitk.BinaryFillhole(plane, fullyConnected=False)) > 0
         holes &= ~mask[:, :, z]
         if not holes.any():
             continue
-        labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(holes.astype(np.uint8))))
+        labels = array_from_sitk(sitk.ConnectedComponent(sitk_from_voxels(holes.astype(np.uint8))))
         bone_ml = np.bincount(labels[bone[:, :, z]].ravel(), minlength=int(labels.max()) + 1) * voxel_ml
         walled = np.flatnonzero(bone_ml > max_bone_ml)
         out[:, :, z] |= holes & ~np.isin(labels, walled[walled > 0])
@@ -237,7 +230,7 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     radius = _radius_voxels(params.opening_mm, spacing)
     if any(radius):
         opened = sitk.BinaryMorphologicalOpening(brain, radius, sitk.sitkBall)
-        if sitk.GetArrayViewFromImage(opened).any():
+        if array_from_sitk(opened).any():
             core = _largest_component(opened)
             grown = sitk.BinaryDilate(core, radius, sitk.sitkBall)
             brain = _largest_component(sitk.And(grown, _image(soft, spacing)))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Ct2mriError
+from ..io.images import array_from_sitk, sitk_from_voxels
 from ..io.volumes import Volume, gantry_tilt_degrees, slice_axis
 
 THICK_SLICE_MM = 3.0
@@ -63,7 +64,7 @@ def _border_connected(mask: np.ndarray, faces: tuple[int, ...]) -> np.ndarray:
     """The voxels of ``mask`` connected (3D, faces) to the volume's sides across ``faces`` axes."""
     import SimpleITK as sitk
 
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    labels = array_from_sitk(sitk.ConnectedComponent(sitk_from_voxels(mask.astype(np.uint8))))
     touching: set[int] = set()
     for axis in faces:
         for end in (0, -1):
@@ -239,7 +240,7 @@ def check_components(mask: np.ndarray, name: str) -> Check:
     """More than one large connected part of the brain mask (a second head, a mask gone astray)."""
     import SimpleITK as sitk
 
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))))
+    labels = array_from_sitk(sitk.ConnectedComponent(sitk_from_voxels(np.asarray(mask, dtype=np.uint8))))
     sizes = np.bincount(labels.ravel())[1:]
     sizes = np.sort(sizes)[::-1]
     second = float(sizes[1] / sizes[0]) if sizes.size > 1 else 0.0

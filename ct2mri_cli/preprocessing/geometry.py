@@ -22,18 +22,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, array_from_sitk, sitk_from_array
-from ..settings import PreprocessConfig
+from ..io.images import (
+    Interpolation,
+    anti_aliased,
+    canonical_affine,
+    canonical_array,
+    resample_onto_grid,
+    sitk_from_array,
+    storage_order,
+    voxel_order,
+)
+from ..io.volumes import Volume
+from .config import PreprocessConfig
 
-Order = Literal["linear", "nearest"]
-_CANONICAL = np.array([[0, 1], [1, 1], [2, 1]], dtype=np.float64)
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _AXIS_TOL = 1e-6
 _SPACING_TOL = 1e-4
 
@@ -119,7 +125,7 @@ def model_to_xyz(model_array: np.ndarray) -> np.ndarray:
 
 def _is_exact(affine: np.ndarray, spacing: float) -> tuple[bool, np.ndarray]:
     """Whether reorientation alone reaches an RAS grid of ``spacing``; also the ornt to use."""
-    ornt = nib.orientations.io_orientation(affine)
+    ornt = voxel_order(affine)
     matrix = affine[:3, :3]
     # canonical axis c takes native axis i with ornt[i, 0] == c, flipped when ornt[i, 1] == -1
     canon = np.zeros((3, 3))
@@ -130,10 +136,6 @@ def _is_exact(affine: np.ndarray, spacing: float) -> tuple[bool, np.ndarray]:
     aligned = bool(np.all(np.abs(off) <= _AXIS_TOL * np.abs(diag).max()) and np.all(diag > 0))
     same_spacing = bool(np.all(np.abs(diag - spacing) <= _SPACING_TOL * spacing))
     return aligned and same_spacing, ornt
-
-
-def _canonical_affine(affine: np.ndarray, ornt: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    return affine @ nib.orientations.inv_ornt_aff(ornt, shape)
 
 
 def _window(lo: float, hi: float, size: int | None, extent: int | None, margin: float) -> tuple[int, int]:
@@ -159,73 +161,10 @@ def _mask_bounds(mask: np.ndarray, affine_to_grid: np.ndarray) -> tuple[np.ndarr
     return grid.min(axis=0), grid.max(axis=0)
 
 
-def _sigma_for(source_spacing: np.ndarray, target_spacing: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.maximum(target_spacing**2 - source_spacing**2, 0.0)) * _FWHM_TO_SIGMA
-
-
-def _smooth(image: Any, sigma_mm: np.ndarray) -> Any:
-    import SimpleITK as sitk
-
-    if np.all(sigma_mm < 0.05):
-        return image
-    sigma = [float(max(s, 1e-3)) for s in sigma_mm]
-    return sitk.SmoothingRecursiveGaussian(image, sigma)
-
-
-def _resample(
-    image: Any,
-    size_xyz: tuple[int, int, int],
-    affine: np.ndarray,
-    order: Order,
-    fill: float,
-    extrapolate: bool = False,
-    transform: Any = None,
-) -> np.ndarray:
-    """Resample a SimpleITK image onto the grid (size, RAS affine); returns the (x, y, z) array.
-
-    With ``extrapolate`` points outside the image take the nearest voxel's value, not ``fill``;
-    ``transform`` (ITK) maps grid points to image points (identity when None)."""
-    import SimpleITK as sitk
-
-    reference = sitk_from_array(np.zeros((1, 1, 1), dtype=np.uint8), affine)
-    interpolator = sitk.sitkLinear if order == "linear" else sitk.sitkNearestNeighbor
-    out = sitk.Resample(
-        image,
-        [int(n) for n in size_xyz],
-        transform if transform is not None else sitk.Transform(),
-        interpolator,
-        reference.GetOrigin(),
-        reference.GetSpacing(),
-        reference.GetDirection(),
-        float(fill),
-        sitk.sitkFloat32,
-        bool(extrapolate),
-    )
-    return array_from_sitk(out)
-
-
-def _check_order(order: str) -> Order:
+def _check_order(order: str) -> Interpolation:
     if order not in ("linear", "nearest"):
         raise ValueError(f"order must be 'linear' or 'nearest', not {order!r}")
     return order  # type: ignore[return-value]
-
-
-def to_model_grid(
-    volume: Volume,
-    brain_mask: np.ndarray,
-    config: PreprocessConfig,
-    order: Order = "linear",
-    pad_value: float = 0.0,
-    rotation: np.ndarray | None = None,
-) -> tuple[np.ndarray, GridRecord]:
-    """Put ``volume`` on the model grid defined by ``brain_mask`` (same grid as the volume),
-    oriented by ``rotation`` (see :func:`plan_model_grid`).
-
-    Returns the (Z, H, W) float32 model array and the :class:`GridRecord`; ``pad_value`` fills
-    model voxels outside the native field of view.
-    """
-    record = plan_model_grid(volume, brain_mask, config, rotation)
-    return apply_model_grid(volume.data, record, order=order, pad_value=pad_value), record
 
 
 def plan_model_grid(
@@ -253,7 +192,7 @@ def plan_model_grid(
     margin = float(config.margin_mm) / spacing
 
     if exact:
-        grid_affine = _canonical_affine(affine, ornt, shape)
+        grid_affine = canonical_affine(affine, ornt, shape)
         extent = [0, 0, 0]
         for i, (c, _) in enumerate(ornt):
             extent[int(c)] = shape[i]
@@ -291,7 +230,7 @@ def plan_model_grid(
 
 
 def apply_model_grid(
-    array: np.ndarray, record: GridRecord, order: Order = "linear", pad_value: float = 0.0
+    array: np.ndarray, record: GridRecord, order: Interpolation = "linear", pad_value: float = 0.0
 ) -> np.ndarray:
     """Put another native-grid array (a mask, the other modality) on a recorded model grid."""
     order = _check_order(order)
@@ -300,7 +239,7 @@ def apply_model_grid(
         raise Ct2mriError(f"array shape {array.shape} differs from the recorded native grid {record.native_shape}")
     nx, ny, nz = record.model_shape_xyz
     if not record.resampled:
-        canon = nib.orientations.apply_orientation(array, record.orientation)
+        canon = canonical_array(array, record.orientation)
         out = np.full((nx, ny, nz), pad_value, dtype=np.float32)
         src, dst = _overlap(record.crop_start, (nx, ny, nz), canon.shape)
         out[dst] = canon[src]
@@ -308,14 +247,14 @@ def apply_model_grid(
     image = sitk_from_array(array.astype(np.float32), record.native_affine)
     if order == "linear":
         native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
-        image = _smooth(image, _sigma_for(native_spacing, np.full(3, record.spacing_mm)))
-    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value, extrapolate=True)
+        image = anti_aliased(image, native_spacing, np.full(3, record.spacing_mm))
+    out = resample_onto_grid(image, (nx, ny, nz), record.model_affine, None, order, pad_value, extrapolate=True)
     out[_outside_native(record)] = pad_value
     return out.transpose(2, 1, 0).astype(np.float32, copy=True)
 
 
 def resample_onto_model_grid(
-    volume: Volume, record: GridRecord, transform: Any = None, order: Order = "linear", pad_value: float = 0.0
+    volume: Volume, record: GridRecord, transform: Any = None, order: Interpolation = "linear", pad_value: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Put a volume on its own grid (the MRI of a pair) onto a model grid planned on another scan.
 
@@ -328,10 +267,10 @@ def resample_onto_model_grid(
     nx, ny, nz = record.model_shape_xyz
     image = sitk_from_array(np.asarray(volume.data, dtype=np.float32), volume.affine)
     if order == "linear":
-        image = _smooth(image, _sigma_for(np.asarray(volume.spacing, dtype=np.float64), np.full(3, record.spacing_mm)))
-    out = _resample(image, (nx, ny, nz), record.model_affine, order, pad_value, transform=transform)
+        image = anti_aliased(image, np.asarray(volume.spacing, dtype=np.float64), np.full(3, record.spacing_mm))
+    out = resample_onto_grid(image, (nx, ny, nz), record.model_affine, transform, order, pad_value)
     ones = sitk_from_array(np.ones(volume.shape, dtype=np.uint8), volume.affine)
-    inside = _resample(ones, (nx, ny, nz), record.model_affine, "nearest", 0.0, transform=transform) > 0.5
+    inside = resample_onto_grid(ones, (nx, ny, nz), record.model_affine, transform, "nearest", 0.0) > 0.5
     return out.transpose(2, 1, 0).astype(np.float32, copy=True), inside.transpose(2, 1, 0).copy()
 
 
@@ -370,7 +309,7 @@ def _overlap(
 
 
 def from_model_grid(
-    model_array: np.ndarray, record: GridRecord, fill: float = 0.0, order: Order = "linear"
+    model_array: np.ndarray, record: GridRecord, fill: float = 0.0, order: Interpolation = "linear"
 ) -> np.ndarray:
     """Map a (Z, H, W) model array back onto every voxel of the native grid.
 
@@ -390,13 +329,11 @@ def from_model_grid(
         canon = np.full(canon_shape, fill, dtype=np.result_type(model_array.dtype, np.float32))
         src, dst = _overlap(record.crop_start, record.model_shape_xyz, tuple(canon_shape))
         canon[src] = window[dst]
-        back = nib.orientations.ornt_transform(_CANONICAL, record.orientation)
-        native = nib.orientations.apply_orientation(canon, back)
-        return np.ascontiguousarray(native)
+        return storage_order(canon, record.orientation)
     image = sitk_from_array(window.astype(np.float32), record.model_affine)
     if order == "linear":
         direction = record.native_affine[:3, :3] / np.linalg.norm(record.native_affine[:3, :3], axis=0)
         native_spacing = np.linalg.norm(record.native_affine[:3, :3], axis=0)
         along_world = np.abs(direction) @ native_spacing
-        image = _smooth(image, _sigma_for(np.full(3, record.spacing_mm), along_world))
-    return _resample(image, record.native_shape, record.native_affine, order, fill).astype(np.float32)
+        image = anti_aliased(image, np.full(3, record.spacing_mm), along_world)
+    return resample_onto_grid(image, record.native_shape, record.native_affine, None, order, fill).astype(np.float32)

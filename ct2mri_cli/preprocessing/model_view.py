@@ -11,12 +11,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, canonical_order, storage_order
-from ..settings import PreprocessConfig
+from ..io.images import canonical_array, canonical_order, storage_order
+from ..io.volumes import Volume
 from .brainmask import extract_brain_ct
 from .checks import (
     Check,
@@ -29,6 +28,7 @@ from .checks import (
     check_slice_thickness,
     warnings_of,
 )
+from .config import PreprocessConfig
 from .geometry import GridRecord, apply_model_grid, plan_model_grid
 from .intensity import normalize_ct
 from .pose import Pose, estimate_pose
@@ -96,7 +96,7 @@ def view_ct(
     start = time.perf_counter()
     ct, storage = canonical_order(ct)
     if mask is not None and storage is not None:
-        mask = nib.orientations.apply_orientation(np.asarray(mask), storage)
+        mask = canonical_array(mask, storage)
     ct, hu_scale = check_hu_scale(ct)
     checks = [hu_scale, check_gantry_tilt(ct), check_slice_thickness(ct)]
     automatic = mask is None

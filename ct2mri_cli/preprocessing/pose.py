@@ -19,10 +19,14 @@ import numpy as np
 
 from ..bundled import models_dir
 from ..errors import Ct2mriError
-from ..io.volumes import sitk_from_array
+from ..io.images import sitk_from_array, smoothed_to_spacing
+from .registration import RegistrationSettings, centred_by_moments, run_registration
 
 TEMPLATE_BRAIN = "templates/mni_icbm152_2009a_brain_2mm.nii.gz"
 POSE_MM = 4.0
+POSE_SMOOTHING_MM = POSE_MM / 2.0
+POSE_REGISTRATION = RegistrationSettings(metric="mean_squares", shrink_factors=(2, 1), smoothing_mm=(1.0, 0.0),
+                                         sampling_fraction=None, iterations=300, relaxation=0.7, gradient_tolerance=1e-4)
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -48,21 +52,12 @@ class Pose:
                 "scale": round(self.scale, 4), "rotation": np.asarray(self.rotation).round(6).tolist()}
 
 
-def _smooth_at(image, mm: float):  # noqa: ANN001, ANN202
-    import SimpleITK as sitk
-
-    image = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), mm / 2.0)
-    size = [max(1, int(round(n * s / mm))) for n, s in zip(image.GetSize(), image.GetSpacing())]
-    return sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), [mm] * 3,
-                         image.GetDirection(), 0.0, sitk.sitkFloat32)
-
-
 @functools.lru_cache(maxsize=2)
 def _template_at_pose_resolution(path: Path):  # noqa: ANN202
     """The template brain, smoothed and at :data:`POSE_MM` (read once per process, not per case)."""
     import SimpleITK as sitk
 
-    return _smooth_at(sitk.ReadImage(str(path), sitk.sitkFloat32), POSE_MM)
+    return smoothed_to_spacing(sitk.ReadImage(str(path), sitk.sitkFloat32), POSE_MM, POSE_SMOOTHING_MM)
 
 
 def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> Pose:
@@ -73,19 +68,10 @@ def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> P
     if not path.is_file():
         raise Ct2mriError(f"{name}: the head-pose template {path} is missing (or keep the scan's axes: translate --native-axes, preprocess --frame native)")
     fixed = _template_at_pose_resolution(path)
-    moving = _smooth_at(sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM)
-    found = sitk.Similarity3DTransform(sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Similarity3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMeanSquares()
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 300, relaxationFactor=0.7)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([2, 1])
-    method.SetSmoothingSigmasPerLevel([1.0, 0.0])
-    method.SetInitialTransform(found, inPlace=True)
+    moving = smoothed_to_spacing(sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM, POSE_SMOOTHING_MM)
+    found = sitk.Similarity3DTransform(centred_by_moments(fixed, moving, sitk.Similarity3DTransform()))
     try:
-        method.Execute(fixed, moving)
+        run_registration(fixed, moving, found, POSE_REGISTRATION, in_place=True)
     except RuntimeError as exc:
         raise Ct2mriError(f"{name}: the head pose could not be found ({exc}); keep the scan's axes with translate --native-axes or preprocess --frame native") from None
     matrix = np.asarray(found.GetMatrix(), dtype=np.float64).reshape(3, 3)

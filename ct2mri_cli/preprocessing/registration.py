@@ -1,22 +1,30 @@
-"""CT to MRI registration (rigid, optionally affine) with Mattes mutual information.
+"""Registration by ITK: the building blocks every registration of ct2mri uses, and CT to MRI.
 
-The MRI is the fixed image and the CT the moving one, so the resulting transform maps MRI
-physical points to CT physical points (ITK's convention, LPS millimetres) and the CT, its brain
-mask, or anything on the CT grid is resampled onto the MRI grid with it.  The optimisation runs
-coarse to fine (shrink factors with matching Gaussian smoothing in mm), starts from the images'
-centres of mass (moments), and samples a random subset of voxels with a fixed seed, so runs
-repeat up to the rounding of multithreaded sums (about 1e-6 in the parameters).
+:func:`run_registration` runs one multi-resolution registration (regular-step gradient descent,
+optimiser scales from physical shifts, smoothing in mm) with the :class:`RegistrationSettings`
+of its user: the head pose (:mod:`.pose`), the brain of a style MRI (:mod:`ct2mri_cli.style.brain`),
+the synthetic anatomies and CT to MRI (here).  Each starts from the images' centres of mass
+(:func:`centred_by_moments`); an affine stage starts from the rigid one (:func:`affine_from_rigid`).
+
+CT to MRI: the MRI is the fixed image and the CT the moving one, so the resulting transform maps
+MRI physical points to CT physical points (ITK's convention, LPS millimetres) and the CT, its
+brain mask, or anything on the CT grid is resampled onto the MRI grid with it.  The optimisation
+runs coarse to fine (shrink factors with matching Gaussian smoothing in mm), starts from the
+images' centres of mass (moments), and samples a random subset of voxels with a fixed seed, so
+runs repeat up to the rounding of multithreaded sums (about 1e-6 in the parameters).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, array_from_sitk, sitk_from_array
+from ..io.images import sitk_from_array
+from ..io.volumes import Volume
 
 _LPS = np.array([-1.0, -1.0, 1.0])
 CT_METRIC_WINDOW_HU = (-150.0, 150.0)
@@ -24,15 +32,25 @@ CT_METRIC_WINDOW_HU = (-150.0, 150.0)
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    """Optimiser settings; the defaults work for head CT to T1 MRI at 1-2 mm."""
+    """Metric, pyramid and optimiser of one registration; the defaults register a head CT to a
+    T1 MRI at 1-2 mm.
 
+    ``metric`` is Mattes mutual information (``histogram_bins``) or mean squares; the metric
+    samples ``sampling_fraction`` of the fixed voxels at random (seeded), every voxel when None.
+    ``threads`` (None: ITK's default) fixes how the metric's sums are split: one thread gives
+    the same result on any machine."""
+
+    metric: Literal["mattes", "mean_squares"] = "mattes"
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     histogram_bins: int = 50
-    sampling_fraction: float = 0.1
+    sampling_fraction: float | None = 0.1
     iterations: int = 200
     learning_rate: float = 1.0
+    relaxation: float = 0.5
+    gradient_tolerance: float = 1e-8
     seed: int = 1234
+    threads: int | None = None
 
 
 @dataclass
@@ -47,6 +65,68 @@ class RegistrationResult:
 
     def parameters(self) -> list[float]:
         return [float(v) for v in self.transform.GetParameters()]
+
+
+def centred_by_moments(fixed: Any, moving: Any, transform: Any) -> Any:
+    """``transform`` (an ITK transform of the kind to optimise) centred on the fixed image's centre
+    of mass and shifted onto the moving one's: where a registration starts."""
+    import SimpleITK as sitk
+
+    return sitk.CenteredTransformInitializer(fixed, moving, transform, sitk.CenteredTransformInitializerFilter.MOMENTS)
+
+
+def affine_from_rigid(rigid: Any) -> Any:
+    """An ITK affine transform equal to a rigid (Euler) one: where an affine stage starts."""
+    import SimpleITK as sitk
+
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(rigid.GetCenter())
+    affine.SetMatrix(rigid.GetMatrix())
+    affine.SetTranslation(rigid.GetTranslation())
+    return affine
+
+
+def run_registration(
+    fixed: Any,
+    moving: Any,
+    initial: Any,
+    settings: RegistrationSettings,
+    fixed_mask: Any | None = None,
+    in_place: bool = False,
+) -> tuple[Any, float, str]:
+    """Register ``moving`` to ``fixed`` from ``initial``, linear interpolation; returns the
+    transform found (``initial`` itself, optimised, when ``in_place``), the final metric value
+    and the optimiser's stop condition.  ``fixed_mask`` restricts the metric.  ITK's errors
+    (RuntimeError) are left to the caller to word."""
+    import SimpleITK as sitk
+
+    method = sitk.ImageRegistrationMethod()
+    if settings.metric == "mattes":
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
+    else:
+        method.SetMetricAsMeanSquares()
+    if settings.sampling_fraction is not None:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(fixed_mask)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=settings.learning_rate,
+        minStep=1e-4,
+        numberOfIterations=settings.iterations,
+        relaxationFactor=settings.relaxation,
+        gradientMagnitudeTolerance=settings.gradient_tolerance,
+    )
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
+    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    method.SetInitialTransform(initial, inPlace=in_place)
+    if settings.threads is not None:
+        method.SetNumberOfThreads(settings.threads)
+    result = method.Execute(fixed, moving)
+    return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
 
 
 def _metric_image(volume: Volume, clip: tuple[float, float] | None) -> Any:
@@ -66,41 +146,13 @@ def _mask_image(mask: np.ndarray, volume: Volume) -> Any:
 
 
 def _run(
-    fixed: Any,
-    moving: Any,
-    initial: Any,
-    settings: RegistrationSettings,
-    fixed_mask: Any | None,
-    label: str,
-    scales_shift_mm: float = 1.0,
+    fixed: Any, moving: Any, initial: Any, settings: RegistrationSettings, fixed_mask: Any | None, label: str
 ) -> tuple[Any, float, str]:
-    import SimpleITK as sitk
-
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
-    if fixed_mask is not None:
-        method.SetMetricFixedMask(fixed_mask)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=settings.learning_rate,
-        minStep=1e-4,
-        numberOfIterations=settings.iterations,
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    method.SetOptimizerScalesFromPhysicalShift(centralRegionRadius=5, smallParameterVariation=scales_shift_mm * 0.01)
-    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(initial, inPlace=False)
     try:
-        result = method.Execute(fixed, moving)
+        return run_registration(fixed, moving, initial, settings, fixed_mask)
     except RuntimeError as exc:
         message = str(exc).strip().splitlines()
         raise Ct2mriError(f"{label}: registration failed ({message[-1] if message else 'ITK error'})") from None
-    return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
 
 
 def register_ct_to_mri(
@@ -122,9 +174,7 @@ def register_ct_to_mri(
     moving = _metric_image(ct, ct_window_hu)
     fixed_mask = _mask_image(mri_mask, mri) if mri_mask is not None else None
     try:
-        start = sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
+        start = centred_by_moments(fixed, moving, sitk.Euler3DTransform())
     except RuntimeError as exc:
         raise Ct2mriError(f"{ct.name} -> {mri.name}: cannot initialise the registration ({exc})") from None
     label = f"{ct.name} -> {mri.name}"
@@ -132,20 +182,9 @@ def register_ct_to_mri(
     transform = rigid
     kind = "rigid"
     if affine:
-        euler = sitk.Euler3DTransform(_flatten(rigid))
-        start_affine = sitk.AffineTransform(3)
-        start_affine.SetCenter(euler.GetCenter())
-        start_affine.SetMatrix(euler.GetMatrix())
-        start_affine.SetTranslation(euler.GetTranslation())
-        finer = RegistrationSettings(
-            shrink_factors=settings.shrink_factors[-2:],
-            smoothing_mm=settings.smoothing_mm[-2:],
-            histogram_bins=settings.histogram_bins,
-            sampling_fraction=settings.sampling_fraction,
-            iterations=settings.iterations,
-            learning_rate=settings.learning_rate * 0.5,
-            seed=settings.seed,
-        )
+        start_affine = affine_from_rigid(sitk.Euler3DTransform(_flatten(rigid)))
+        finer = dataclasses.replace(settings, shrink_factors=settings.shrink_factors[-2:],
+                                    smoothing_mm=settings.smoothing_mm[-2:], learning_rate=settings.learning_rate * 0.5)
         transform, metric, stop = _run(fixed, moving, start_affine, finer, fixed_mask, label)
         kind = "affine"
     return RegistrationResult(transform=_flatten(transform), metric=metric, kind=kind, stop_condition=stop)
@@ -161,44 +200,6 @@ def _flatten(transform: Any) -> Any:
             inner = composite.GetNthTransform(0)
             return inner.Downcast() if hasattr(inner, "Downcast") else inner
     return transform.Downcast() if hasattr(transform, "Downcast") else transform
-
-
-def resample_to_reference(
-    moving: Volume | np.ndarray,
-    reference: Volume,
-    transform: Any | None = None,
-    order: Literal["linear", "nearest"] = "linear",
-    fill: float = 0.0,
-    moving_affine: np.ndarray | None = None,
-) -> np.ndarray:
-    """Resample ``moving`` onto ``reference``'s grid through ``transform`` (reference -> moving).
-
-    ``moving`` is a Volume or an array with ``moving_affine``; a boolean array (a mask) should be
-    resampled with ``order="nearest"``.  Returns a float32 (i, j, k) array of the reference shape.
-    """
-    import SimpleITK as sitk
-
-    if isinstance(moving, Volume):
-        data, affine = moving.data, moving.affine
-    else:
-        if moving_affine is None:
-            raise ValueError("moving_affine is required with an array")
-        data, affine = moving, moving_affine
-    image = sitk_from_array(np.asarray(data, dtype=np.float32), affine)
-    ref = sitk_from_array(np.zeros((1, 1, 1), dtype=np.uint8), reference.affine)
-    interpolator = sitk.sitkLinear if order == "linear" else sitk.sitkNearestNeighbor
-    out = sitk.Resample(
-        image,
-        [int(n) for n in reference.shape],
-        transform if transform is not None else sitk.Transform(),
-        interpolator,
-        ref.GetOrigin(),
-        ref.GetSpacing(),
-        ref.GetDirection(),
-        float(fill),
-        sitk.sitkFloat32,
-    )
-    return array_from_sitk(out)
 
 
 _TRANSFORM_TYPES = ("Euler3DTransform", "VersorRigid3DTransform", "AffineTransform", "TranslationTransform")

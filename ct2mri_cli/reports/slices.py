@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.volumes import Volume, canonical_order
+from ..io.images import canonical_order
+from ..io.volumes import Volume
 
 BRAIN_MARGIN_MM = 15.0
 IMAGE_FORMAT = "WEBP"

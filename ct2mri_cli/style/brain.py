@@ -22,7 +22,9 @@ import numpy as np
 
 from ..bundled import models_dir
 from ..errors import Ct2mriError
-from ..io.volumes import Volume, array_from_sitk, sitk_from_array
+from ..io.images import array_from_sitk, resample_onto_grid, sitk_from_array, sitk_on_grid_of, smoothed_to_spacing
+from ..io.volumes import Volume
+from ..preprocessing.registration import RegistrationSettings, centred_by_moments, run_registration
 
 TEMPLATE_T1 = "mni_icbm152_2009a_t1_2mm.nii.gz"
 TEMPLATE_MASK = "mni_icbm152_2009a_brain_2mm.nii.gz"
@@ -31,6 +33,10 @@ TEMPLATE_MASK = "mni_icbm152_2009a_brain_2mm.nii.gz"
 BRAIN_ONLY_ML = 2300.0
 BRIGHT_SHELL_MAX = 0.03
 REGISTRATION_MM = 2.0
+REGISTRATION_SMOOTHING_MM = REGISTRATION_MM / 2.5
+# Mattes mutual information on 20 % of the voxels, one thread: the same brain on any machine
+TEMPLATE_REGISTRATION = RegistrationSettings(histogram_bins=32, sampling_fraction=0.2, iterations=300, gradient_tolerance=1e-4,
+                                             seed=1, threads=1)
 RIM_MM = 8.0  # the outer band of a registered brain mask, where scalp fat can lie
 HEAD_SHARE = (0.3, 0.85)  # of a whole head's volume, the brain's: 0.46-0.74 on the heads measured
 T1_RATIO_MAX = 1.06  # ventricles / white matter at the template's places: 0.34-1.02 in the T1s measured, 1.12 PD, 2.4 T2
@@ -42,47 +48,13 @@ def template_paths() -> tuple:
     return folder / TEMPLATE_T1, folder / TEMPLATE_MASK
 
 
-def _resampled(image, mm: float):  # noqa: ANN001, ANN202
-    import SimpleITK as sitk
-
-    size = [max(1, int(round(n * s / mm))) for n, s in zip(image.GetSize(), image.GetSpacing())]
-    smooth = sitk.SmoothingRecursiveGaussian(image, mm / 2.5)
-    return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), [mm] * 3,
-                         image.GetDirection(), 0.0, sitk.sitkFloat32)
-
-
-def mattes_registration(fixed, moving, initial, learning_rate: float = 1.0, moving_initial=None,  # noqa: ANN001, ANN201
-                        sampling: float = 0.1, in_place: bool = False, threads: int | None = None):
-    """One multi-resolution (4, 2, 1) registration by Mattes mutual information (32 bins, random
-    sampling) and regular-step gradient descent; returns the transform found.  ``threads=1``
-    makes the result the same on any machine (ITK's threads split the metric's sums)."""
-    import SimpleITK as sitk
-
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(sampling, 1)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learning_rate, 1e-4, 300)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
-    if moving_initial is not None:
-        method.SetMovingInitialTransform(moving_initial)
-    method.SetInitialTransform(initial, inPlace=in_place)
-    if threads is not None:
-        method.SetNumberOfThreads(threads)
-    return method.Execute(fixed, moving)
-
-
 def _register(fixed, moving):  # noqa: ANN001, ANN202
     """Rigid transform from the template (moving) to the MRI (fixed), starting from the images'
     centres of mass."""
     import SimpleITK as sitk
 
-    rigid = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS))
-    mattes_registration(fixed, moving, rigid, 1.0, sampling=0.2, in_place=True, threads=1)
+    rigid = sitk.Euler3DTransform(centred_by_moments(fixed, moving, sitk.Euler3DTransform()))
+    run_registration(fixed, moving, rigid, TEMPLATE_REGISTRATION, in_place=True)
     return rigid
 
 
@@ -125,22 +97,20 @@ def _has_scalp(data: np.ndarray, nonzero: np.ndarray, affine: np.ndarray) -> boo
     return float(np.mean(data[shell] > np.percentile(data[inside], 90.0))) > BRIGHT_SHELL_MAX
 
 
-def _ventricle_to_wm(data: np.ndarray, image, template, template_mask, transform) -> float | None:  # noqa: ANN001
+def _ventricle_to_wm(data: np.ndarray, affine: np.ndarray, template, template_mask, transform) -> float | None:  # noqa: ANN001
     """Median MRI intensity where the registered template shows ventricles (its darkest 3 % inside
     the brain eroded by 10 mm), over the median where it shows white matter (its brightest 25 %)."""
     import SimpleITK as sitk
 
-    inner = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.Cast(template_mask > 0.5, sitk.sitkUInt8), [5, 5, 5])) > 0
-    t1 = sitk.GetArrayFromImage(template)
+    inner = array_from_sitk(sitk.BinaryErode(sitk.Cast(template_mask > 0.5, sitk.sitkUInt8), [5, 5, 5])) > 0
+    t1 = array_from_sitk(template)
     if inner.sum() < 100:
         return None
     lo, hi = np.percentile(t1[inner], [3.0, 75.0])
     labels = np.zeros(t1.shape, dtype=np.uint8)
     labels[inner & (t1 <= lo)] = 1
     labels[inner & (t1 >= hi)] = 2
-    label_image = sitk.GetImageFromArray(labels)
-    label_image.CopyInformation(template)
-    on_mri = array_from_sitk(sitk.Resample(label_image, image, transform, sitk.sitkNearestNeighbor, 0))
+    on_mri = resample_onto_grid(sitk_on_grid_of(labels, template), data.shape, affine, transform, "nearest", 0)
     ventricles, white = data[on_mri == 1], data[on_mri == 2]
     if ventricles.size < 20 or white.size < 20 or np.median(white) <= 0:
         return None
@@ -163,15 +133,15 @@ def find_brain(volume: Volume) -> StyleBrain:
     template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
     template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
     try:
-        transform = _register(_resampled(image, REGISTRATION_MM), template)
+        transform = _register(smoothed_to_spacing(image, REGISTRATION_MM, REGISTRATION_SMOOTHING_MM), template)
     except RuntimeError as exc:
         raise Ct2mriError(f"{volume.name}: could not register the MRI to the brain template ({exc}); "
                           "give its brain with --style-mask") from None
-    registered = array_from_sitk(sitk.Resample(template_mask, image, transform, sitk.sitkLinear, 0.0)) > 0.5
+    registered = resample_onto_grid(template_mask, volume.shape, volume.affine, transform, "linear", 0.0) > 0.5
     if not registered.any():
         raise Ct2mriError(f"{volume.name}: the brain template does not overlap the MRI; give its brain with --style-mask")
     mask = _without_bright_rim(data, registered, volume.affine)
-    found = StyleBrain(mask, "registered to the MNI template", _ventricle_to_wm(data, image, template, template_mask, transform))
+    found = StyleBrain(mask, "registered to the MNI template", _ventricle_to_wm(data, volume.affine, template, template_mask, transform))
     head = array_from_sitk(sitk.BinaryFillhole(sitk.OtsuThreshold(image, 0, 1, 128))) > 0
     share = float(mask.sum()) / float(max(1, np.count_nonzero(head | mask)))
     if not HEAD_SHARE[0] <= share <= HEAD_SHARE[1]:

@@ -22,7 +22,7 @@ import torch
 from ..diffusion.bridge import to_bridge_range
 from ..diffusion.sampler import WINDOW
 from ..errors import Ct2mriError
-from ..settings import PreprocessConfig
+from ..preprocessing.config import PreprocessConfig
 from ..style.key import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
 
@@ -106,7 +106,7 @@ class TrainingData:
 
 def open_dataset(data_dir: str | Path) -> Manifest:
     """Parse and check ``DATA_DIR/manifest.json`` (format, version, preprocessing, case entries)."""
-    from ..data.pairs import read_manifest
+    from ..preprocessing.pairs import read_manifest
 
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -134,7 +134,7 @@ def open_dataset(data_dir: str | Path) -> Manifest:
 
 def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
     """Read and check one case: equal shapes, finite values, and its style key."""
-    from ..data.pairs import load_case
+    from ..preprocessing.pairs import load_case
 
     name = entry["case"]
     ct, mri, mask = load_case(manifest.folder, entry)

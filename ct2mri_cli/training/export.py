@@ -9,7 +9,7 @@ import torch
 
 from ..diffusion.bridge import BridgeConfig
 from ..network import UNet
-from ..settings import PreprocessConfig
+from ..preprocessing.config import PreprocessConfig
 from ..weights import ModelBundle, save_weights
 from .config import TrainConfig
 

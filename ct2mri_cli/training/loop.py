@@ -26,7 +26,7 @@ from ..diffusion.bridge import BridgeSchedule, bridge_loss
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
 from ..network import UNet, count_parameters
-from ..settings import PreprocessConfig
+from ..preprocessing.config import PreprocessConfig
 from ..weights import ModelBundle, load_weights, read_metadata
 from . import distributed as ddp
 from .window_order import CROP_TAG, FLIP_TAG, WindowOrder, derive_seed

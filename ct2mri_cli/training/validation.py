@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..diffusion.bridge import BridgeSchedule
+from ..diffusion.model_space import sample_model_space
 from ..evaluation.metrics import mae, psnr, ssim
-from ..inference.translator import sample_model_space
 from ..network import UNet, network_denoiser
 from .config import TrainConfig
 from .data import CaseVolumes

@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .anatomy import Anatomy, make_anatomy, prepare_anatomy
-from .anatomy import _quantise_brain as _quantise_brain
 from .deformation import (
     COARSE_MM,
     displacement_transform,
@@ -46,9 +45,6 @@ from .deformation import (
     upsample_coarse,
     warp_onto,
 )
-from .deformation import _coarse_grid as _coarse_grid
-from .deformation import _grid_points as _grid_points
-from .imaging import _morph as _morph
 from .imaging import gaussian_blur, trilinear
 from .physics import (
     HU_MAX,
@@ -68,8 +64,7 @@ from .tissue import (
     sharpen_gm_wm,
 )
 
-# The public API of the package.  The private helpers imported ``as`` themselves above are
-# re-exported only for the tests, which reach them as ``synthesis._name``.
+# The public API of the package.
 __all__ = [
     "BRAIN_CLASSES",
     "CLASSES",

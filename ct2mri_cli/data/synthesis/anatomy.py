@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from ...io.volumes import affine_from_sitk, array_from_sitk
+from ...io.images import Interpolation, affine_from_sitk, array_from_sitk, sitk_from_array, smoothed_to_spacing
+from ...preprocessing.registration import affine_from_rigid, centred_by_moments, run_registration
 from ..sources import get_source, load_source, source_notice
 from ..templates import Template, load_template, mni_license_text
 from .imaging import (
     _distance_mm,
     _fill_holes,
-    _image,
     _largest_component,
     _morph,
     _resample_onto,
@@ -109,7 +109,7 @@ def _ventricle_pull(csf: np.ndarray, icv: np.ndarray, affine: np.ndarray) -> tup
     deep = _morph(icv, affine, "erode", 14.0)
     ventricles = (csf > 0.5) & deep
     min_voxels = int(math.ceil(1000.0 / float(np.prod(_spacing(affine)))))  # 1 ml: drop deep sulci
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(_image(ventricles.astype(np.uint8), affine)), min_voxels)
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(sitk_from_array(ventricles.astype(np.uint8), affine)), min_voxels)
     ventricles = array_from_sitk(labels) > 0
     step = max(1, int(round(2.0 / float(_spacing(affine).min()))))
     coarse = ventricles[::step, ::step, ::step].astype(np.float32)
@@ -142,18 +142,14 @@ def _register_to_template(t1: np.ndarray, affine: np.ndarray) -> tuple[np.ndarra
     """Pull-back matrices (4x4, RAS mm) from the bundled MNI head template onto a head: rigid,
     then affine (Mattes mutual information at 2 mm, the affine starting from the rigid; one
     thread, so that a source's anatomy, and every pair made from it, is the same everywhere)."""
-    from ...style.brain import _resampled, mattes_registration, template_paths
+    from ...style.brain import REGISTRATION_MM, REGISTRATION_SMOOTHING_MM, TEMPLATE_REGISTRATION, template_paths
 
     fixed = sitk.ReadImage(str(template_paths()[0]), sitk.sitkFloat32)
-    moving = _resampled(_image(t1, affine), 2.0)
-    rigid = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
-    mattes_registration(fixed, moving, rigid, 1.0, sampling=0.2, in_place=True, threads=1)
-    full = sitk.AffineTransform(3)
-    full.SetCenter(rigid.GetCenter())
-    full.SetMatrix(rigid.GetMatrix())
-    full.SetTranslation(rigid.GetTranslation())
-    mattes_registration(fixed, moving, full, 0.5, sampling=0.2, in_place=True, threads=1)
+    moving = smoothed_to_spacing(sitk_from_array(t1, affine), REGISTRATION_MM, REGISTRATION_SMOOTHING_MM)
+    rigid = centred_by_moments(fixed, moving, sitk.Euler3DTransform())
+    run_registration(fixed, moving, rigid, TEMPLATE_REGISTRATION, in_place=True)
+    full = affine_from_rigid(rigid)
+    run_registration(fixed, moving, full, replace(TEMPLATE_REGISTRATION, learning_rate=0.5), in_place=True)
     return _itk_pull(rigid), _itk_pull(full)
 
 
@@ -177,16 +173,14 @@ def _into_mni_frame(
     shape = tuple(int(n) for n in np.ceil(inside.max(axis=0) - start) + 1)
     new_affine = np.eye(4)
     new_affine[:3, 3] = start
-    t1_new = _resample_onto(t1, affine, shape, new_affine, rigid, sitk.sitkLinear, 0.0).astype(np.float32)
+    t1_new = _resample_onto(t1, affine, shape, new_affine, rigid, "linear", 0.0).astype(np.float32)
     if brain is not None:
-        brain_new = _resample_onto(brain.astype(np.uint8), affine, shape, new_affine, rigid,
-                                   sitk.sitkNearestNeighbor, 0) > 0
+        brain_new = _resample_onto(brain.astype(np.uint8), affine, shape, new_affine, rigid, "nearest", 0) > 0
         return t1_new, new_affine, brain_new
     mask_image = sitk.ReadImage(str(template_paths()[1]), sitk.sitkFloat32)
     mask = array_from_sitk(mask_image)
     mask_affine = affine_from_sitk(mask_image)
-    template_brain = _resample_onto(mask, mask_affine, shape, new_affine, np.linalg.inv(full) @ rigid,
-                                    sitk.sitkLinear, 0.0) > 0.5
+    template_brain = _resample_onto(mask, mask_affine, shape, new_affine, np.linalg.inv(full) @ rigid, "linear", 0.0) > 0.5
     return t1_new, new_affine, _refine_brain(t1_new, new_affine, template_brain)
 
 
@@ -332,12 +326,12 @@ def _prepare_mni() -> Anatomy:
 
     colin = _head_parts("colin27")
     pull = _moment_fit(colin["icv"], colin["affine"], icv, affine)
-    def onto_mni(array: np.ndarray, interpolator: int, default: float) -> np.ndarray:
-        return _resample_onto(array, colin["affine"], icv.shape, affine, pull, interpolator, default)
+    def onto_mni(array: np.ndarray, interpolation: Interpolation, default: float) -> np.ndarray:
+        return _resample_onto(array, colin["affine"], icv.shape, affine, pull, interpolation, default)
 
-    labels = onto_mni(colin["labels"], sitk.sitkNearestNeighbor, CLASSES.index("air"))
-    colin_icv = onto_mni(colin["icv"].astype(np.uint8), sitk.sitkNearestNeighbor, 0)
-    colin_t1 = onto_mni(colin["t1n"], sitk.sitkLinear, 0.0)
+    labels = onto_mni(colin["labels"], "nearest", CLASSES.index("air"))
+    colin_icv = onto_mni(colin["icv"].astype(np.uint8), "nearest", 0)
+    colin_t1 = onto_mni(colin["t1n"], "linear", 0.0)
     icv = _fill_holes(icv | (colin_icv > 0), affine)
     inner_table = _morph(icv, affine, "dilate", 1.5) & ~icv & (labels != CLASSES.index("air"))
     labels[inner_table] = CLASSES.index("cortical")

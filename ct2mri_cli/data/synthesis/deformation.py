@@ -13,9 +13,9 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from ...io.volumes import array_from_sitk
+from ...io.images import resample_onto_grid, sitk_from_array
 from .anatomy import Anatomy
-from .imaging import _RAS_TO_LPS, _image, _spacing, gaussian_blur, trilinear
+from .imaging import _RAS_TO_LPS, _spacing, gaussian_blur, trilinear
 from .subject import SubjectParams
 
 COARSE_MM = 4.0
@@ -133,10 +133,7 @@ def displacement_transform(points: np.ndarray, caffine: np.ndarray) -> sitk.Tran
     cshape = points.shape[:3]
     nodes = _grid_points(cshape, caffine)
     disp_lps = (points - nodes) * _RAS_TO_LPS
-    geometry = _image(np.zeros(cshape, dtype=np.uint8), caffine)
-    field_img = sitk.GetImageFromArray(np.ascontiguousarray(disp_lps.transpose(2, 1, 0, 3)), isVector=True)
-    field_img = sitk.Cast(field_img, sitk.sitkVectorFloat64)
-    field_img.CopyInformation(geometry)
+    field_img = sitk.Cast(sitk_from_array(disp_lps, caffine), sitk.sitkVectorFloat64)
     return sitk.DisplacementFieldTransform(field_img)
 
 
@@ -149,10 +146,8 @@ def warp_onto(
     default: float,
 ) -> np.ndarray:
     """Resample ``array`` (on ``src_affine``) through ``transform`` onto the output grid, linearly."""
-    src = _image(np.asarray(array, dtype=np.float32), src_affine)
-    ref = _image(np.zeros(shape, dtype=np.uint8), affine)
-    out = sitk.Resample(src, ref, transform, sitk.sitkLinear, float(default), sitk.sitkFloat32)
-    return array_from_sitk(out)
+    src = sitk_from_array(np.asarray(array, dtype=np.float32), src_affine)
+    return resample_onto_grid(src, shape, affine, transform, "linear", default)
 
 
 def upsample_coarse(coarse: np.ndarray, caffine: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Generic image helpers for RAS-indexed numpy arrays with a 4x4 affine (mm).
 
-Arrays are indexed (x, y, z) in RAS; SimpleITK works in LPS (:mod:`ct2mri_cli.io.volumes`
+Arrays are indexed (x, y, z) in RAS; SimpleITK works in LPS (:mod:`ct2mri_cli.io.images`
 converts).  Binary morphology, connected components, hole filling, distance maps, Gaussian
 blurring, trilinear sampling and affine resampling, shared by the tissue classification, the
 anatomies, the warp and the physics.  Nothing here knows about tissues or subjects.
@@ -13,14 +13,16 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from ...io.volumes import array_from_sitk, sitk_from_array
+from ...io.images import (
+    FWHM_TO_SIGMA,
+    Interpolation,
+    array_from_sitk,
+    resample_onto_grid,
+    sitk_from_array,
+    sitk_from_voxels,
+)
 
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
-
-
-def _image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    return sitk_from_array(array, affine)
 
 
 def _spacing(affine: np.ndarray) -> np.ndarray:
@@ -44,11 +46,11 @@ def _morph(mask: np.ndarray, affine: np.ndarray, op: str, mm: float) -> np.ndarr
         return _morph(_morph(mask, affine, "erode", mm), affine, "dilate", mm)
     radius = _radius(mm, affine)
     if max(radius) <= 8:
-        img = _image(mask.astype(np.uint8), affine)
+        img = sitk_from_array(mask.astype(np.uint8), affine)
         if op == "dilate":
             return array_from_sitk(sitk.BinaryDilate(img, radius, sitk.sitkBall)).astype(bool)
         if op == "erode":  # as the complement of a dilation, which ITK does faster
-            inverse = _image((~mask).astype(np.uint8), affine)
+            inverse = sitk_from_array((~mask).astype(np.uint8), affine)
             return ~array_from_sitk(sitk.BinaryDilate(inverse, radius, sitk.sitkBall)).astype(bool)
     if op == "dilate":
         return _distance_mm(mask, affine) <= mm
@@ -58,7 +60,7 @@ def _morph(mask: np.ndarray, affine: np.ndarray, op: str, mm: float) -> np.ndarr
 
 
 def _largest_component(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(_image(mask.astype(np.uint8), affine)))
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(sitk_from_array(mask.astype(np.uint8), affine)))
     return array_from_sitk(labels) == 1
 
 
@@ -68,7 +70,7 @@ def _cavities(mask: np.ndarray, affine: np.ndarray, min_mm3: float, min_y_mm: fl
     In MNI space the air spaces of the head (nasal cavity, paranasal sinuses, mastoids) all lie
     in front of y = -60 mm; thick dark regions behind are occipital bone.
     """
-    labels = sitk.ConnectedComponent(_image(mask.astype(np.uint8), affine))
+    labels = sitk.ConnectedComponent(sitk_from_array(mask.astype(np.uint8), affine))
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(labels)
     keep = np.zeros(stats.GetNumberOfLabels() + 1, dtype=bool)
@@ -79,7 +81,7 @@ def _cavities(mask: np.ndarray, affine: np.ndarray, min_mm3: float, min_y_mm: fl
 
 
 def _fill_holes(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return array_from_sitk(sitk.BinaryFillhole(_image(mask.astype(np.uint8), affine))).astype(bool)
+    return array_from_sitk(sitk.BinaryFillhole(sitk_from_array(mask.astype(np.uint8), affine))).astype(bool)
 
 
 def _fill_axial_holes(mask: np.ndarray) -> np.ndarray:
@@ -92,23 +94,23 @@ def _fill_axial_holes(mask: np.ndarray) -> np.ndarray:
     x, y, z = mask.shape
     tiles = np.zeros((z, x + 1, y + 1), dtype=np.uint8)
     tiles[:, :x, :y] = np.moveaxis(mask, 2, 0)
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(tiles.reshape(z * (x + 1), y + 1))))
+    filled = array_from_sitk(sitk.BinaryFillhole(sitk_from_voxels(tiles.reshape(z * (x + 1), y + 1))))
     return np.moveaxis(filled.reshape(z, x + 1, y + 1)[:, :x, :y], 0, 2).astype(bool) | mask
 
 
 def _distance_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Euclidean distance (mm) of every voxel to ``mask`` (0 inside)."""
-    img = _image(mask.astype(np.uint8), affine)
+    img = sitk_from_array(mask.astype(np.uint8), affine)
     dist = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     return np.maximum(array_from_sitk(dist), 0.0).astype(np.float32)
 
 
 def gaussian_blur(array: np.ndarray, affine: np.ndarray, fwhm_mm: tuple[float, float, float]) -> np.ndarray:
     """Gaussian blur with a per-axis FWHM in mm (axes x, y, z of the RAS array)."""
-    variance = [float((f * _FWHM_TO_SIGMA) ** 2) for f in fwhm_mm]
+    variance = [float((f * FWHM_TO_SIGMA) ** 2) for f in fwhm_mm]
     if max(variance) <= 0:
         return np.asarray(array, dtype=np.float32)
-    img = _image(np.asarray(array, dtype=np.float32), affine)
+    img = sitk_from_array(np.asarray(array, dtype=np.float32), affine)
     spacing = _spacing(affine)
     sigma_voxels = np.sqrt(variance) / spacing
     if sigma_voxels.min() >= 2.0:  # wide kernels: the recursive filter costs the same at any width
@@ -151,15 +153,12 @@ def _resample_onto(
     ref_shape: tuple[int, ...],
     ref_affine: np.ndarray,
     pullback: np.ndarray,
-    interpolator: int,
+    interpolation: Interpolation,
     default: float,
 ) -> np.ndarray:
     """Resample ``array`` onto a reference grid, sampling the source at ``pullback`` @ x."""
-    src = _image(array, affine)
-    ref = _image(np.zeros(ref_shape, dtype=np.uint8), ref_affine)
     flip = np.diag([-1.0, -1.0, 1.0])
     transform = sitk.AffineTransform(3)
     transform.SetMatrix([float(v) for v in (flip @ pullback[:3, :3] @ flip).ravel()])
     transform.SetTranslation([float(v) for v in flip @ pullback[:3, 3]])
-    out = sitk.Resample(src, ref, transform, interpolator, default, src.GetPixelID())
-    return array_from_sitk(out)
+    return resample_onto_grid(sitk_from_array(array, affine), ref_shape, ref_affine, transform, interpolation, default)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .imaging import _FWHM_TO_SIGMA, _distance_mm, _morph, gaussian_blur
+from ...io.images import FWHM_TO_SIGMA
+from .imaging import _distance_mm, _morph, gaussian_blur
 from .subject import SubjectParams
 
 HU_MIN, HU_MAX = -1024, 3071
@@ -104,7 +105,7 @@ def ct_statistics(hu: np.ndarray, affine: np.ndarray, brain: np.ndarray) -> dict
     values = hu[inner]
     q25, q50, q75 = np.percentile(values, [25, 50, 75])
     weight = inner.astype(np.float32)
-    fwhm = 2.0 / _FWHM_TO_SIGMA
+    fwhm = 2.0 / FWHM_TO_SIGMA
     num = gaussian_blur(hu * weight, affine, (fwhm, fwhm, fwhm))
     den = gaussian_blur(weight, affine, (fwhm, fwhm, fwhm))
     resid = (hu - num / np.maximum(den, 1e-3))[inner]

@@ -27,15 +27,10 @@ from ..errors import Ct2mriError
 from ..io.atomic import atomic_output, ensure_folder
 from ..io.cases import check_case_name, read_case_csv, relative_to_table, scan_images
 from ..io.volumes import Volume, read_volume, write_nifti
-from ..preprocessing.geometry import (
-    GridRecord,
-    model_reference,
-    model_to_xyz,
-    resample_onto_model_grid,
-)
-from ..preprocessing.intensity import normalize_mri
-from ..preprocessing.model_view import view_ct
-from ..settings import PreprocessConfig
+from .config import PreprocessConfig
+from .geometry import GridRecord, model_reference, model_to_xyz, resample_onto_model_grid
+from .intensity import normalize_mri
+from .model_view import view_ct
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ct2mri-preprocessed"
@@ -99,8 +94,8 @@ def prepare_pair(
     interpolation); the MRI is pulled onto that grid through the inverse of the registration,
     then normalised inside the brain.
     """
-    from ..preprocessing.registration import register_ct_to_mri
     from ..style.sources import refuse_ct_as_mri
+    from .registration import register_ct_to_mri
 
     refuse_ct_as_mri(np.asarray(mri.data), mri.name)
     from ..style.key import style_key
@@ -153,8 +148,8 @@ def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
 def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
     from ..evaluation.qc import pair_montage, pose_caption, write_png
-    from ..preprocessing.registration import transform_to_dict
     from ..style.key import save_style_key
+    from .registration import transform_to_dict
 
     check_case_name(case, str(pair.ct))
     reference = model_reference(prepared.record)
