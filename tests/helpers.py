@@ -1,5 +1,5 @@
-"""Small shared builders for tests: tiny networks with non-trivial weights, and model-grid and
-resampling shortcuts the package itself does not need."""
+"""Small shared builders for tests: tiny networks with non-trivial weights, and model-grid,
+resampling and transform shortcuts the package itself does not need."""
 
 from __future__ import annotations
 
@@ -63,3 +63,19 @@ def resample_to_reference(moving, reference, transform=None, order="linear", fil
     data, affine = (moving.data, moving.affine) if isinstance(moving, Volume) else (moving, moving_affine)
     image = sitk_from_array(np.asarray(data, dtype=np.float32), affine)
     return resample_onto_grid(image, reference.shape, reference.affine, transform, order, fill)
+
+
+def transform_points_ras(transform, points_ras):
+    """An ITK transform (LPS) applied to (N, 3) RAS points; returns RAS points."""
+    import numpy as np
+
+    lps = np.array([-1.0, -1.0, 1.0])
+    pts = np.asarray(points_ras, dtype=np.float64) * lps
+    return np.array([transform.TransformPoint([float(v) for v in p]) for p in pts]) * lps
+
+
+def mean_displacement_mm(first, second, points_ras) -> float:
+    """Mean distance (mm) between where two ITK transforms send the same RAS points."""
+    import numpy as np
+
+    return float(np.linalg.norm(transform_points_ras(first, points_ras) - transform_points_ras(second, points_ras), axis=1).mean())

@@ -20,12 +20,12 @@ from ct2mri_cli.io.volumes import read_volume
 from ct2mri_cli.preprocessing.geometry import GridRecord, apply_model_grid, from_model_grid
 from ct2mri_cli.preprocessing.config import PreprocessConfig
 from ct2mri_cli.preprocessing.pairs import load_case, pairs_from_csv, read_manifest
-from ct2mri_cli.preprocessing.registration import mean_displacement_mm, transform_from_dict
+from ct2mri_cli.preprocessing.registration import transform_from_dict
 from ct2mri_cli.settings import SamplingConfig
 from ct2mri_cli.style.key import load_style_key, style_key
 from ct2mri_cli.weights import ModelBundle
 from tests.conftest import INVESALIUS_CT, make_head_phantom, t1_from_hu
-from tests.helpers import resample_to_reference, tiny_network
+from tests.helpers import mean_displacement_mm, resample_to_reference, tiny_network
 
 FAST = ["--spacing", "3", "--size", "56", "48", "--frame", "native"]  # the phantoms are not heads: no pose
 FAST_CONFIG = PreprocessConfig(spacing_mm=3.0, in_plane=(56, 48), frame="native")

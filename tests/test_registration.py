@@ -8,8 +8,8 @@ import SimpleITK as sitk
 
 from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
 from ct2mri_cli.io.volumes import Volume
-from ct2mri_cli.preprocessing.registration import mean_displacement_mm, register_ct_to_mri, transform_points_ras
-from tests.helpers import resample_to_reference
+from ct2mri_cli.preprocessing.registration import register_ct_to_mri
+from tests.helpers import mean_displacement_mm, resample_to_reference, transform_points_ras
 
 
 def block_mean(data: np.ndarray, factor: int = 2) -> np.ndarray:

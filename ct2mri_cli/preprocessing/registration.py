@@ -26,7 +26,6 @@ from ..errors import Ct2mriError
 from ..io.images import sitk_from_array
 from ..io.volumes import Volume
 
-_LPS = np.array([-1.0, -1.0, 1.0])
 CT_METRIC_WINDOW_HU = (-150.0, 150.0)
 
 
@@ -236,15 +235,3 @@ def transform_from_dict(data: dict[str, Any]) -> Any:
     except (KeyError, TypeError, RuntimeError) as exc:
         raise Ct2mriError(f"not a usable transform description ({exc})") from None
     return transform
-
-
-def transform_points_ras(transform: Any, points_ras: np.ndarray) -> np.ndarray:
-    """Apply an ITK transform (LPS) to (N, 3) RAS points; returns RAS points."""
-    pts = np.asarray(points_ras, dtype=np.float64) * _LPS
-    out = np.array([transform.TransformPoint([float(v) for v in p]) for p in pts])
-    return out * _LPS
-
-
-def mean_displacement_mm(first: Any, second: Any, points_ras: np.ndarray) -> float:
-    """Mean distance (mm) between where two transforms send the same points."""
-    return float(np.linalg.norm(transform_points_ras(first, points_ras) - transform_points_ras(second, points_ras), axis=1).mean())
