@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/ct2mri
 NILEARN_WHEEL := $(CACHE)/nilearn-0.14.1-py3-none-any.whl
 
-.PHONY: install sources test test-fast demo clean
+.PHONY: install sources test test-fast lint demo clean
 
 $(BIN)/ct2mri: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,16 @@ demo: install
 		--qc out/example_qc.png --save-mask out/example_brainmask.nii.gz
 	@echo "wrote out/example_synT1.nii.gz, out/example_synT1.json and out/example_qc.png"
 
+# Coverage of the package, child processes included; the figure is printed at the end.
 test: install $(NILEARN_WHEEL) sources
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
+
+# ruff (format and lint) and mypy, at the versions pyproject.toml pins.
+lint: install
+	$(BIN)/pip install -q -e ".[lint]"
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -34,8 +34,23 @@ from ct2mri_cli.settings import CORRECTION_CAP, SamplingConfig
 from ct2mri_cli.weights import load_weights
 
 HELD_OUT = (("mni", 90001), ("colin27", 90002))
-COLUMNS = ("case", "sampler", "steps", "corrections", "lambda", "norm", "cap", "style", "psnr", "ssim", "nrmse",
-           "flicker", "z_gradient_ratio", "evaluations", "seconds")
+COLUMNS = (
+    "case",
+    "sampler",
+    "steps",
+    "corrections",
+    "lambda",
+    "norm",
+    "cap",
+    "style",
+    "psnr",
+    "ssim",
+    "nrmse",
+    "flicker",
+    "z_gradient_ratio",
+    "evaluations",
+    "seconds",
+)
 
 
 def held_out_cases(config):
@@ -50,30 +65,47 @@ def held_out_cases(config):
 
 
 def run(denoiser, case, prepared, style, style_name, mode, steps, corrections, lam, norm, cap=CORRECTION_CAP):
-    sampling = SamplingConfig(steps=steps, corrections=corrections, step_size=lam, mode=mode, correction_norm=norm,
-                              correction_cap=cap)
+    sampling = SamplingConfig(
+        steps=steps, corrections=corrections, step_size=lam, mode=mode, correction_norm=norm, correction_cap=cap
+    )
     start = time.perf_counter()
-    pred = sample_model_space(denoiser, prepared.ct01, style, sampling, torch.device("cpu"), BridgeSchedule(), batch_size=32)
+    pred = sample_model_space(
+        denoiser, prepared.ct01, style, sampling, torch.device("cpu"), BridgeSchedule(), batch_size=32
+    )
     seconds = time.perf_counter() - start
     pred = pred * prepared.mask
     scores = evaluate_volumes(pred, prepared.mri01, prepared.mask, normalise="none")
     m = corrections_applied(mode, corrections, lam)
-    return {"case": case, "sampler": mode, "steps": steps, "corrections": m, "lambda": lam if m else "", "norm": norm if m else "",
-            "cap": cap if m else "",
-            "style": style_name, **{k: scores[k] for k in ("psnr", "ssim", "nrmse", "flicker", "z_gradient_ratio")},
-            "evaluations": network_evaluations(prepared.ct01.shape[0], steps, corrections, mode, lam), "seconds": seconds}
+    return {
+        "case": case,
+        "sampler": mode,
+        "steps": steps,
+        "corrections": m,
+        "lambda": lam if m else "",
+        "norm": norm if m else "",
+        "cap": cap if m else "",
+        "style": style_name,
+        **{k: scores[k] for k in ("psnr", "ssim", "nrmse", "flicker", "z_gradient_ratio")},
+        "evaluations": network_evaluations(prepared.ct01.shape[0], steps, corrections, mode, lam),
+        "seconds": seconds,
+    }
 
 
 def table(rows, title):
     print(f"\n### {title}\n")
-    print("| case | sampler | S | M | lambda | scale | cap | style | PSNR | SSIM | NRMSE | flicker | z-grad ratio | evals | s |")
+    print(
+        "| case | sampler | S | M | lambda | scale | cap | style | PSNR | SSIM | NRMSE | flicker | z-grad ratio | evals | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lam = f"{r['lambda']:g}" if r["lambda"] != "" else ""
         cap = f"{r['cap']:g}" if r["cap"] != "" else ""
-        print(f"| {r['case']} | {r['sampler']} | {r['steps']} | {r['corrections']} | {lam} | {r['norm']} | {cap} | {r['style']} | "
-              f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['nrmse']:.4f} | {r['flicker']:.4f} | {r['z_gradient_ratio']:.3f} | "
-              f"{r['evaluations']} | {r['seconds']:.1f} |", flush=True)
+        print(
+            f"| {r['case']} | {r['sampler']} | {r['steps']} | {r['corrections']} | {lam} | {r['norm']} | {cap} | {r['style']} | "
+            f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['nrmse']:.4f} | {r['flicker']:.4f} | {r['z_gradient_ratio']:.3f} | "
+            f"{r['evaluations']} | {r['seconds']:.1f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -82,16 +114,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.05, 0.15, 0.5, 1.5, 5.0, 15.0, 50.0])
     parser.add_argument("--cases", type=int, default=len(HELD_OUT), help="how many held-out pairs")
-    parser.add_argument("--caps", type=float, nargs="+", default=[0.0, CORRECTION_CAP],
-                        help="correction caps of the lambda sweep (0: none)")
+    parser.add_argument(
+        "--caps",
+        type=float,
+        nargs="+",
+        default=[0.0, CORRECTION_CAP],
+        help="correction caps of the lambda sweep (0: none)",
+    )
     parser.add_argument("--sweep-only", action="store_true", help="only the lambda sweep")
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
 
     bundle = load_weights(args.weights)
     denoiser = network_denoiser(bundle.network)
-    print(f"weights {args.weights.name} ({bundle.sha256[:12]}); {platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"weights {args.weights.name} ({bundle.sha256[:12]}); {platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     ablation, sweep = [], []
     handle = args.csv.open("w", newline="") if args.csv else None
     writer = csv.DictWriter(handle, fieldnames=COLUMNS) if handle else None
@@ -115,12 +154,27 @@ def main() -> None:
         for cap in args.caps:
             for norm in ("released", "paper"):
                 for lam in args.lambdas:
-                    record(sweep, run(denoiser, case, prepared, bundle.default_style_key, "average", "ista",
-                                      min(args.steps), 1, lam, norm, cap))
+                    record(
+                        sweep,
+                        run(
+                            denoiser,
+                            case,
+                            prepared,
+                            bundle.default_style_key,
+                            "average",
+                            "ista",
+                            min(args.steps),
+                            1,
+                            lam,
+                            norm,
+                            cap,
+                        ),
+                    )
     if handle:
         handle.close()
     table(ablation, "Ablation: sampler x steps x style (ISTA: M = 1, lambda 0.5, released scale)")
     table(sweep, f"Correction step size (ISTA, S = {min(args.steps)}, M = 1, average key)")
+
 
 if __name__ == "__main__":
     main()

@@ -78,9 +78,12 @@ def score(ct: Volume, truth: np.ndarray) -> dict[str, float]:
     mask = extract_brain_ct(ct)
     seconds = time.perf_counter() - start
     true_n = float(truth.sum())
-    return {"dice": 2.0 * float((mask & truth).sum()) / (float(mask.sum()) + true_n),
-            "volume_error_pct": 100.0 * (float(mask.sum()) / true_n - 1.0),
-            "outside_truth_pct": 100.0 * float((mask & ~truth).sum()) / true_n, "seconds": seconds}
+    return {
+        "dice": 2.0 * float((mask & truth).sum()) / (float(mask.sum()) + true_n),
+        "volume_error_pct": 100.0 * (float(mask.sum()) / true_n - 1.0),
+        "outside_truth_pct": 100.0 * float((mask & ~truth).sum()) / true_n,
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -99,15 +102,19 @@ def main() -> None:
         ct = read_volume(args.data / pair["ct"])
         truth = np.asarray(read_volume(args.data / pair["mask"]).data) > 0
         for name in args.variants.split(","):
-            row = {"case": pair["case"], "source": pair["source"], "variant": name,
-                   **score(*variants[name](ct, truth))}
+            row = {"case": pair["case"], "source": pair["source"], "variant": name, **score(*variants[name](ct, truth))}
             rows.append(row)
-            print(f"{row['case']:10s} {row['source']:10s} {name:8s} {row['dice']:6.3f} {row['volume_error_pct']:+7.1f} "
-                  f"{row['outside_truth_pct']:6.1f} {row['seconds']:5.1f}", flush=True)
+            print(
+                f"{row['case']:10s} {row['source']:10s} {name:8s} {row['dice']:6.3f} {row['volume_error_pct']:+7.1f} "
+                f"{row['outside_truth_pct']:6.1f} {row['seconds']:5.1f}",
+                flush=True,
+            )
     for name in args.variants.split(","):
         sel = [r for r in rows if r["variant"] == name]
-        print(f"{name}: {len(sel)} cases, Dice min {min(r['dice'] for r in sel):.3f} mean {np.mean([r['dice'] for r in sel]):.3f}, "
-              f"|volume error| max {max(abs(r['volume_error_pct']) for r in sel):.1f} %")
+        print(
+            f"{name}: {len(sel)} cases, Dice min {min(r['dice'] for r in sel):.3f} mean {np.mean([r['dice'] for r in sel]):.3f}, "
+            f"|volume error| max {max(abs(r['volume_error_pct']) for r in sel):.1f} %"
+        )
     if args.csv:
         write_rows(args.csv, rows)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
+
 from ct2mri_cli.bundled import default_weights
 from ct2mri_cli.evaluation.metrics import psnr
 from ct2mri_cli.inference.translator import Translator
@@ -63,18 +63,32 @@ def main() -> None:
             "brain": translator.translate_view(auto_view, brain_key),
         }
         scored = truth & outputs["auto"].mask & outputs["true"].mask
-        row = {"case": pair["case"], "source": pair["source"],
-               "mask_dice": 2.0 * float((auto_view.mask & truth).sum()) / float(auto_view.mask.sum() + truth.sum()),
-               **{f"psnr_{k}": psnr(np.where(scored, o.mri01, 0.0), np.where(scored, t1, 0.0), scored) for k, o in outputs.items()},
-               "w1_head_brain": key_distance(head_key, brain_key), "head_key_seconds": key_seconds}
+        row = {
+            "case": pair["case"],
+            "source": pair["source"],
+            "mask_dice": 2.0 * float((auto_view.mask & truth).sum()) / float(auto_view.mask.sum() + truth.sum()),
+            **{
+                f"psnr_{k}": psnr(np.where(scored, o.mri01, 0.0), np.where(scored, t1, 0.0), scored)
+                for k, o in outputs.items()
+            },
+            "w1_head_brain": key_distance(head_key, brain_key),
+            "head_key_seconds": key_seconds,
+        }
         rows.append(row)
-        print(f"{row['case']:10s} {row['source']:10s} {row['mask_dice']:6.3f} {row['psnr_auto']:6.2f} {row['psnr_true']:6.2f} "
-              f"{row['psnr_head']:6.2f} {row['psnr_brain']:6.2f} {row['w1_head_brain']:7.4f}", flush=True)
+        print(
+            f"{row['case']:10s} {row['source']:10s} {row['mask_dice']:6.3f} {row['psnr_auto']:6.2f} {row['psnr_true']:6.2f} "
+            f"{row['psnr_head']:6.2f} {row['psnr_brain']:6.2f} {row['w1_head_brain']:7.4f}",
+            flush=True,
+        )
     auto_true = [r["psnr_auto"] - r["psnr_true"] for r in rows]
     head_brain = [r["psnr_head"] - r["psnr_brain"] for r in rows]
-    print(f"automatic - true mask: mean {np.mean(auto_true):+.2f} dB, range {min(auto_true):+.2f} to {max(auto_true):+.2f}")
-    print(f"head key - brain key: mean {np.mean(head_brain):+.2f} dB, range {min(head_brain):+.2f} to {max(head_brain):+.2f}; "
-          f"W1 max {max(r['w1_head_brain'] for r in rows):.4f}")
+    print(
+        f"automatic - true mask: mean {np.mean(auto_true):+.2f} dB, range {min(auto_true):+.2f} to {max(auto_true):+.2f}"
+    )
+    print(
+        f"head key - brain key: mean {np.mean(head_brain):+.2f} dB, range {min(head_brain):+.2f} to {max(head_brain):+.2f}; "
+        f"W1 max {max(r['w1_head_brain'] for r in rows):.4f}"
+    )
     if args.csv:
         write_rows(args.csv, rows)
 

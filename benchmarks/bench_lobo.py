@@ -92,7 +92,9 @@ class EvaluationPair:
 def generator_fingerprint() -> str:
     """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
     digest = hashlib.sha256()
-    for path in sorted(Path(synthesis.__file__).parent.glob("*.py")) + [Path(synthesis.__file__).parents[1] / "sources.py"]:
+    for path in sorted(Path(synthesis.__file__).parent.glob("*.py")) + [
+        Path(synthesis.__file__).parents[1] / "sources.py"
+    ]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -151,19 +153,36 @@ class CsvRows:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=WEIGHTS", help="a model to score (repeat)")
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="NAME=WEIGHTS", help="a model to score (repeat)"
+    )
     parser.add_argument("--held-out", default="colin27,s1", help="brains the models never trained on")
     parser.add_argument("--seen", default="", help="brains the models trained on (for the gap)")
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--variety", default="calibrated")
-    parser.add_argument("--sampler", action="append", type=parse_sampler, default=[], metavar="MODE:S[:M]",
-                        help="sampler settings to score (repeat; default coprediction:3)")
-    parser.add_argument("--key", choices=("average", "own"), default="average",
-                        help="style key: the model's average key, or the key of the case's own T1 (for every method)")
+    parser.add_argument(
+        "--sampler",
+        action="append",
+        type=parse_sampler,
+        default=[],
+        metavar="MODE:S[:M]",
+        help="sampler settings to score (repeat; default coprediction:3)",
+    )
+    parser.add_argument(
+        "--key",
+        choices=("average", "own"),
+        default="average",
+        help="style key: the model's average key, or the key of the case's own T1 (for every method)",
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--csv", type=Path, default=None)
-    parser.add_argument("--pairs-cache", type=Path, default=None, metavar="DIR",
-                        help="keep the evaluation pairs here and reuse them in later runs (same generator only)")
+    parser.add_argument(
+        "--pairs-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the evaluation pairs here and reuse them in later runs (same generator only)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,8 +195,14 @@ def main() -> None:
         parser.error("give at least one --model NAME=WEIGHTS")
     brains = [(b, "held out") for b in args.held_out.split(",") if b] + [(b, "seen") for b in args.seen.split(",") if b]
     methods = [(name, sampler) for name in models for sampler in samplers]
-    translators = {(name, sampler): Translator(models[name], torch.device("cpu"), models[name].sampling.with_overrides(
-        mode=sampler[0], steps=sampler[1], corrections=sampler[2])) for name, sampler in methods}
+    translators = {
+        (name, sampler): Translator(
+            models[name],
+            torch.device("cpu"),
+            models[name].sampling.with_overrides(mode=sampler[0], steps=sampler[1], corrections=sampler[2]),
+        )
+        for name, sampler in methods
+    }
 
     def method_name(name: str, sampler: tuple[str, int, int]) -> str:
         return name if len(samplers) == 1 else f"{name}, {sampler_label(*sampler)}"
@@ -206,26 +231,43 @@ def main() -> None:
                 evaluations = network_evaluations(1, used.steps, used.corrections, used.mode, used.step_size)
                 outputs[method_name(name, sampler)] = (out, prepare_seconds + time.perf_counter() - start, evaluations)
             scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
-            base = baseline_translation(pair.ct, pair.affine, scored, own_key if own_key is not None else first.default_style_key)
+            base = baseline_translation(
+                pair.ct, pair.affine, scored, own_key if own_key is not None else first.default_style_key
+            )
             outputs[BASELINE] = (None, 0.0, 0)
             line = []
             for method, (out, seconds, evaluations) in outputs.items():
                 metrics = score(base if out is None else out.mri01, t1, scored, axis)
-                table.add({"brain": brain_name, "kind": kind, "case": i, "seed": seed, "method": method, "key": args.key,
-                           **metrics, "evaluations_per_slice": evaluations, "seconds": round(seconds, 1)})
+                table.add(
+                    {
+                        "brain": brain_name,
+                        "kind": kind,
+                        "case": i,
+                        "seed": seed,
+                        "method": method,
+                        "key": args.key,
+                        **metrics,
+                        "evaluations_per_slice": evaluations,
+                        "seconds": round(seconds, 1),
+                    }
+                )
                 line.append(f"{method} {metrics['psnr']:.2f} dB / {metrics['ssim']:.3f}")
             print(f"{brain_name} case {i}: " + ", ".join(line), flush=True)
 
-    print(f"\n{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.cases} case(s) per brain, variety {args.variety}, {args.key} style key\n")
+    print(
+        f"\n{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{args.cases} case(s) per brain, variety {args.variety}, {args.key} style key\n"
+    )
     print("| brain | kind | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | seconds per case |")
     print("|---|---|---|---|---|---|---|---|")
     for brain_name, kind in brains:
         for method in [method_name(n, s) for n, s in methods] + [BASELINE]:
             sel = [r for r in table.rows if r["brain"] == brain_name and r["method"] == method]
             mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker", "seconds")}
-            print(f"| {brain_name} | {kind} | {method} | {sel[0]['evaluations_per_slice']} | {mean['psnr']:.2f} | "
-                  f"{mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |")
+            print(
+                f"| {brain_name} | {kind} | {method} | {sel[0]['evaluations_per_slice']} | {mean['psnr']:.2f} | "
+                f"{mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def write_cases(source: Path, folder: Path, count: int) -> list[CaseSpec]:
 def measure(specs: list[CaseSpec], translator: Translator, out: Path, pipelined: bool) -> tuple[float, float]:
     """(wall seconds, seconds inside sampling) of one batch."""
     jobs = plan_jobs(specs, out, None, None)
-    result = translate_cohort(jobs, translator, StyleBook(None, translator.bundle.default_style_key), pipelined=pipelined)
+    result = translate_cohort(
+        jobs, translator, StyleBook(None, translator.bundle.default_style_key), pipelined=pipelined
+    )
     assert not result.outcome.failures, result.outcome.failures
     return result.wall_seconds, result.sampling_seconds
 
@@ -70,14 +72,19 @@ def main() -> None:
         started = time.perf_counter()
         view = translator.prepare(read_volume(specs[0].ct))
         preparation = time.perf_counter() - started
-        print(f"{platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{args.device}; {args.cases} x {source.name}, model grid {view.ct_model01.shape}, co-prediction S={args.steps}\n")
+        print(
+            f"{platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{args.device}; {args.cases} x {source.name}, model grid {view.ct_model01.shape}, co-prediction S={args.steps}\n"
+        )
         print("| batch | wall (s) | sampling (s) | sampling share | one case's preparation (s) | wall - sampling (s) |")
         print("|---|---|---|---|---|---|")
         for label, pipelined in (("one stage after another", False), ("pipelined", True)):
             wall, sampling_s = measure(specs, translator, tmp / label.replace(" ", "_"), pipelined)
-            print(f"| {label} | {wall:.1f} | {sampling_s:.1f} | {100 * sampling_s / wall:.1f}% | "
-                  f"{preparation:.1f} | {wall - sampling_s:.1f} |", flush=True)
+            print(
+                f"| {label} | {wall:.1f} | {sampling_s:.1f} | {100 * sampling_s / wall:.1f}% | "
+                f"{preparation:.1f} | {wall - sampling_s:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -56,17 +56,25 @@ def main() -> None:
     bundle = load_weights(default_weights())
     sampling = dataclasses.replace(bundle.sampling, steps=args.steps, mode="coprediction")
     canonical = dataclasses.replace(bundle, preprocess=dataclasses.replace(bundle.preprocess, frame="canonical"))
-    translators = {"canonical frame": Translator(canonical, torch.device("cpu"), sampling),
-                   "native axes": Translator(canonical, torch.device("cpu"), sampling, native_axes=True)}
-    heads = {"upright": generate_pair("mni", 4242, spacing_mm=2.0),
-             "turned 18 pitch, 4 roll": generate_pair("mni", 4242, spacing_mm=2.0, turn=rotation_ras(18.0, 4.0))}
-    print(f"{platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"co-prediction S={args.steps}\n")
+    translators = {
+        "canonical frame": Translator(canonical, torch.device("cpu"), sampling),
+        "native axes": Translator(canonical, torch.device("cpu"), sampling, native_axes=True),
+    }
+    heads = {
+        "upright": generate_pair("mni", 4242, spacing_mm=2.0),
+        "turned 18 pitch, 4 roll": generate_pair("mni", 4242, spacing_mm=2.0, turn=rotation_ras(18.0, 4.0)),
+    }
+    print(
+        f"{platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"co-prediction S={args.steps}\n"
+    )
     print("| frame | head | PSNR (dB) | SSIM | pose found (pitch, roll, yaw) |\n|---|---|---|---|---|")
     for label, translator in translators.items():
         rows = {}
         for head, pair in heads.items():
-            rows[head] = score(translator, pair.ct.astype(np.float32), pair.t1.astype(np.float32), pair.mask.astype(bool), pair.affine)
+            rows[head] = score(
+                translator, pair.ct.astype(np.float32), pair.t1.astype(np.float32), pair.mask.astype(bool), pair.affine
+            )
             p, s, pose = rows[head]
             print(f"| {label} | {head} | {p:.2f} | {s:.4f} | {pose} |")
         (p0, s0, _), (p1, s1, _) = rows.values()
@@ -78,11 +86,15 @@ def main() -> None:
         spin = rotation_ras(15.0, 0.0)
         rotated_affine[:3, :3] = spin @ real.affine[:3, :3]
         rotated_affine[:3, 3] = spin @ (real.affine[:3, 3] - centre) + centre
-        print("\n| frame | real head CT, affine turned 15 degrees: agreement with the unturned output (PSNR dB, brain) | seconds |\n|---|---|---|")
+        print(
+            "\n| frame | real head CT, affine turned 15 degrees: agreement with the unturned output (PSNR dB, brain) | seconds |\n|---|---|---|"
+        )
         for label, translator in translators.items():
             start = time.perf_counter()
             a = translator.translate(real, translator.bundle.default_style_key)
-            b = translator.translate(dataclasses.replace(real, affine=rotated_affine), translator.bundle.default_style_key)
+            b = translator.translate(
+                dataclasses.replace(real, affine=rotated_affine), translator.bundle.default_style_key
+            )
             inside = a.mask & b.mask
             print(f"| {label} | {psnr(b.mri01, a.mri01, inside):.2f} | {(time.perf_counter() - start) / 2:.1f} |")
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.inference.status import StatusFile  # noqa: E402
-from ct2mri_cli.reports import collect, write_report  # noqa: E402
-from ct2mri_cli.reports.collect import sidecar_of  # noqa: E402
-from ct2mri_cli.shards import Shard  # noqa: E402
-from tests.browser import browser_missing, headless_chromium  # noqa: E402
+from ct2mri_cli.inference.status import StatusFile
+from ct2mri_cli.reports import collect, write_report
+from ct2mri_cli.reports.collect import sidecar_of
+from ct2mri_cli.shards import Shard
+from tests.browser import browser_missing, headless_chromium
 
 
 def _link(source: Path, target: Path) -> None:
@@ -52,9 +52,17 @@ def replicate(sources: list[Path], folder: Path, count: int, shards: int) -> Non
             sidecar_of(output).write_text(json.dumps(sidecar, indent=2))
         if record.qc_png is not None:
             _link(record.qc_png, folder / f"{case}_qc.png")
-        files[i % shards].record({"case": case, "input": str(record.ct) if record.ct else None, "output": str(output),
-                                  "state": record.state, "checks": record.flagged, "seconds": record.seconds,
-                                  "error": record.error})
+        files[i % shards].record(
+            {
+                "case": case,
+                "input": str(record.ct) if record.ct else None,
+                "output": str(output),
+                "state": record.state,
+                "checks": record.flagged,
+                "seconds": record.seconds,
+                "error": record.error,
+            }
+        )
 
 
 def open_seconds(page: Path) -> tuple[float, float, float]:
@@ -70,12 +78,15 @@ def open_seconds(page: Path) -> tuple[float, float, float]:
             time.sleep(0.01)
         ready = time.perf_counter() - started
         parsed = driver.execute_script(
-            "const t = performance.timing; return (t.domContentLoadedEventEnd - t.navigationStart) / 1000")
+            "const t = performance.timing; return (t.domContentLoadedEventEnd - t.navigationStart) / 1000"
+        )
         button = driver.find_element(By.CSS_SELECTOR, 'tr.row[data-category="done"] button.case-name')
         started = time.perf_counter()
         button.click()
-        while not driver.execute_script("return [...document.querySelectorAll('.viewer canvas')].length > 0 && "
-                                        "[...document.querySelectorAll('.viewer canvas')].every(c => c.dataset.slice)"):
+        while not driver.execute_script(
+            "return [...document.querySelectorAll('.viewer canvas')].length > 0 && "
+            "[...document.querySelectorAll('.viewer canvas')].every(c => c.dataset.slice)"
+        ):
             time.sleep(0.01)
         viewer = time.perf_counter() - started
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -96,9 +107,13 @@ def main() -> None:
     missing = browser_missing()
     if missing:
         raise SystemExit(missing)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"cases from {', '.join(map(str, args.sources))}; slice size {args.slice_size}")
-    print("| cases | page (MB) | MB per finished case | build (s) | open: table drawn (s) | DOMContentLoaded (s) | first viewer (s) |")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"cases from {', '.join(map(str, args.sources))}; slice size {args.slice_size}"
+    )
+    print(
+        "| cases | page (MB) | MB per finished case | build (s) | open: table drawn (s) | DOMContentLoaded (s) | first viewer (s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for count in args.n:
         with tempfile.TemporaryDirectory() as tmp:
@@ -108,9 +123,12 @@ def main() -> None:
             result = write_report(folder, Path(tmp) / "report.html", slice_size=args.slice_size)
             ready, parsed, viewer = open_seconds(result.path)
             done = result.counts["done"]
-            print(f"| {count} ({done} done, {result.counts['warnings']} with warnings, {result.counts['failed']} failed, "
-                  f"{result.counts['pending']} pending) | {result.size_bytes / 1e6:.1f} | {result.size_bytes / 1e6 / max(done, 1):.2f} "
-                  f"| {result.seconds:.1f} | {ready:.2f} | {parsed:.2f} | {viewer:.2f} |", flush=True)
+            print(
+                f"| {count} ({done} done, {result.counts['warnings']} with warnings, {result.counts['failed']} failed, "
+                f"{result.counts['pending']} pending) | {result.size_bytes / 1e6:.1f} | {result.size_bytes / 1e6 / max(done, 1):.2f} "
+                f"| {result.seconds:.1f} | {ready:.2f} | {parsed:.2f} | {viewer:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

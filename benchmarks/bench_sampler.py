@@ -41,7 +41,9 @@ def main() -> None:
     styles = style.expand(batch, 3, 128)
     denoise(x, x, t, styles)  # warm-up
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     print(f"preset {args.preset}, volume {z}x{s}x{s}, batch {batch}, steps {args.steps}")
     print(f"{'mode':<14}{'windows':>9}{'bare ms/win':>13}{'sampler ms/win':>16}{'overhead':>10}")
     for mode in ("independent", "coprediction", "ista"):
@@ -54,7 +56,9 @@ def main() -> None:
                 denoise(x, x, t, styles)
             bare.append((time.perf_counter() - start) / (calls * batch))
             start = time.perf_counter()
-            sample_volume(denoise, ct, style, steps=args.steps, corrections=1, step_size=0.5, mode=mode, batch_size=batch)
+            sample_volume(
+                denoise, ct, style, steps=args.steps, corrections=1, step_size=0.5, mode=mode, batch_size=batch
+            )
             inside.append((time.perf_counter() - start) / windows)
         b, i = min(bare), min(inside)
         print(f"{mode:<14}{windows:>9}{1e3 * b:>13.3f}{1e3 * i:>16.3f}{100 * (i / b - 1):>9.1f}%")

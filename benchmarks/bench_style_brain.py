@@ -22,8 +22,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-
 from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
+
 from ct2mri_cli.io.volumes import read_volume
 from ct2mri_cli.style.brain import find_brain
 from ct2mri_cli.style.key import key_distance
@@ -58,10 +58,15 @@ def score(name: str, head: Path, mask: Path) -> dict:
     seconds = time.perf_counter() - start
     brain_key = mri_style_key(head, mask)
     ml = float(np.prod(volume.spacing)) / 1000.0
-    return {"head": name, "w1_head_brain": key_distance(head_key, brain_key),
-            "w1_floor": key_distance(found_brain_key(volume, truth), brain_key),
-            "dice": 2.0 * float((found & truth).sum()) / float(found.sum() + truth.sum()),
-            "found_ml": float(found.sum()) * ml, "true_ml": float(truth.sum()) * ml, "seconds": seconds}
+    return {
+        "head": name,
+        "w1_head_brain": key_distance(head_key, brain_key),
+        "w1_floor": key_distance(found_brain_key(volume, truth), brain_key),
+        "dice": 2.0 * float((found & truth).sum()) / float(found.sum() + truth.sum()),
+        "found_ml": float(found.sum()) * ml,
+        "true_ml": float(truth.sum()) * ml,
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -75,16 +80,23 @@ def main() -> None:
     print(f"{'head':24s} {'W1':>7s} {'floor':>7s} {'dice':>6s} {'found mL':>9s} {'true mL':>8s} {'s':>6s}")
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        heads = [(f"{p['case']}:{p['source']}", args.data / p["mri"], args.data / p["mask"])
-                 for p in (read_pairs(args.data, args.cases) if args.data else [])]
+        heads = [
+            (f"{p['case']}:{p['source']}", args.data / p["mri"], args.data / p["mask"])
+            for p in (read_pairs(args.data, args.cases) if args.data else [])
+        ]
         heads += source_heads([s for s in args.sources.split(",") if s], Path(scratch))
         for name, head, mask in heads:
             row = score(name, head, mask)
             rows.append(row)
-            print(f"{name:24s} {row['w1_head_brain']:7.4f} {row['w1_floor']:7.4f} {row['dice']:6.3f} "
-                  f"{row['found_ml']:9.0f} {row['true_ml']:8.0f} {row['seconds']:6.1f}", flush=True)
+            print(
+                f"{name:24s} {row['w1_head_brain']:7.4f} {row['w1_floor']:7.4f} {row['dice']:6.3f} "
+                f"{row['found_ml']:9.0f} {row['true_ml']:8.0f} {row['seconds']:6.1f}",
+                flush=True,
+            )
     w1 = [r["w1_head_brain"] for r in rows]
-    print(f"W1 head vs brain: mean {np.mean(w1):.4f}, max {max(w1):.4f}, {sum(w <= 0.02 for w in w1)}/{len(w1)} within 0.02")
+    print(
+        f"W1 head vs brain: mean {np.mean(w1):.4f}, max {max(w1):.4f}, {sum(w <= 0.02 for w in w1)}/{len(w1)} within 0.02"
+    )
     if args.csv:
         write_rows(args.csv, rows)
 

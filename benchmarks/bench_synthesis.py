@@ -20,8 +20,8 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.data.synthesis import case_seed, generate_pair, prepare_anatomy  # noqa: E402
-from ct2mri_cli.data.synthetic_set import (  # noqa: E402
+from ct2mri_cli.data.synthesis import case_seed, generate_pair, prepare_anatomy
+from ct2mri_cli.data.synthetic_set import (
     sources_for,
     synthetic_case_name,
     write_synthetic_case,
@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - total_start
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"cores: {os.cpu_count()}, ITK threads: {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
-          f"load average at the end: {load:.1f}, spacing: {args.spacing or 1.0:g} mm")
+    print(
+        f"cores: {os.cpu_count()}, ITK threads: {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()}, "
+        f"load average at the end: {load:.1f}, spacing: {args.spacing or 1.0:g} mm"
+    )
     print(f"{'step':<18}{'source':<10}{'synthesis s':>12}{'write s':>10}")
     for step, source, synth, write in rows:
         print(f"{step:<18}{source:<10}{synth:>12.2f}{(f'{write:.2f}' if write else ''):>10}")

@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.network import PRESETS, UNet, count_parameters  # noqa: E402
-from ct2mri_cli.training import config_from_dict, train  # noqa: E402
-from ct2mri_cli.training.monitor import read_log  # noqa: E402
-from tests.training_helpers import write_dataset  # noqa: E402
+from ct2mri_cli.network import PRESETS, UNet, count_parameters
+from ct2mri_cli.training import config_from_dict, train
+from ct2mri_cli.training.monitor import read_log
+from tests.training_helpers import write_dataset
 
 
 def _list(text: str, cast=str) -> list:
@@ -33,10 +33,20 @@ def _list(text: str, cast=str) -> list:
 
 def measure(run: Path, data: Path, preset: str, device: str, steps: int, batch: int, threads: int) -> dict:
     log_every = max(steps // 5, 1)
-    config = config_from_dict({
-        "data_dir": str(data), "preset": preset, "device": device, "steps": steps, "batch_size": batch,
-        "val_subjects": 0, "val_every": 0, "checkpoint_every": 0, "log_every": log_every, "num_threads": threads,
-    })
+    config = config_from_dict(
+        {
+            "data_dir": str(data),
+            "preset": preset,
+            "device": device,
+            "steps": steps,
+            "batch_size": batch,
+            "val_subjects": 0,
+            "val_every": 0,
+            "checkpoint_every": 0,
+            "log_every": log_every,
+            "num_threads": threads,
+        }
+    )
     train(config, run, quiet=True)
     records = [r for r in read_log(run / "log.jsonl") if r["kind"] == "train"][1:]
     seconds = sum(r["seconds"] for r in records)
@@ -63,12 +73,16 @@ def main() -> None:
     if len(steps) != len(presets) or len(batches) != len(presets):
         parser.error("--steps and --batch-size need one value per preset")
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
-          f"threads {args.threads or torch.get_num_threads()}"
-          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
+        f"threads {args.threads or torch.get_num_threads()}"
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
     print(f"data: phantom pairs {args.slices} x {args.size} x {args.size}")
-    header = f"{'device':<8}{'preset':<10}{'params':>9}{'batch':>7}{'steps':>7}{'samples/s':>11}{'s/step':>9}" \
-             f"{'data':>7}{'net':>7}{'optim':>7}{'ema':>7}{'log':>7}{'outside':>9}"
+    header = (
+        f"{'device':<8}{'preset':<10}{'params':>9}{'batch':>7}{'steps':>7}{'samples/s':>11}{'s/step':>9}"
+        f"{'data':>7}{'net':>7}{'optim':>7}{'ema':>7}{'log':>7}{'outside':>9}"
+    )
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -79,9 +93,12 @@ def main() -> None:
                 r = measure(run, data, preset, device, n, batch, args.threads)
                 outside = r["data"] + r["ema"] + r["log"]
                 params = count_parameters(UNet(PRESETS[preset])) / 1e6
-                print(f"{device:<8}{preset:<10}{params:>8.1f}M{batch:>7}{n:>7}{r['samples_per_s']:>11.2f}"
-                      f"{r['step_s']:>9.3f}{r['data']:>7.1%}{r['network']:>7.1%}{r['optimizer']:>7.1%}"
-                      f"{r['ema']:>7.1%}{r['log']:>7.1%}{outside:>9.1%}", flush=True)
+                print(
+                    f"{device:<8}{preset:<10}{params:>8.1f}M{batch:>7}{n:>7}{r['samples_per_s']:>11.2f}"
+                    f"{r['step_s']:>9.3f}{r['data']:>7.1%}{r['network']:>7.1%}{r['optimizer']:>7.1%}"
+                    f"{r['ema']:>7.1%}{r['log']:>7.1%}{outside:>9.1%}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

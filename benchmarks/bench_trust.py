@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
+
 from ct2mri_cli.bundled import default_weights
 from ct2mri_cli.evaluation.metrics import psnr
-from ct2mri_cli.inference.trust import UNSURE_ERROR
 from ct2mri_cli.inference.translator import Translator
+from ct2mri_cli.inference.trust import UNSURE_ERROR
 from ct2mri_cli.io.volumes import read_volume
 from ct2mri_cli.preprocessing.intensity import normalize_mri
 from ct2mri_cli.style.sources import mri_style_key
@@ -56,11 +56,13 @@ def spearman(a: list[float], b: list[float]) -> float:
 def summary(rows: list[dict], label: str) -> None:
     if len(rows) < 3:
         return
-    print(f"{label:28s} {len(rows):3d} cases: least/most trusted error ratio mean {np.mean([r['ratio'] for r in rows]):.2f} "
-          f"(min {min(r['ratio'] for r in rows):.2f}), AUC mean {np.nanmean([r['auc'] for r in rows]):.3f} "
-          f"(min {np.nanmin([r['auc'] for r in rows]):.3f}), Spearman(map mean, PSNR) "
-          f"{spearman([r['map_mean'] for r in rows], [r['psnr'] for r in rows]):+.2f}, "
-          f"map {np.mean([r['map_seconds'] for r in rows]):.2f} s per case")
+    print(
+        f"{label:28s} {len(rows):3d} cases: least/most trusted error ratio mean {np.mean([r['ratio'] for r in rows]):.2f} "
+        f"(min {min(r['ratio'] for r in rows):.2f}), AUC mean {np.nanmean([r['auc'] for r in rows]):.3f} "
+        f"(min {np.nanmin([r['auc'] for r in rows]):.3f}), Spearman(map mean, PSNR) "
+        f"{spearman([r['map_mean'] for r in rows], [r['psnr'] for r in rows]):+.2f}, "
+        f"map {np.mean([r['map_seconds'] for r in rows]):.2f} s per case"
+    )
 
 
 def main() -> None:
@@ -86,16 +88,25 @@ def main() -> None:
         expected = result.expected_error01[scored]
         order = np.argsort(expected, kind="stable")
         tenth, half = max(1, len(order) // 10), len(order) // 2
-        row = {"case": pair["case"], "source": pair["source"],
-               "psnr": psnr(np.where(scored, result.mri01, 0.0), np.where(scored, t1, 0.0), scored),
-               "ratio": float(error[order[-tenth:]].mean() / error[order[:half]].mean()),
-               "auc": roc_auc(expected, error > UNSURE_ERROR), "map_mean": float(expected.mean()),
-               "error_mean": float(error.mean()), "share_above": float((error > UNSURE_ERROR).mean()),
-               "map_seconds": result.seconds["trust_map"], "sampling_seconds": result.seconds["sampling"],
-               "fitted": len(rows) < args.fitted}
+        row = {
+            "case": pair["case"],
+            "source": pair["source"],
+            "psnr": psnr(np.where(scored, result.mri01, 0.0), np.where(scored, t1, 0.0), scored),
+            "ratio": float(error[order[-tenth:]].mean() / error[order[:half]].mean()),
+            "auc": roc_auc(expected, error > UNSURE_ERROR),
+            "map_mean": float(expected.mean()),
+            "error_mean": float(error.mean()),
+            "share_above": float((error > UNSURE_ERROR).mean()),
+            "map_seconds": result.seconds["trust_map"],
+            "sampling_seconds": result.seconds["sampling"],
+            "fitted": len(rows) < args.fitted,
+        }
         rows.append(row)
-        print(f"{row['case']:10s} {row['psnr']:6.2f} {row['ratio']:6.2f} {row['auc']:6.3f} {row['map_mean']:6.3f} "
-              f"{row['share_above']:7.3f} {row['map_seconds']:5.2f}", flush=True)
+        print(
+            f"{row['case']:10s} {row['psnr']:6.2f} {row['ratio']:6.2f} {row['auc']:6.3f} {row['map_mean']:6.3f} "
+            f"{row['share_above']:7.3f} {row['map_seconds']:5.2f}",
+            flush=True,
+        )
     summary([r for r in rows if r["fitted"]], "cases that fitted the map")
     summary([r for r in rows if not r["fitted"]], "cases new to the map")
     summary(rows, "all")

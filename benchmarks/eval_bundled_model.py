@@ -45,7 +45,9 @@ REAL_CT = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 
 def histogram_w1(values01: np.ndarray, key: torch.Tensor) -> float:
     """Wasserstein-1 distance between intensities in (0.001, 1] and a key's histogram (same bins)."""
-    counts, _ = np.histogram(values01[(values01 > LOWER_EDGE) & (values01 <= UPPER_EDGE)], NUM_BINS, (LOWER_EDGE, UPPER_EDGE))
+    counts, _ = np.histogram(
+        values01[(values01 > LOWER_EDGE) & (values01 <= UPPER_EDGE)], NUM_BINS, (LOWER_EDGE, UPPER_EDGE)
+    )
     p = counts / counts.sum()
     q = key[0].double().numpy() / key[0].double().sum().item()
     width = (UPPER_EDGE - LOWER_EDGE) / NUM_BINS
@@ -98,23 +100,49 @@ def main() -> None:
         for label, (out, seconds) in results.items():
             if "colin27" in label:
                 continue
-            rows.append({"case": f"{source} {seed}", "method": label, "psnr": psnr(out.mri01, t1, scored),
-                         "ssim": ssim(out.mri01, t1, scored), "evaluations": out.evaluations, "seconds": seconds})
+            rows.append(
+                {
+                    "case": f"{source} {seed}",
+                    "method": label,
+                    "psnr": psnr(out.mri01, t1, scored),
+                    "ssim": ssim(out.mri01, t1, scored),
+                    "evaluations": out.evaluations,
+                    "seconds": seconds,
+                }
+            )
         remap = linear_remap(pair.ct.astype(np.float32), t1, scored, bundle.preprocess.ct_window_hu)
-        rows.append({"case": f"{source} {seed}", "method": "linear CT remap (fitted on the reference)",
-                     "psnr": psnr(remap, t1, scored), "ssim": ssim(remap, t1, scored), "evaluations": 0, "seconds": 0.0})
+        rows.append(
+            {
+                "case": f"{source} {seed}",
+                "method": "linear CT remap (fitted on the reference)",
+                "psnr": psnr(remap, t1, scored),
+                "ssim": ssim(remap, t1, scored),
+                "evaluations": 0,
+                "seconds": 0.0,
+            }
+        )
         for label in ("ISTA, average key", "ISTA, colin27 key"):
             out = results[label][0]
             values = out.mri_model01[out.mask_model]
-            style_rows.append({"case": f"{source} {seed}", "output": label, "w1_to_average": histogram_w1(values, average),
-                               "w1_to_colin27": histogram_w1(values, colin)})
+            style_rows.append(
+                {
+                    "case": f"{source} {seed}",
+                    "output": label,
+                    "w1_to_average": histogram_w1(values, average),
+                    "w1_to_colin27": histogram_w1(values, colin),
+                }
+            )
 
-    print(f"weights {args.weights.name} ({bundle.sha256[:12]}), sampler steps={d.steps} corrections={d.corrections} "
-          f"step_size={d.step_size} ({d.correction_norm}); {platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads\n")
+    print(
+        f"weights {args.weights.name} ({bundle.sha256[:12]}), sampler steps={d.steps} corrections={d.corrections} "
+        f"step_size={d.step_size} ({d.correction_norm}); {platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads\n"
+    )
     print("| case | method | PSNR (dB) | SSIM | network evaluations | seconds |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['evaluations']} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['case']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['evaluations']} | {r['seconds']:.1f} |"
+        )
     print("\n| case | output | W1 to average key | W1 to colin27 key |\n|---|---|---|---|")
     for r in style_rows:
         print(f"| {r['case']} | {r['output']} | {r['w1_to_average']:.4f} | {r['w1_to_colin27']:.4f} |")
@@ -125,8 +153,12 @@ def main() -> None:
         start = time.perf_counter()
         volume = read_volume(REAL_CT)
         out = Translator(bundle, torch.device("cpu"), options).translate(volume, average)
-        real = {"seconds_total": time.perf_counter() - start, **{k: round(v, 2) for k, v in out.seconds.items()},
-                "model_shape": list(out.record.model_shape), "evaluations": out.evaluations}
+        real = {
+            "seconds_total": time.perf_counter() - start,
+            **{k: round(v, 2) for k, v in out.seconds.items()},
+            "model_shape": list(out.record.model_shape),
+            "evaluations": out.evaluations,
+        }
         print(f"\nreal head CT ({REAL_CT.name}): {real}")
     if args.json:
         args.json.write_text(json.dumps({"quality": rows, "style": style_rows, "real_ct": real}, indent=2) + "\n")

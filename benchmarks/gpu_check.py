@@ -56,8 +56,14 @@ def translations(rows: list[dict], quick: bool) -> None:
         for variant, (precision, channels_last, compiled) in VARIANTS.items():
             if quick and compiled:
                 continue
-            translator = Translator(dataclasses.replace(bundle), device, bundle.sampling, precision=precision,
-                                    channels_last=channels_last, compile=compiled)
+            translator = Translator(
+                dataclasses.replace(bundle),
+                device,
+                bundle.sampling,
+                precision=precision,
+                channels_last=channels_last,
+                compile=compiled,
+            )
             if compiled:
                 started = time.perf_counter()
                 translator.translate(ct, bundle.default_style_key)  # the first call compiles
@@ -70,11 +76,20 @@ def translations(rows: list[dict], quick: bool) -> None:
             seconds = time.perf_counter() - started
             outputs[(case, variant)] = result.mri01
             extra = {"first call (s)": f"{first:.1f}"} if compiled else {}
-            _row(rows, f"translate {case}", variant=variant, seconds=f"{seconds:.2f}",
-                 sampling_s=f"{result.seconds['sampling']:.2f}", windows=result.evaluations,
-                 peak_gib=f"{torch.cuda.max_memory_allocated() / 2**30:.2f}", **extra)
+            _row(
+                rows,
+                f"translate {case}",
+                variant=variant,
+                seconds=f"{seconds:.2f}",
+                sampling_s=f"{result.seconds['sampling']:.2f}",
+                windows=result.evaluations,
+                peak_gib=f"{torch.cuda.max_memory_allocated() / 2**30:.2f}",
+                **extra,
+            )
         mask = result.mask
-        _row(rows, f"bf16 vs fp32, {case}", psnr_db=f"{psnr(outputs[(case, 'bf16')], outputs[(case, 'fp32')], mask):.2f}")
+        _row(
+            rows, f"bf16 vs fp32, {case}", psnr_db=f"{psnr(outputs[(case, 'bf16')], outputs[(case, 'fp32')], mask):.2f}"
+        )
 
 
 def paper_volume(rows: list[dict]) -> None:
@@ -92,8 +107,13 @@ def paper_volume(rows: list[dict]) -> None:
     started = time.perf_counter()
     sample_volume(denoise, ct, style, steps=50, corrections=1, step_size=0.5, mode="ista", batch_size=32)
     torch.cuda.synchronize()
-    _row(rows, "160^3, released network, 50-step ISTA", seconds=f"{time.perf_counter() - started:.1f}",
-         windows=network_evaluations(160, 50, 1, "ista"), peak_gib=f"{torch.cuda.max_memory_allocated() / 2**30:.2f}")
+    _row(
+        rows,
+        "160^3, released network, 50-step ISTA",
+        seconds=f"{time.perf_counter() - started:.1f}",
+        windows=network_evaluations(160, 50, 1, "ista"),
+        peak_gib=f"{torch.cuda.max_memory_allocated() / 2**30:.2f}",
+    )
 
 
 def pipeline(rows: list[dict]) -> None:
@@ -111,8 +131,13 @@ def pipeline(rows: list[dict]) -> None:
         measure(specs[:1], translator, Path(folder) / "warm", pipelined=False)
         for label, pipelined in (("one stage after another", False), ("pipelined", True)):
             wall, sampling = measure(specs, translator, Path(folder) / label.replace(" ", "_"), pipelined)
-            _row(rows, f"batch of 6, {label}", wall_s=f"{wall:.1f}", sampling_s=f"{sampling:.1f}",
-                 sampling_share=f"{100 * sampling / wall:.0f}%")
+            _row(
+                rows,
+                f"batch of 6, {label}",
+                wall_s=f"{wall:.1f}",
+                sampling_s=f"{sampling:.1f}",
+                sampling_share=f"{100 * sampling / wall:.0f}%",
+            )
 
 
 def two_gpus(rows: list[dict]) -> None:
@@ -124,21 +149,66 @@ def two_gpus(rows: list[dict]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         data = write_dataset(tmp / "pairs", n_cases=3)
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ct2mri_cli"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "ct2mri_cli",
+        ]
         for name, arguments in (
-            ("NCCL training step, 2 processes", ["train", str(data), "-o", str(tmp / "run"), "--preset", "tiny",
-                                                 "--device", "cuda", "--steps", "2", "--batch-size", "2"]),
-            ("sharded translate, 2 processes", ["-q", "translate", str(EXAMPLE_CT), str(REAL_CT if REAL_CT.exists() else EXAMPLE_CT),
-                                                "-o", str(tmp / "out"), "--steps", "3"]),
+            (
+                "NCCL training step, 2 processes",
+                [
+                    "train",
+                    str(data),
+                    "-o",
+                    str(tmp / "run"),
+                    "--preset",
+                    "tiny",
+                    "--device",
+                    "cuda",
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "2",
+                ],
+            ),
+            (
+                "sharded translate, 2 processes",
+                [
+                    "-q",
+                    "translate",
+                    str(EXAMPLE_CT),
+                    str(REAL_CT if REAL_CT.exists() else EXAMPLE_CT),
+                    "-o",
+                    str(tmp / "out"),
+                    "--steps",
+                    "3",
+                ],
+            ),
         ):
             if name.startswith("sharded") and not REAL_CT.exists():
                 continue
             started = time.perf_counter()
-            done = subprocess.run(launcher + arguments, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=240)
+            done = subprocess.run(
+                launcher + arguments, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=240
+            )
             written = sorted(p.name for p in (tmp / "out").glob("*_synT1.nii.gz")) if name.startswith("sharded") else []
-            _row(rows, name, exit_code=done.returncode, seconds=f"{time.perf_counter() - started:.1f}",
-                 **({"outputs": len(written)} if written else {}), **({"error": done.stderr.strip().splitlines()[-1][:120]}
-                                                                      if done.returncode and done.stderr.strip() else {}))
+            _row(
+                rows,
+                name,
+                exit_code=done.returncode,
+                seconds=f"{time.perf_counter() - started:.1f}",
+                **({"outputs": len(written)} if written else {}),
+                **(
+                    {"error": done.stderr.strip().splitlines()[-1][:120]}
+                    if done.returncode and done.stderr.strip()
+                    else {}
+                ),
+            )
 
 
 def main() -> int:
@@ -150,10 +220,16 @@ def main() -> int:
         return 0
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     rows: list[dict] = []
-    print(f"{torch.cuda.get_device_name()} x {torch.cuda.device_count()}, torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}", flush=True)
-    steps = [("translations", lambda: translations(rows, args.quick)), ("paper volume", lambda: paper_volume(rows)),
-             ("pipeline", lambda: pipeline(rows))]
+    print(
+        f"{torch.cuda.get_device_name()} x {torch.cuda.device_count()}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}",
+        flush=True,
+    )
+    steps = [
+        ("translations", lambda: translations(rows, args.quick)),
+        ("paper volume", lambda: paper_volume(rows)),
+        ("pipeline", lambda: pipeline(rows)),
+    ]
     if torch.cuda.device_count() >= 2:
         steps.append(("two GPUs", lambda: two_gpus(rows)))
     failed = 0

@@ -6,9 +6,10 @@ neighbouring cases (``translate``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from .errors import Ct2mriError
 
@@ -39,8 +40,8 @@ def failure_message(case: str, exc: BaseException) -> str:
 def run_batch(
     cases: Iterable[Case],
     name_of: Callable[[Case], str],
-    work: Callable[[Case], Optional[str]],
-    on_event: Optional[EventCallback] = None,
+    work: Callable[[Case], str | None],
+    on_event: EventCallback | None = None,
     isolate: bool = True,
 ) -> BatchOutcome:
     """Run ``work`` on every case in order.
@@ -92,8 +93,8 @@ def run_pipeline(
     name_of: Callable[[Case], str],
     prepare: Callable[[Case], Prepared],
     process: Callable[[Case, Prepared], Processed],
-    finish: Callable[[Case, Processed], Optional[str]],
-    on_event: Optional[EventCallback] = None,
+    finish: Callable[[Case, Processed], str | None],
+    on_event: EventCallback | None = None,
     isolate: bool = True,
     pipelined: bool = True,
 ) -> BatchOutcome:
@@ -128,16 +129,21 @@ def run_pipeline(
             emit(name, "done", message or "")
 
     with ThreadPoolExecutor(1, "ct2mri-prepare") as reader, ThreadPoolExecutor(1, "ct2mri-finish") as writer:
+
         def start(function: Callable[..., Any], *args: Any) -> Future:
-            return (reader if function is prepare else writer).submit(function, *args) if pipelined else _completed(function, *args)
+            return (
+                (reader if function is prepare else writer).submit(function, *args)
+                if pipelined
+                else _completed(function, *args)
+            )
 
         ahead = start(prepare, cases[0]) if cases else None
-        writing: Optional[tuple[str, Future]] = None
+        writing: tuple[str, Future] | None = None
         for i, case in enumerate(cases):
             name = name_of(case)
             emit(name, "start", "")
             prepared_future, ahead = ahead, (start(prepare, cases[i + 1]) if i + 1 < len(cases) else None)
-            processing = _completed(lambda: process(case, prepared_future.result()))  # type: ignore[union-attr]
+            processing = _completed(lambda: process(case, prepared_future.result()))  # type: ignore[union-attr]  # noqa: B023  # run at once
             if processing.exception() is not None:
                 if writing is not None:  # keep outcomes in case order
                     settle(*writing)
@@ -150,4 +156,3 @@ def run_pipeline(
         if writing is not None:
             settle(*writing)
     return outcome
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 from .errors import Ct2mriError
 
@@ -34,12 +34,18 @@ class SettingsMixin:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206
+    def from_dict(cls, data: dict[str, Any]):
         return dataclass_from_dict(cls, data, cls._what)
 
 
 # The sampler of the paper's experiments (99 network evaluations per window).
-PAPER_SAMPLING: dict[str, Any] = {"mode": "ista", "steps": 50, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
+PAPER_SAMPLING: dict[str, Any] = {
+    "mode": "ista",
+    "steps": 50,
+    "corrections": 1,
+    "step_size": 0.5,
+    "correction_norm": "paper",
+}
 
 
 @dataclass(frozen=True)
@@ -54,22 +60,29 @@ class SamplingConfig(SettingsMixin):
     step_size: float = 0.5
     mode: str = "ista"
     correction_norm: str = "released"
-    correction_cap: float = CORRECTION_CAP  # most a correction moves a pixel, as a share of the [-1, 1] range (0: no cap)
+    correction_cap: float = (
+        CORRECTION_CAP  # most a correction moves a pixel, as a share of the [-1, 1] range (0: no cap)
+    )
 
     def with_overrides(
         self,
-        steps: Optional[int] = None,
-        corrections: Optional[int] = None,
-        step_size: Optional[float] = None,
-        mode: Optional[str] = None,
-        correction_cap: Optional[float] = None,
-    ) -> "SamplingConfig":
+        steps: int | None = None,
+        corrections: int | None = None,
+        step_size: float | None = None,
+        mode: str | None = None,
+        correction_cap: float | None = None,
+    ) -> SamplingConfig:
         """These settings with the given ones (those not None) replacing them."""
-        given: dict[str, Any] = {"steps": steps, "corrections": corrections, "step_size": step_size, "mode": mode,
-                 "correction_cap": correction_cap}
+        given: dict[str, Any] = {
+            "steps": steps,
+            "corrections": corrections,
+            "step_size": step_size,
+            "mode": mode,
+            "correction_cap": correction_cap,
+        }
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
 
-    def as_paper(self) -> "SamplingConfig":
+    def as_paper(self) -> SamplingConfig:
         """The paper's sampler (ISTA, 50 steps, one correction of lambda 0.5 each, Eq. 5's step
         scale), keeping this configuration's correction cap."""
         return dataclasses.replace(self, **PAPER_SAMPLING)
@@ -87,6 +100,8 @@ class SamplingConfig(SettingsMixin):
         if not math.isfinite(self.step_size) or self.step_size < 0:
             raise Ct2mriError(f"--step-size must be a finite number >= 0, got {self.step_size}")
         if self.correction_norm not in CORRECTION_NORMS:
-            raise Ct2mriError(f"correction_norm must be one of {', '.join(CORRECTION_NORMS)}, got {self.correction_norm!r}")
+            raise Ct2mriError(
+                f"correction_norm must be one of {', '.join(CORRECTION_NORMS)}, got {self.correction_norm!r}"
+            )
         if not math.isfinite(self.correction_cap) or self.correction_cap < 0:
             raise Ct2mriError(f"--correction-cap must be a finite number >= 0, got {self.correction_cap}")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, TypeVar
+from typing import TypeVar
 
 from .errors import Ct2mriError
 from .launcher import slurm_array_task, torchrun_process
@@ -29,7 +30,7 @@ class Shard:
     index: int = 0
     count: int = 1
     source: str = "whole cohort"
-    local_rank: Optional[int] = None
+    local_rank: int | None = None
 
     @property
     def label(self) -> str:
@@ -56,14 +57,14 @@ def parse_shard(text: str) -> Shard:
     return Shard(k - 1, n, f"--shard {k}/{n}")
 
 
-def _slurm_array(env: Mapping[str, str]) -> Optional[Shard]:
+def _slurm_array(env: Mapping[str, str]) -> Shard | None:
     task = slurm_array_task(env)
     if task is None:
         return None
     return Shard(task.index, task.count, f"SLURM array task {task.task_id} ({task.index + 1} of {task.count})")
 
 
-def resolve_shard(option: Optional[str], env: Mapping[str, str] = os.environ) -> Shard:
+def resolve_shard(option: str | None, env: Mapping[str, str] = os.environ) -> Shard:
     """This process's shard: ``--shard`` or the SLURM array, each split further among torchrun's processes."""
     outer = parse_shard(option) if option else (_slurm_array(env) or Shard())
     process = torchrun_process(env)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 from .errors import Ct2mriError
 from .launcher import thread_count
@@ -21,7 +21,7 @@ from .launcher import thread_count
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> Optional[float]:
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     """The CPUs a cgroup quota allows (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` over
     ``cpu.cfs_period_us``), or None when there is no quota."""
     try:
@@ -37,8 +37,9 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> Optional[float]:
     return None
 
 
-def cpu_budget(requested: Optional[int] = None, environ: Mapping[str, str] = os.environ,
-               cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str]:
+def cpu_budget(
+    requested: int | None = None, environ: Mapping[str, str] = os.environ, cgroup_root: Path = CGROUP_ROOT
+) -> tuple[int, str]:
     """(threads, where the number came from) for this process."""
     if requested is not None:
         if requested < 1:
@@ -57,7 +58,7 @@ def cpu_budget(requested: Optional[int] = None, environ: Mapping[str, str] = os.
     return count, source
 
 
-def use_threads(requested: Optional[int] = None) -> dict[str, object]:
+def use_threads(requested: int | None = None) -> dict[str, object]:
     """Set torch's intra-op threads from :func:`cpu_budget`; returns what the sidecar records."""
     import torch
 

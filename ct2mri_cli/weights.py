@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -32,7 +32,16 @@ from .style.key import KEY_FORMAT, load_style_key, validate_style_key
 
 FORMAT = "ct2mri-weights"
 FORMAT_VERSION = 1
-REQUIRED_METADATA = ("format", "format_version", "network", "bridge", "preprocess", "sampling", "default_style_key", "provenance")
+REQUIRED_METADATA = (
+    "format",
+    "format_version",
+    "network",
+    "bridge",
+    "preprocess",
+    "sampling",
+    "default_style_key",
+    "provenance",
+)
 
 
 @dataclass
@@ -45,8 +54,8 @@ class ModelBundle:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     default_style_key: torch.Tensor = field(default_factory=lambda: torch.zeros(3, 128))
     provenance: dict[str, Any] = field(default_factory=dict)
-    path: Optional[Path] = None
-    sha256: Optional[str] = None
+    path: Path | None = None
+    sha256: str | None = None
 
     @property
     def network_config(self) -> UNetConfig:
@@ -57,7 +66,7 @@ def save_weights(path: str | os.PathLike, bundle: ModelBundle) -> str:
     """Write ``bundle`` atomically; returns the file's sha256."""
     from safetensors.torch import save_file
 
-    provenance = {"package_version": __version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    provenance = {"package_version": __version__, "date": datetime.now(UTC).isoformat(timespec="seconds")}
     provenance.update(bundle.provenance)
     key = validate_style_key(bundle.default_style_key)
     metadata = {
@@ -70,7 +79,9 @@ def save_weights(path: str | os.PathLike, bundle: ModelBundle) -> str:
         "default_style_key": json.dumps(key.double().tolist()),
         "provenance": json.dumps(provenance),
     }
-    tensors = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in bundle.network.state_dict().items()}
+    tensors = {
+        name: t.detach().to("cpu", torch.float32).contiguous() for name, t in bundle.network.state_dict().items()
+    }
     metadata["tensors_sha256"] = json.dumps(tensors_digest(tensors))
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -88,7 +99,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def check_tensors(path: str | os.PathLike, metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> str:
-    """"matches" or "not recorded"; a digest that differs from the recorded one is an error."""
+    """ "matches" or "not recorded"; a digest that differs from the recorded one is an error."""
     recorded = metadata.get("tensors_sha256")
     if recorded is None:
         return "not recorded"
@@ -140,7 +151,9 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         bridge = BridgeConfig.from_dict(json.loads(metadata["bridge"]))
         preprocess = PreprocessConfig.from_dict(json.loads(metadata["preprocess"]))
         sampling = SamplingConfig.from_dict(json.loads(metadata["sampling"]))
-        style = validate_style_key(torch.tensor(json.loads(metadata["default_style_key"])), f"{path}: default style key")
+        style = validate_style_key(
+            torch.tensor(json.loads(metadata["default_style_key"])), f"{path}: default style key"
+        )
         provenance = json.loads(metadata["provenance"])
     except (ValueError, TypeError) as exc:
         raise Ct2mriError(f"{path}: invalid weights metadata ({exc})") from None
@@ -186,8 +199,13 @@ def file_summary(path: Path) -> dict[str, Any]:
     neither kind, or metadata that is not JSON, is a one-line :class:`Ct2mriError`."""
     if _format_of(path) == KEY_FORMAT:
         key, metadata = load_style_key(path)
-        return {"file": str(path), "kind": "style key", "sha256": file_sha256(path), "metadata": metadata,
-                "histogram_mass": round(float(key[0].sum()), 6)}
+        return {
+            "file": str(path),
+            "kind": "style key",
+            "sha256": file_sha256(path),
+            "metadata": metadata,
+            "histogram_mass": round(float(key[0].sum()), 6),
+        }
     metadata = read_metadata(path)
     decoded = {}
     for name, value in metadata.items():
@@ -196,8 +214,10 @@ def file_summary(path: Path) -> dict[str, Any]:
         try:
             decoded[name] = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise Ct2mriError(f"{path}: the metadata entry {name!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
-                              "the file is damaged") from None
+            raise Ct2mriError(
+                f"{path}: the metadata entry {name!r} is not valid JSON ({exc.msg} at character {exc.pos}); "
+                "the file is damaged"
+            ) from None
     style = decoded.pop("default_style_key")
     return {
         "file": str(path),
@@ -223,7 +243,7 @@ def _digest_state(path: Path, metadata: dict[str, str]) -> str:
         return f"{DIGEST_MISMATCH}: the tensors cannot be read ({type(exc).__name__})"
 
 
-def _format_of(path: Path) -> Optional[str]:
+def _format_of(path: Path) -> str | None:
     """The ``format`` metadata entry, or None when the file is not a readable safetensors."""
     from safetensors import safe_open
 

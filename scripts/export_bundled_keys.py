@@ -23,8 +23,12 @@ def main(weights: str) -> None:
     bundle = load_weights(weights)
     out = bundled_key_path("average")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_style_key(out, bundle.default_style_key, {"source": f"default key of {Path(weights).name}", "sha256": bundle.sha256 or ""})
-    save_style_key(bundled_key_path("colin27"), mri_style_key(COLIN_BRAIN), {"source": "Colin27 ch2bet.nii.gz (mricron-data)"})
+    save_style_key(
+        out, bundle.default_style_key, {"source": f"default key of {Path(weights).name}", "sha256": bundle.sha256 or ""}
+    )
+    save_style_key(
+        bundled_key_path("colin27"), mri_style_key(COLIN_BRAIN), {"source": "Colin27 ch2bet.nii.gz (mricron-data)"}
+    )
     print(f"wrote {out} and {bundled_key_path('colin27')}")
 
 

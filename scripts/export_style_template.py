@@ -25,12 +25,14 @@ TEMPLATE_MM = 2.0
 def main() -> None:
     files = find_mni_files()
     t1 = sitk.ReadImage(str(files["t1"]), sitk.sitkFloat32)
-    tissue = (sitk.ReadImage(str(files["gm"]), sitk.sitkFloat32) + sitk.ReadImage(str(files["wm"]), sitk.sitkFloat32))
+    tissue = sitk.ReadImage(str(files["gm"]), sitk.sitkFloat32) + sitk.ReadImage(str(files["wm"]), sitk.sitkFloat32)
     scale = 255.0 if array_from_sitk(tissue).max() > 1.5 else 1.0
     brain = sitk.BinaryFillhole(sitk.BinaryThreshold(tissue / scale, 0.5, 1e9, 1, 0))
     t1_2mm = smoothed_to_spacing(t1, TEMPLATE_MM, TEMPLATE_MM / 2.5)
     values = array_from_sitk(t1_2mm)
-    t1_u8 = sitk_on_grid_of(np.clip(np.rint(values / np.percentile(values, 99.9) * 255.0), 0, 255).astype(np.uint8), t1_2mm)
+    t1_u8 = sitk_on_grid_of(
+        np.clip(np.rint(values / np.percentile(values, 99.9) * 255.0), 0, 255).astype(np.uint8), t1_2mm
+    )
     brain_2mm = smoothed_to_spacing(sitk.Cast(brain, sitk.sitkFloat32), TEMPLATE_MM, TEMPLATE_MM / 2.5)
     mask_2mm = sitk.BinaryThreshold(brain_2mm, 0.5, 1e9, 1, 0)
     out = models_dir() / "templates"

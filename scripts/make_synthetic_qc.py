@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ct2mri_cli.data.synthesis import case_seed, generate_pair  # noqa: E402
-from ct2mri_cli.evaluation.qc import montage, to_uint8, write_png  # noqa: E402
-from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array  # noqa: E402
-from ct2mri_cli.io.volumes import Volume, read_volume  # noqa: E402
-from ct2mri_cli.preprocessing.brainmask import extract_brain_ct  # noqa: E402
+from ct2mri_cli.data.synthesis import case_seed, generate_pair
+from ct2mri_cli.evaluation.qc import montage, to_uint8, write_png
+from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array
+from ct2mri_cli.io.volumes import Volume, read_volume
+from ct2mri_cli.preprocessing.brainmask import extract_brain_ct
 
 REAL_CT = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 BRAIN_WINDOW = (40.0, 80.0)
@@ -42,7 +42,9 @@ def to_ras_1mm(data: np.ndarray, affine: np.ndarray, fill: float) -> tuple[np.nd
     real CT's 1.5 mm slices would average its noise away and flatter it.
     """
     shape = np.asarray(data.shape)
-    corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)], float)
+    corners = np.array(
+        [[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)], float
+    )
     world = corners @ affine[:3, :3].T + affine[:3, 3]
     lo, hi = world.min(axis=0), world.max(axis=0)
     out_shape = tuple(int(n) for n in np.floor(hi - lo).astype(int) + 1)
@@ -57,7 +59,9 @@ def window(image: np.ndarray, level_width: tuple[float, float]) -> np.ndarray:
     return to_uint8(image, level - width / 2.0, level + width / 2.0)
 
 
-def crop(plane: np.ndarray, centre: tuple[int, int], size: tuple[int, int] = PANEL, fill: float = -1024.0) -> np.ndarray:
+def crop(
+    plane: np.ndarray, centre: tuple[int, int], size: tuple[int, int] = PANEL, fill: float = -1024.0
+) -> np.ndarray:
     """A fixed-size window of a 2D array around ``centre`` (padded with ``fill``)."""
     out = np.full(size, fill, dtype=np.float32)
     r0, c0 = centre[0] - size[0] // 2, centre[1] - size[1] // 2
@@ -106,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         pair = generate_pair(source, case_seed(args.seed, index), variety=args.variety)
         if args.variety == "wide":
             p = pair.params
-            print(f"{source}: slice {p.slice_thickness_mm:.1f} mm, kernel {p.kernel_sharpness:.2f}, noise "
-                  f"{p.ct_noise_sd:.1f} HU, GM-WM {p.hu['gm'] - p.hu['wm']:.1f} HU, cupping {p.cupping_hu:.1f} HU, "
-                  f"atrophy {p.atrophy:.2f}, ventricles {p.ventricle_mm:+.1f} mm, pitch {p.rotation_deg[0]:+.0f} deg")
+            print(
+                f"{source}: slice {p.slice_thickness_mm:.1f} mm, kernel {p.kernel_sharpness:.2f}, noise "
+                f"{p.ct_noise_sd:.1f} HU, GM-WM {p.hu['gm'] - p.hu['wm']:.1f} HU, cupping {p.cupping_hu:.1f} HU, "
+                f"atrophy {p.atrophy:.2f}, ventricles {p.ventricle_mm:+.1f} mm, pitch {p.rotation_deg[0]:+.0f} deg"
+            )
         ct_ras, _ = to_ras_1mm(pair.ct, pair.affine, -1024.0)
         t1_ras, _ = to_ras_1mm(pair.t1, pair.affine, 0.0)
         mask = extract_brain_ct(Volume(pair.ct.astype(np.float32), pair.affine))
@@ -117,13 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         t1_planes = sections(t1_ras, mask_ras > 0.5, 0.0)
         t1_hi = float(np.percentile(t1_ras[mask_ras > 0.5], 99.5))
         for real_p, ct_p, t1_p in zip(real_planes, ct_planes, t1_planes):
-            rows.append([
-                window(real_p, BRAIN_WINDOW),
-                window(ct_p, BRAIN_WINDOW),
-                window(real_p, BONE_WINDOW),
-                window(ct_p, BONE_WINDOW),
-                to_uint8(t1_p, 0.0, t1_hi),
-            ])
+            rows.append(
+                [
+                    window(real_p, BRAIN_WINDOW),
+                    window(ct_p, BRAIN_WINDOW),
+                    window(real_p, BONE_WINDOW),
+                    window(ct_p, BONE_WINDOW),
+                    to_uint8(t1_p, 0.0, t1_hi),
+                ]
+            )
     write_png(montage(rows, gap=4), args.out)
     print(f"wrote {args.out}")
     return 0

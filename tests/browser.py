@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from pathlib import Path
-from typing import Optional
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
-def browser_missing() -> Optional[str]:
+def browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if importlib.util.find_spec("selenium") is None:
         return "selenium is not installed (pip install -e '.[test]')"
@@ -19,7 +18,7 @@ def browser_missing() -> Optional[str]:
     return None
 
 
-def headless_chromium(downloads: Optional[Path] = None, size: tuple[int, int] = (1200, 900)):  # noqa: ANN201
+def headless_chromium(downloads: Path | None = None, size: tuple[int, int] = (1200, 900)):
     """A headless Chromium through the system's chromedriver (never a downloaded one), with its
     console log readable and downloads going to ``downloads`` without asking."""
     from selenium import webdriver
@@ -27,11 +26,17 @@ def headless_chromium(downloads: Optional[Path] = None, size: tuple[int, int] = 
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={size[0]},{size[1]}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={size[0]},{size[1]}",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if downloads is not None:
-        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                                  "download.prompt_for_download": False})
+        options.add_experimental_option(
+            "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        )
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -78,4 +78,8 @@ def mean_displacement_mm(first, second, points_ras) -> float:
     """Mean distance (mm) between where two ITK transforms send the same RAS points."""
     import numpy as np
 
-    return float(np.linalg.norm(transform_points_ras(first, points_ras) - transform_points_ras(second, points_ras), axis=1).mean())
+    return float(
+        np.linalg.norm(
+            transform_points_ras(first, points_ras) - transform_points_ras(second, points_ras), axis=1
+        ).mean()
+    )

@@ -36,12 +36,16 @@ def _stages(log):
 def test_each_stage_fails_alone_and_events_come_in_case_order(pipelined):
     cases = ["a", "bad-read", "old", "b", "bad-sample", "bad-write", "c"]
     log, events = [], []
-    outcome = run_pipeline(cases, str, *_stages(log), on_event=lambda c, k, m: events.append((c, k, m)),
-                           pipelined=pipelined)
+    outcome = run_pipeline(
+        cases, str, *_stages(log), on_event=lambda c, k, m: events.append((c, k, m)), pipelined=pipelined
+    )
     assert outcome.done == ["a", "b", "c"]
     assert outcome.skipped == ["old"]
-    assert outcome.failures == [("bad-read", "bad-read: unreadable"), ("bad-sample", "bad-sample: RuntimeError: no memory"),
-                                ("bad-write", "bad-write: disk full")]
+    assert outcome.failures == [
+        ("bad-read", "bad-read: unreadable"),
+        ("bad-sample", "bad-sample: RuntimeError: no memory"),
+        ("bad-write", "bad-write: disk full"),
+    ]
     settled = [(c, k) for c, k, _ in events if k != "start"]
     assert [c for c, _ in settled] == cases  # one outcome per case, in order
     assert ("c", "done", "wrote C!") in events

@@ -50,9 +50,12 @@ def test_cached_pairs_are_the_generated_ones_and_are_made_once(tmp_path, monkeyp
         rng = np.random.default_rng(seed)
         affine = np.diag([1.0, 1.0, 1.0, 1.0])
         affine[:3, 3] = rng.normal(size=3)
-        return argparse.Namespace(ct=rng.integers(-1000, 1000, (5, 6, 4)).astype(np.int16),
-                                  t1=rng.integers(0, 900, (5, 6, 4)).astype(np.int16),
-                                  mask=(rng.random((5, 6, 4)) > 0.5).astype(np.uint8), affine=affine)
+        return argparse.Namespace(
+            ct=rng.integers(-1000, 1000, (5, 6, 4)).astype(np.int16),
+            t1=rng.integers(0, 900, (5, 6, 4)).astype(np.int16),
+            mask=(rng.random((5, 6, 4)) > 0.5).astype(np.uint8),
+            affine=affine,
+        )
 
     monkeypatch.setattr(bench_lobo, "generate_pair", fake_generate_pair)
     made = bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path)
@@ -63,7 +66,10 @@ def test_cached_pairs_are_the_generated_ones_and_are_made_once(tmp_path, monkeyp
         np.testing.assert_array_equal(getattr(again, name), getattr(made, name))
         assert getattr(again, name).dtype == getattr(made, name).dtype
     assert not np.array_equal(other.ct, made.ct)
-    assert sorted(p.name.split("_")[:3] for p in tmp_path.iterdir()) == [["colin27", "wide", "11"], ["colin27", "wide", "12"]]
+    assert sorted(p.name.split("_")[:3] for p in tmp_path.iterdir()) == [
+        ["colin27", "wide", "11"],
+        ["colin27", "wide", "12"],
+    ]
     # another generator (its source files changed) does not read this generator's pairs
     monkeypatch.setattr(bench_lobo, "generator_fingerprint", lambda: "0" * 12)
     bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path)

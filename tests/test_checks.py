@@ -109,8 +109,12 @@ def test_a_header_whose_intercept_was_applied_vetoes_the_shift(phantom):
 
     image = nib.Nifti1Image((phantom.hu + 1024.0).astype(np.float32), phantom.affine)
     image.header.set_slope_inter(1.0, -1024.0)
-    volume = Volume(data=(phantom.hu + 1024.0).astype(np.float32), affine=phantom.affine,
-                    header=image.header, description="rescaled")
+    volume = Volume(
+        data=(phantom.hu + 1024.0).astype(np.float32),
+        affine=phantom.affine,
+        header=image.header,
+        description="rescaled",
+    )
     with pytest.raises(Ct2mriError, match="rescale intercept .-1024. was already applied"):
         checks.check_hu_scale(volume)
 
@@ -159,7 +163,9 @@ def test_brain_volume_against_the_adult_range(phantom):
 def test_a_mask_that_leaks_into_the_neck_is_named(phantom):
     inside = checks.check_mask_in_skull(phantom.intracranial, phantom.hu, phantom.spacing, "t")
     assert inside.verdict == "pass" and inside.value <= checks.OUTSIDE_SKULL_FRACTION
-    leaky = checks.check_mask_in_skull(phantom.intracranial | phantom.neck | phantom.cord, phantom.hu, phantom.spacing, "t")
+    leaky = checks.check_mask_in_skull(
+        phantom.intracranial | phantom.neck | phantom.cord, phantom.hu, phantom.spacing, "t"
+    )
     assert leaky.verdict == "warning" and leaky.name == "mask_in_skull" and "outside the cavity" in leaky.message
     # the share named is the neck's: an independent count of the voxels added
     added = (phantom.neck | phantom.cord) & ~phantom.intracranial
@@ -180,16 +186,28 @@ def test_checks_reach_the_sidecar_the_summary_and_strict(tmp_path, phantom, caps
     stored = tmp_path / "stored.nii.gz"
     nib.save(nib.Nifti1Image((phantom.hu + 1024.0).astype(np.int16), phantom.affine), str(stored))
     thick = tmp_path / "thick.nii.gz"
-    nib.save(nib.Nifti1Image(phantom.hu[:, :, ::2].astype(np.int16), phantom.affine @ np.diag([1, 1, 2, 1])), str(thick))
+    nib.save(
+        nib.Nifti1Image(phantom.hu[:, :, ::2].astype(np.int16), phantom.affine @ np.diag([1, 1, 2, 1])), str(thick)
+    )
     out = tmp_path / "out"
-    assert main(["translate", str(stored), str(thick), "-o", str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    assert (
+        main(["translate", str(stored), str(thick), "-o", str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    )
     err = capsys.readouterr().err
     assert "2 translated (2 with scan-check warnings or corrections)" in err
     assert "stored: hu_scale" in err and "thick: slice_thickness" in " ".join(err.split())
     sidecar = json.loads((out / "stored_synT1.json").read_text())
     by_name = {c["name"]: c for c in sidecar["checks"]}
-    assert set(by_name) == {"hu_scale", "gantry_tilt", "slice_thickness", "brain_volume", "coverage", "mask_components",
-                           "mask_in_skull", "trust"}
+    assert set(by_name) == {
+        "hu_scale",
+        "gantry_tilt",
+        "slice_thickness",
+        "brain_volume",
+        "coverage",
+        "mask_components",
+        "mask_in_skull",
+        "trust",
+    }
     assert by_name["hu_scale"]["verdict"] == "corrected" and by_name["slice_thickness"]["verdict"] == "pass"
     assert 850 < by_name["brain_volume"]["value"] < 1150  # the phantom's brain (884 mL) and CSF, found after the shift
 
@@ -206,7 +224,9 @@ def test_a_tilted_dicom_series_is_translated_on_its_true_geometry(tmp_path, phan
     write_dicom_series(image, tmp_path / "tilted", "1.2.826.0.1.3680043.2.1125.30", slope=1.0, intercept=0.0)
     weights = fast_weights(tmp_path / "w.safetensors")
     out = tmp_path / "syn.nii.gz"
-    assert main(["-q", "translate", str(tmp_path / "tilted"), str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    assert (
+        main(["-q", "translate", str(tmp_path / "tilted"), str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    )
     written = nib.load(str(out))
     assert written.shape == phantom.hu.shape and np.asarray(written.dataobj).max() > 0
     to_ras = np.diag([-1.0, -1.0, 1.0])

@@ -29,9 +29,29 @@ def test_verbose_after_the_subcommand_shows_the_traceback(tmp_path, capsys, flag
 
 # Options whose absence simply means "not given" (inputs to choose from, optional extra outputs).
 NOT_GIVEN_BY_DEFAULT = {
-    "--output", "--ct", "--mri", "--csv", "--ct-dir", "--mri-dir", "--pred-dir", "--ref-dir", "--mask-dir",
-    "--mask", "--save-mask", "--qc", "--png", "--out", "--config", "--series", "--set", "--version", "--style-mask",
-    "--list", "--status", "--init", "--trust-map",
+    "--output",
+    "--ct",
+    "--mri",
+    "--csv",
+    "--ct-dir",
+    "--mri-dir",
+    "--pred-dir",
+    "--ref-dir",
+    "--mask-dir",
+    "--mask",
+    "--save-mask",
+    "--qc",
+    "--png",
+    "--out",
+    "--config",
+    "--series",
+    "--set",
+    "--version",
+    "--style-mask",
+    "--list",
+    "--status",
+    "--init",
+    "--trust-map",
 }
 
 
@@ -49,7 +69,11 @@ def test_every_option_shows_its_default():
                 continue
             if set(param.opts) & NOT_GIVEN_BY_DEFAULT:
                 continue
-            shown = param.show_default if isinstance(param.show_default, str) else (param.default is not None and param.show_default)
+            shown = (
+                param.show_default
+                if isinstance(param.show_default, str)
+                else (param.default is not None and param.show_default)
+            )
             if not shown:
                 missing.append(f"{name} {param.opts[0]}")
     assert not missing, missing
@@ -64,15 +88,18 @@ def test_help_texts_keep_their_words(capsys):
     assert all(preset in text for preset in ("released", "small", "demo", "tiny"))
 
 
-@pytest.mark.parametrize("command", ["translate", "preprocess", "train", "histogram", "synthesize", "sources", "info",
-                                     "evaluate", "report"])
+@pytest.mark.parametrize(
+    "command", ["translate", "preprocess", "train", "histogram", "synthesize", "sources", "info", "evaluate", "report"]
+)
 def test_help_names_values_plainly(command, capsys):
     assert main([command, "--help"]) == 0
     text = capsys.readouterr().out
     import re
 
     assert not re.search(r"<(bool|int|float|str|Path|list|tuple|int,|float,)", text), text  # no <bool>, <list[Path]>
-    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ --") or line.startswith("│    --")}
+    rows = {
+        line.split()[1]: line for line in text.splitlines() if line.startswith("│ --") or line.startswith("│    --")
+    }
     assert "--help" in rows and "bool" not in rows["--help"].lower()
 
 

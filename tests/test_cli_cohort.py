@@ -40,8 +40,23 @@ def cohort(tmp_path_factory):
         phantom = make_head_phantom(spacing=(3.0, 3.0, 3.0), seed=i)
         nib.save(nib.Nifti1Image(phantom.hu.astype(np.int16), phantom.affine), str(root / "cases" / f"{case}.nii.gz"))
     weights = fast_weights(root / "w.safetensors")
-    assert main(["-q", "translate", str(root / "cases"), "-o", str(root / "whole"), "--weights", str(weights),
-                 "--device", "cpu", "--no-pipeline"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "translate",
+                str(root / "cases"),
+                "-o",
+                str(root / "whole"),
+                "--weights",
+                str(weights),
+                "--device",
+                "cpu",
+                "--no-pipeline",
+            ]
+        )
+        == 0
+    )
     return root, weights
 
 
@@ -55,7 +70,11 @@ def _outputs(folder: Path) -> dict[str, bytes]:
 
 
 def _status_lines(folder: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(folder.glob("ct2mri_status_*.jsonl")) for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob("ct2mri_status_*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def _assert_like_the_whole_run(cohort, folder: Path) -> None:
@@ -82,7 +101,10 @@ def test_two_shards_write_every_case_once_and_report_their_status(cohort, tmp_pa
     assert "shard 2-of-2: no status file" in report and "3 cases: 3 done" in report
     assert main(_base(cohort) + ["-o", str(out), "--shard", "2/2"]) == 0
     _assert_like_the_whole_run(cohort, out)
-    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == ["ct2mri_status_1-of-2.jsonl", "ct2mri_status_2-of-2.jsonl"]
+    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == [
+        "ct2mri_status_1-of-2.jsonl",
+        "ct2mri_status_2-of-2.jsonl",
+    ]
     capsys.readouterr()
     assert main(["translate", "--status", str(out)]) == 0
     assert "5 cases: 5 done (0 with scan-check notes), 0 failed" in capsys.readouterr().out
@@ -103,12 +125,40 @@ def test_a_named_output_is_translated_whole_inside_an_array_job(cohort, tmp_path
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
     out = tmp_path / "p1_t1.nii.gz"
-    assert main(["-q", "translate", str(root / "cases" / "p1.nii.gz"), str(out), "--weights", str(weights), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "translate",
+                str(root / "cases" / "p1.nii.gz"),
+                str(out),
+                "--weights",
+                str(weights),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(nib.load(str(out)).dataobj).tobytes() == _outputs(root / "whole")["p1_synT1.nii.gz"]
     # a shard with nothing to do still reports, so --status sees it ran
     many = tmp_path / "many"
-    assert main(["translate", str(root / "cases" / "p1.nii.gz"), str(root / "cases" / "p2.nii.gz"), "-o", str(many),
-                 "--weights", str(weights), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                str(root / "cases" / "p1.nii.gz"),
+                str(root / "cases" / "p2.nii.gz"),
+                "-o",
+                str(many),
+                "--weights",
+                str(weights),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "shard 4 of 4 (SLURM array task 3 (4 of 4)): 0 of 2 cases; nothing to do" in capsys.readouterr().err
     assert (many / "ct2mri_status_4-of-4.jsonl").read_text() == ""
 
@@ -127,21 +177,60 @@ def test_torchrun_gives_each_process_a_share(cohort, tmp_path):
     root, weights = cohort
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "ct2mri_cli",
-         "-q", "translate", str(root / "cases"), "-o", str(out), "--weights", str(weights), "--device", "cpu"],
-        capture_output=True, encoding="utf-8", errors="replace", env=_environment(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "ct2mri_cli",
+            "-q",
+            "translate",
+            str(root / "cases"),
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        env=_environment(),
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     _assert_like_the_whole_run(cohort, out)
-    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == ["ct2mri_status_1-of-2.jsonl", "ct2mri_status_2-of-2.jsonl"]
+    assert sorted(p.name for p in out.glob("ct2mri_status_*")) == [
+        "ct2mri_status_1-of-2.jsonl",
+        "ct2mri_status_2-of-2.jsonl",
+    ]
 
 
 @pytest.mark.slow
 def test_a_killed_shard_restarts_with_skip_existing_and_rewrites_nothing(cohort, tmp_path):
     root, weights = cohort
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "ct2mri_cli", "-q", "translate", str(root / "cases"), "-o", str(out),
-            "--weights", str(weights), "--device", "cpu", "--shard", "1/2", "--steps", "40"]
+    args = [
+        sys.executable,
+        "-m",
+        "ct2mri_cli",
+        "-q",
+        "translate",
+        str(root / "cases"),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--shard",
+        "1/2",
+        "--steps",
+        "40",
+    ]
     process = subprocess.Popen(args, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600  # a loaded machine can take minutes over its first case
     while not list(out.glob("*_synT1.json")) and time.monotonic() < deadline and process.poll() is None:
@@ -151,12 +240,24 @@ def test_a_killed_shard_restarts_with_skip_existing_and_rewrites_nothing(cohort,
     finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     done_before = sorted(p.name for p in out.glob("*_synT1.json"))
     assert 1 <= len(done_before) < 3, done_before  # killed while its share was unfinished
-    report = subprocess.run([sys.executable, "-m", "ct2mri_cli", "translate", "--status", str(out)], env=_environment(),
-                            capture_output=True, encoding="utf-8", errors="replace", timeout=600)
+    report = subprocess.run(
+        [sys.executable, "-m", "ct2mri_cli", "translate", "--status", str(out)],
+        env=_environment(),
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=600,
+    )
     assert report.returncode == 1  # cases it never reached are pending, not forgotten
     assert f"3 cases: {len(done_before)} done" in report.stdout and f"{3 - len(done_before)} pending" in report.stdout
-    rerun = subprocess.run(args + ["--skip-existing"], env=_environment(), capture_output=True, encoding="utf-8",
-                           errors="replace", timeout=3600)  # a guard against a hang, not a time limit
+    rerun = subprocess.run(
+        args + ["--skip-existing"],
+        env=_environment(),
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=3600,
+    )  # a guard against a hang, not a time limit
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     for name in done_before:
         for path in (out / name, out / name.replace(".json", ".nii.gz")):
@@ -184,8 +285,10 @@ def test_asking_a_finished_run_for_qc_pictures_rewrites_nothing(cohort, tmp_path
 
 def test_status_counts_each_case_once_across_old_and_new_splits(tmp_path, capsys):
     def write(name, states):
-        lines = [json.dumps({"case": c, "state": s, "checks": [], "error": "boom" if s == "failed" else None})
-                 for c, s in states.items()]
+        lines = [
+            json.dumps({"case": c, "state": s, "checks": [], "error": "boom" if s == "failed" else None})
+            for c, s in states.items()
+        ]
         (tmp_path / name).write_text("".join(line + "\n" for line in lines))
 
     write("ct2mri_status_1-of-2.jsonl", {"a": "done", "b": "done"})
@@ -204,16 +307,20 @@ def test_status_counts_each_case_once_across_old_and_new_splits(tmp_path, capsys
 def test_case_lists_as_text_and_csv(cohort, tmp_path):
     root, weights = cohort
     listing = tmp_path / "cases.txt"
-    listing.write_text(f"# two cases\n{root / 'cases' / 'p1.nii.gz'}\n\n{os.path.relpath(root / 'cases' / 'p3.nii.gz', tmp_path)}\n")
+    listing.write_text(
+        f"# two cases\n{root / 'cases' / 'p1.nii.gz'}\n\n{os.path.relpath(root / 'cases' / 'p3.nii.gz', tmp_path)}\n"
+    )
     base = ["-q", "translate", "--weights", str(weights), "--device", "cpu"]
     assert main(base + ["--list", str(listing), "-o", str(tmp_path / "a")]) == 0
     expected = _outputs(root / "whole")
     assert _outputs(tmp_path / "a") == {k: expected[k] for k in ("p1_synT1.nii.gz", "p3_synT1.nii.gz")}
 
     table = tmp_path / "cases.csv"
-    table.write_text("case,ct,output,style\n"
-                     f"first,{root / 'cases' / 'p0.nii.gz'},named/first_t1.nii.gz,\n"
-                     f"second,{root / 'cases' / 'p2.nii.gz'},,colin27\n")
+    table.write_text(
+        "case,ct,output,style\n"
+        f"first,{root / 'cases' / 'p0.nii.gz'},named/first_t1.nii.gz,\n"
+        f"second,{root / 'cases' / 'p2.nii.gz'},,colin27\n"
+    )
     assert main(base + ["--list", str(table), "-o", str(tmp_path / "b")]) == 0
     first = np.asarray(nib.load(str(tmp_path / "named" / "first_t1.nii.gz")).dataobj)
     assert first.tobytes() == expected["p0_synT1.nii.gz"]  # the default style, written where the row says
@@ -244,10 +351,29 @@ def test_bad_case_lists_fail_with_one_line(cohort, tmp_path, capsys):
 def test_two_runs_side_by_side_share_the_cases(cohort, tmp_path):
     root, weights = cohort
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "ct2mri_cli", "translate", str(root / "cases"), "-o", str(out), "--weights",
-            str(weights), "--device", "cpu", "--threads", "1", "--steps", "60"]
-    runs = [subprocess.Popen(args, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             encoding="utf-8", errors="replace") for _ in range(2)]
+    args = [
+        sys.executable,
+        "-m",
+        "ct2mri_cli",
+        "translate",
+        str(root / "cases"),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--steps",
+        "60",
+    ]
+    runs = [
+        subprocess.Popen(
+            args, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace"
+        )
+        for _ in range(2)
+    ]
     results = [run.communicate(timeout=3600) for run in runs]  # a guard against a hang, not a time limit
     assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in results]
     summaries = [" ".join(err.split()) for _, err in results]
@@ -263,12 +389,30 @@ def test_two_runs_side_by_side_share_the_cases(cohort, tmp_path):
 def test_ctrl_c_says_so_and_leaves_no_partial_file(cohort, tmp_path):
     root, weights = cohort
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "ct2mri_cli", "translate", str(root / "cases"), "-o", str(out),
-                                "--weights", str(weights), "--device", "cpu", "--steps", "400"],
-                               env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               encoding="utf-8", errors="replace",
-                               # a shell's background job ignores SIGINT, and its children inherit that
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ct2mri_cli",
+            "translate",
+            str(root / "cases"),
+            "-o",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--steps",
+            "400",
+        ],
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
+        # a shell's background job ignores SIGINT, and its children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 600  # a guard against a hang
     while not list(out.glob("ct2mri_status_*.jsonl")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -298,8 +442,12 @@ def test_a_run_of_skips_does_not_speak_of_the_device(cohort, tmp_path, capsys):
 
 def test_trust_maps_and_the_report_of_a_folder(cohort, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(_base(cohort)[1:] + ["-o", str(out), "--trust-map", str(out / "trust"), "--qc", str(out / "qc"),
-                                     "--report"]) == 0
+    assert (
+        main(
+            _base(cohort)[1:] + ["-o", str(out), "--trust-map", str(out / "trust"), "--qc", str(out / "qc"), "--report"]
+        )
+        == 0
+    )
     err = " ".join(capsys.readouterr().err.split())
     assert f"wrote {out / 'report.html'}" in err
     page = (out / "report.html").read_text()
@@ -311,6 +459,17 @@ def test_trust_maps_and_the_report_of_a_folder(cohort, tmp_path, capsys):
         assert sidecar["trust"]["map"] == str(out / "trust" / f"{case}_trust.nii.gz")
         assert sidecar["qc"] == str(out / "qc" / f"{case}_qc.png") and case in page
     root, weights = cohort
-    assert main(["translate", str(root / "cases" / "p0.nii.gz"), str(tmp_path / "one.nii.gz"), "--weights",
-                 str(weights), "--report"]) == 1
+    assert (
+        main(
+            [
+                "translate",
+                str(root / "cases" / "p0.nii.gz"),
+                str(tmp_path / "one.nii.gz"),
+                "--weights",
+                str(weights),
+                "--report",
+            ]
+        )
+        == 1
+    )
     assert "--report writes the QC page of an output folder" in capsys.readouterr().err

@@ -9,8 +9,8 @@ import pytest
 
 from ct2mri_cli.cli.app import main
 from ct2mri_cli.data import synthesis, synthetic_set
-from ct2mri_cli.data.synthesis import anatomy
 from ct2mri_cli.data.sources import source_missing
+from ct2mri_cli.data.synthesis import anatomy
 
 FAST = ["--spacing", "4"]
 
@@ -95,7 +95,20 @@ def test_another_seed_gives_other_anatomy(generated, tmp_path):
     masks = []
     for seed in (3, 4):  # calibrated subjects: the same field of view, so the masks compare voxel by voxel
         folder = out / str(seed)
-        args = ["-q", "synthesize", "-o", str(folder), "-n", "1", "--seed", str(seed), "--source", "mni", "--variety", "calibrated"]
+        args = [
+            "-q",
+            "synthesize",
+            "-o",
+            str(folder),
+            "-n",
+            "1",
+            "--seed",
+            str(seed),
+            "--source",
+            "mni",
+            "--variety",
+            "calibrated",
+        ]
         assert main([*args, *FAST]) == 0
         masks.append(np.asanyarray(nib.load(str(folder / "case_0000" / "brain_mask.nii.gz")).dataobj).astype(bool))
     a, b = masks
@@ -120,14 +133,19 @@ def test_model_space_is_training_ready(tmp_path):
 
     _need_sources("colin27")
     out = tmp_path / "set"
-    assert main(["-q", "synthesize", "-o", str(out), "-n", "1", "--source", "colin27", "--spacing", "2", "--model-space"]) == 0
+    assert (
+        main(["-q", "synthesize", "-o", str(out), "-n", "1", "--source", "colin27", "--spacing", "2", "--model-space"])
+        == 0
+    )
     manifest = read_manifest(out / "model")
     assert [c["case"] for c in manifest["cases"]] == ["case_0000"]
     assert manifest["cases"][0]["registration"] == "none"
     ct01, mri01, mask = load_case(out / "model", manifest["cases"][0])
     assert ct01.shape == mri01.shape == mask.shape and mask.any()
     assert 0.0 <= ct01.min() and ct01.max() <= 1.0 and mri01[mask].std() > 0.05
-    assert main(["-q", "synthesize", "-o", str(tmp_path / "x"), "-n", "1", "--source", "colin27", "--spacing", "2"]) == 0
+    assert (
+        main(["-q", "synthesize", "-o", str(tmp_path / "x"), "-n", "1", "--source", "colin27", "--spacing", "2"]) == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -180,7 +198,13 @@ def test_source_lists_groups_and_exclusions():
     assert synthetic_set.sources_for("mni,s1,fsl152", 4) == ["mni", "s1", "fsl152", "mni"]
     everything = synthetic_set.parse_sources("all")
     assert everything == ["mni", "colin27", "s1", "fsl152", "sri24", "pydeface", "icbm2009c"]
-    assert synthetic_set.parse_sources("all", exclude="colin27,s1") == ["mni", "fsl152", "sri24", "pydeface", "icbm2009c"]
+    assert synthetic_set.parse_sources("all", exclude="colin27,s1") == [
+        "mni",
+        "fsl152",
+        "sri24",
+        "pydeface",
+        "icbm2009c",
+    ]
     assert synthetic_set.parse_sources("both,mni") == ["mni", "colin27"]  # each source once
 
 
@@ -196,8 +220,11 @@ def test_sources_lists_every_source_and_fetch_failures_exit_1(tmp_path, monkeypa
     for name in registry.SOURCES:
         assert name in listing
     assert "BSD-2-Clause" in listing and "one person, whole head" in listing
-    monkeypatch.setattr(registry.subprocess, "run",
-                        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "ERROR: offline\n"))
+    monkeypatch.setattr(
+        registry.subprocess,
+        "run",
+        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "ERROR: offline\n"),
+    )
     assert main(["-q", "sources", "--fetch", "pydeface"]) == 1
     assert "could not download pydeface==2.1.0: ERROR: offline" in capsys.readouterr().err
     assert main(["sources", "--fetch", "nope"]) == 1

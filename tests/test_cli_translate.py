@@ -50,9 +50,22 @@ def _t1_by_ct_tissue(hu, affine, t1, brain):
 def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     """The bundled model (few steps, to stay quick) on the real head CT."""
     out = tmp_path / "mri.nii.gz"
-    args = ["-q", "translate", str(head_ct_nifti), str(out), "--steps", "3", "--device", "cpu",
-            "--save-mask", str(tmp_path / "mask.nii.gz"), "--qc", str(tmp_path / "qc.png"),
-            "--trust-map", str(tmp_path / "trust.nii.gz")]
+    args = [
+        "-q",
+        "translate",
+        str(head_ct_nifti),
+        str(out),
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--save-mask",
+        str(tmp_path / "mask.nii.gz"),
+        "--qc",
+        str(tmp_path / "qc.png"),
+        "--trust-map",
+        str(tmp_path / "trust.nii.gz"),
+    ]
     assert main(args) == 0
     ct_img, mri_img = nib.load(str(head_ct_nifti)), nib.load(str(out))
     assert mri_img.shape == ct_img.shape
@@ -64,7 +77,9 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     mask = np.asarray(nib.load(str(tmp_path / "mask.nii.gz")).dataobj) > 0
     assert np.isfinite(mri).all()
     assert (mri[~mask] == 0).all() and mri[mask].max() > 0
-    csf, white_like, grey_like = _t1_by_ct_tissue(np.asarray(ct_img.dataobj, dtype=np.float32), ct_img.affine, mri, mask)
+    csf, white_like, grey_like = _t1_by_ct_tissue(
+        np.asarray(ct_img.dataobj, dtype=np.float32), ct_img.affine, mri, mask
+    )
     # T1 contrast inside the CT's own tissue classes: white matter (lower HU) brightest, CSF darkest
     assert white_like > grey_like + 0.05 and csf < 0.5 * grey_like
     sidecar = json.loads((tmp_path / "mri.json").read_text())
@@ -74,7 +89,12 @@ def test_real_head_ct_end_to_end(tmp_path, head_ct_nifti):
     assert sidecar["sampler"]["mode"] == "coprediction"
     assert sidecar["network_evaluations"] == sidecar["model_grid"]["model_shape"][0] * 3
     assert set(sidecar["seconds"]) >= {"read", "brain_mask", "sampling", "write"}
-    assert (sidecar["device"], sidecar["batch_size"], sidecar["channels_last"], sidecar["precision"]) == ("cpu", 8, True, "fp32")
+    assert (sidecar["device"], sidecar["batch_size"], sidecar["channels_last"], sidecar["precision"]) == (
+        "cpu",
+        8,
+        True,
+        "fp32",
+    )
     assert (tmp_path / "qc.png").stat().st_size > 1000
     trust_img = nib.load(str(tmp_path / "trust.nii.gz"))
     np.testing.assert_array_equal(trust_img.affine, ct_img.affine)
@@ -97,7 +117,19 @@ def test_batch_isolates_failures_and_skips_existing(tmp_path, weights, head_ct_n
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"garbage")
     outdir = tmp_path / "out"
-    args = ["translate", str(good), str(bad), "-o", str(outdir), "--weights", str(weights), "--device", "cpu", "--steps", "2"]
+    args = [
+        "translate",
+        str(good),
+        str(bad),
+        "-o",
+        str(outdir),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+    ]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "broken" in err and "1 translated" in err and "1 failed" in err
@@ -174,7 +206,13 @@ def test_bad_inputs_fail_cleanly(tmp_path, weights, phantom_ct, capsys):
     assert main(base + [str(mri_like), str(out), "--sampler", "magic"]) == 1
     _one_line_error(capsys, "--sampler")
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.nii.gz", "key.safetensors", "notes.txt", "plain_file", "t1.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "flat.nii.gz",
+        "key.safetensors",
+        "notes.txt",
+        "plain_file",
+        "t1.nii.gz",
+    ]
 
 
 def test_sampler_settings_take_the_model_defaults_unless_given():
@@ -183,15 +221,17 @@ def test_sampler_settings_take_the_model_defaults_unless_given():
     defaults = SamplingConfig(steps=10, corrections=1, step_size=0.5, mode="ista", correction_norm="released")
     assert defaults.with_overrides() == defaults
     assert defaults.with_overrides(steps=3, step_size=0.0, mode="coprediction") == SamplingConfig(
-        3, 1, 0.0, "coprediction", "released")
+        3, 1, 0.0, "coprediction", "released"
+    )
 
 
 def test_the_paper_sampler_is_one_flag_away_and_keeps_the_cap():
     from ct2mri_cli.diffusion.sampler import network_evaluations
     from ct2mri_cli.settings import SamplingConfig
 
-    model = SamplingConfig(steps=3, corrections=0, step_size=0.0, mode="coprediction", correction_norm="released",
-                           correction_cap=0.03)
+    model = SamplingConfig(
+        steps=3, corrections=0, step_size=0.0, mode="coprediction", correction_norm="released", correction_cap=0.03
+    )
     paper = model.as_paper()
     assert paper == SamplingConfig(50, 1, 0.5, "ista", "paper", 0.03)
     assert network_evaluations(1, paper.steps, paper.corrections, paper.mode, paper.step_size) == 99
@@ -202,11 +242,32 @@ def test_translate_paper_records_the_papers_settings(tmp_path, weights, phantom_
     import json
 
     out = tmp_path / "o.nii.gz"
-    assert main(["-q", "translate", str(phantom_ct), str(out), "--weights", str(weights), "--device", "cpu",
-                 "--paper", "--steps", "3"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "translate",
+                str(phantom_ct),
+                str(out),
+                "--weights",
+                str(weights),
+                "--device",
+                "cpu",
+                "--paper",
+                "--steps",
+                "3",
+            ]
+        )
+        == 0
+    )
     sampling = json.loads(out.with_name("o.json").read_text())["sampler"]
     assert {k: sampling[k] for k in ("mode", "steps", "corrections", "step_size", "correction_norm")} == {
-        "mode": "ista", "steps": 3, "corrections": 1, "step_size": 0.5, "correction_norm": "paper"}
+        "mode": "ista",
+        "steps": 3,
+        "corrections": 1,
+        "step_size": 0.5,
+        "correction_norm": "paper",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +293,20 @@ def test_an_output_never_overwrites_an_input_or_another_output(tmp_path, weights
     out = tmp_path / "out.nii.gz"
     assert main(base + [str(victim), str(out), "--save-mask", str(out)]) == 1
     _one_line_error(capsys, "named as both the synthetic T1", "brain mask")
-    assert main(base + [str(victim), str(out), "--mask", str(out.with_name("m.nii.gz")), "--save-mask",
-                        str(out.with_name("m.nii.gz"))]) == 1
+    assert (
+        main(
+            base
+            + [
+                str(victim),
+                str(out),
+                "--mask",
+                str(out.with_name("m.nii.gz")),
+                "--save-mask",
+                str(out.with_name("m.nii.gz")),
+            ]
+        )
+        == 1
+    )
     _one_line_error(capsys, "would overwrite the input")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nii.gz"]
 
@@ -243,7 +316,9 @@ def test_a_mis_scaled_ct_is_refused(tmp_path, weights, phantom_ct, capsys, facto
     img = nib.load(str(phantom_ct))
     scaled = tmp_path / "scaled.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32) * factor, img.affine), str(scaled))
-    assert main(["translate", str(scaled), str(tmp_path / "o.nii.gz"), "--weights", str(weights), "--device", "cpu"]) == 1
+    assert (
+        main(["translate", str(scaled), str(tmp_path / "o.nii.gz"), "--weights", str(weights), "--device", "cpu"]) == 1
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and ("Hounsfield" in err or "mL" in err), err
     assert not (tmp_path / "o.nii.gz").exists()
@@ -260,8 +335,19 @@ def test_skip_existing_completes_an_interrupted_case_and_cleans_its_leftovers(tm
     for case in cases:
         shutil.copy(phantom_ct, case)
     out = tmp_path / "out"
-    args = ["-q", "translate", *map(str, cases), "-o", str(out), "--weights", str(weights), "--device", "cpu",
-            "--qc", str(out / "qc")]
+    args = [
+        "-q",
+        "translate",
+        *map(str, cases),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--qc",
+        str(out / "qc"),
+    ]
     assert main(args) == 0
     finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     # as a kill between the renames would leave it: a's image without its sidecar, and a temporary file
@@ -271,8 +357,14 @@ def test_skip_existing_completes_an_interrupted_case_and_cleans_its_leftovers(tm
     assert main(args + ["--skip-existing"]) == 0
     assert (out / "a_synT1.json").is_file() and not stale.exists()
     assert (out / "b_synT1.nii.gz").stat().st_mtime_ns == finished["b_synT1.nii.gz"]  # b was finished: untouched
-    assert sorted(p.name for p in out.iterdir()) == ["a_synT1.json", "a_synT1.nii.gz", "b_synT1.json", "b_synT1.nii.gz",
-                                                     "ct2mri_status_1-of-1.jsonl", "qc"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_synT1.json",
+        "a_synT1.nii.gz",
+        "b_synT1.json",
+        "b_synT1.nii.gz",
+        "ct2mri_status_1-of-1.jsonl",
+        "qc",
+    ]
     lines = [json.loads(line) for line in (out / "ct2mri_status_1-of-1.jsonl").read_text().splitlines()]
     assert sorted((e["case"], e["state"]) for e in lines) == [("a", "done"), ("b", "done")]
 
@@ -286,7 +378,9 @@ def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_pa
     assert len(lines) == 1 and "/proc/ct2mri-test-output: cannot write there" in lines[0], err
 
 
-def test_a_file_name_for_several_inputs_and_a_folder_name_for_one_picture_are_refused(tmp_path, weights, phantom_ct, capsys):
+def test_a_file_name_for_several_inputs_and_a_folder_name_for_one_picture_are_refused(
+    tmp_path, weights, phantom_ct, capsys
+):
     base = ["translate", "--weights", str(weights), "--device", "cpu"]
     other = tmp_path / "other.nii.gz"
     shutil.copy(phantom_ct, other)
@@ -301,10 +395,15 @@ def test_a_file_name_for_several_inputs_and_a_folder_name_for_one_picture_are_re
 
 def test_impossible_sampler_options_fail_before_the_model_loads(tmp_path, phantom_ct, capsys):
     missing = tmp_path / "no-such-weights.safetensors"
-    for option, value, words in (("--steps", "1", "--steps must be at least 2"),
-                                 ("--corrections", "-1", "--corrections must be >= 0"),
-                                 ("--sampler", "euler", "--sampler must be one of")):
-        assert main(["translate", str(phantom_ct), str(tmp_path / "s.nii.gz"), "--weights", str(missing), option, value]) == 1
+    for option, value, words in (
+        ("--steps", "1", "--steps must be at least 2"),
+        ("--corrections", "-1", "--corrections must be >= 0"),
+        ("--sampler", "euler", "--sampler must be one of"),
+    ):
+        assert (
+            main(["translate", str(phantom_ct), str(tmp_path / "s.nii.gz"), "--weights", str(missing), option, value])
+            == 1
+        )
         _one_line_error(capsys, words)
 
 
@@ -314,11 +413,41 @@ def test_the_threads_used_are_chosen_and_recorded(tmp_path, weights, phantom_ct,
     out = tmp_path / "syn.nii.gz"
     before = torch.get_num_threads()
     try:
-        assert main(["-q", "translate", str(phantom_ct), str(out), "--weights", str(weights), "--device", "cpu",
-                     "--steps", "2", "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "translate",
+                    str(phantom_ct),
+                    str(out),
+                    "--weights",
+                    str(weights),
+                    "--device",
+                    "cpu",
+                    "--steps",
+                    "2",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
         assert json.loads(out.with_name("syn.json").read_text())["threads"] == {"count": 1, "source": "--threads"}
     finally:
         torch.set_num_threads(before)
-    assert main(["translate", str(phantom_ct), str(out), "--weights", str(tmp_path / "none.safetensors"),
-                 "--threads", "0", "--force"]) == 1
+    assert (
+        main(
+            [
+                "translate",
+                str(phantom_ct),
+                str(out),
+                "--weights",
+                str(tmp_path / "none.safetensors"),
+                "--threads",
+                "0",
+                "--force",
+            ]
+        )
+        == 1
+    )
     _one_line_error(capsys, "--threads must be at least 1")

@@ -33,15 +33,21 @@ def bundle(weights):
 
 def test_cuda_fp32_matches_the_cpu(weights, phantom):
     on_cpu = load_weights(weights)
-    cpu = Translator(on_cpu, torch.device("cpu"), on_cpu.sampling, precision="fp32").translate(phantom, on_cpu.default_style_key)
+    cpu = Translator(on_cpu, torch.device("cpu"), on_cpu.sampling, precision="fp32").translate(
+        phantom, on_cpu.default_style_key
+    )
     on_gpu = load_weights(weights)
-    gpu = Translator(on_gpu, torch.device("cuda"), on_gpu.sampling, precision="fp32").translate(phantom, on_gpu.default_style_key)
+    gpu = Translator(on_gpu, torch.device("cuda"), on_gpu.sampling, precision="fp32").translate(
+        phantom, on_gpu.default_style_key
+    )
     assert np.array_equal(gpu.mask, cpu.mask)
     assert psnr(gpu.mri01, cpu.mri01, cpu.mask) > 40.0
 
 
 def test_cuda_bf16_stays_close_to_fp32_and_batches_every_window(bundle, phantom):
-    fp32 = Translator(bundle, torch.device("cuda"), bundle.sampling, precision="fp32").translate(phantom, bundle.default_style_key)
+    fp32 = Translator(bundle, torch.device("cuda"), bundle.sampling, precision="fp32").translate(
+        phantom, bundle.default_style_key
+    )
     bf16_translator = Translator(bundle, torch.device("cuda"), bundle.sampling)  # the same network, now under autocast
     assert bf16_translator.autocast == torch.bfloat16 and bf16_translator.channels_last
     bf16 = bf16_translator.translate(phantom, bundle.default_style_key)

@@ -12,8 +12,13 @@ from tests.test_volume_io import _tilted_image, hu_volume
 from tests.test_volume_io import write_dicom_series as write_ct_series
 
 STUDY, FRAME = "1.2.826.0.1.3680043.2.1125.900", "1.2.826.0.1.3680043.2.1125.901"
-PATIENT = {"0010|0010": "DOE^JANE", "0010|0020": "P-0042", "0008|0020": "20261130", "0020|0052": FRAME,
-           "0020|0011": "3"}
+PATIENT = {
+    "0010|0010": "DOE^JANE",
+    "0010|0020": "P-0042",
+    "0008|0020": "20261130",
+    "0020|0052": FRAME,
+    "0020|0011": "3",
+}
 
 
 def _ct_series(image: sitk.Image, folder, series_uid="1.2.826.0.1.3680043.2.1125.902"):
@@ -46,7 +51,9 @@ def test_the_synthetic_series_shares_the_cts_study_frame_and_geometry(tmp_path):
 def test_a_nifti_input_gets_fresh_uids_and_its_own_geometry(tmp_path):
     from tests.test_volume_io import oblique_affine, save_nifti
 
-    ct = read_volume(save_nifti(tmp_path / "smith_john_mrn1234.nii.gz", hu_volume(shape=(16, 14, 10)), oblique_affine()))
+    ct = read_volume(
+        save_nifti(tmp_path / "smith_john_mrn1234.nii.gz", hu_volume(shape=(16, 14, 10)), oblique_affine())
+    )
     values = np.random.default_rng(1).random(ct.shape)
     write_dicom_series(values, ct, tmp_path / "a", "SYNTHETIC", "c", "s")
     write_dicom_series(values, ct, tmp_path / "b", "SYNTHETIC", "c", "s")
@@ -70,8 +77,18 @@ def test_translate_writes_a_dicom_series_per_case(tmp_path, capsys):
     _ct_series(image, tmp_path / "cases" / "head")
     weights = fast_weights(tmp_path / "w.safetensors")
     out = tmp_path / "out"
-    args = ["translate", str(tmp_path / "cases"), "-o", str(out), "--weights", str(weights), "--device", "cpu",
-            "--output-format", "dicom"]
+    args = [
+        "translate",
+        str(tmp_path / "cases"),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--output-format",
+        "dicom",
+    ]
     assert main(args) == 0
     series = out / "head_synT1"
     assert series.is_dir() and (out / "head_synT1.json").is_file()
@@ -95,8 +112,10 @@ def test_the_axial_ct_series_is_picked_from_a_study(tmp_path):
     ct_image = sitk.Cast(sitk.ReadImage(str(nifti)), sitk.sitkInt16)
     study = tmp_path / "study"
     write_ct_series(ct_image, study, "1.2.3.10")
-    bigger = sitk.Cast(sitk.ReadImage(str(save_nifti(tmp_path / "big.nii.gz", hu_volume(shape=(16, 12, 14)), oblique_affine()))),
-                       sitk.sitkInt16)
+    bigger = sitk.Cast(
+        sitk.ReadImage(str(save_nifti(tmp_path / "big.nii.gz", hu_volume(shape=(16, 12, 14)), oblique_affine()))),
+        sitk.sitkInt16,
+    )
     write_ct_series(bigger, study, "1.2.3.20", extra_tags={"0008|0060": "MR"})
     write_ct_series(bigger, study, "1.2.3.30", extra_tags={"0008|0008": "ORIGINAL\\PRIMARY\\LOCALIZER"})
     volume = read_volume(study)
@@ -120,11 +139,27 @@ def test_real_head_ct_as_dicom_round_trips(tmp_path, head_ct):
     _ct_series(image, tmp_path / "cranium")
     weights = fast_weights(tmp_path / "w.safetensors")
     out = tmp_path / "syn"
-    assert main(["-q", "translate", str(tmp_path / "cranium"), str(out), "--weights", str(weights), "--device", "cpu",
-                 "--output-format", "dicom"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "translate",
+                str(tmp_path / "cranium"),
+                str(out),
+                "--weights",
+                str(weights),
+                "--device",
+                "cpu",
+                "--output-format",
+                "dicom",
+            ]
+        )
+        == 0
+    )
     ct, back = read_volume(tmp_path / "cranium"), read_volume(out)
     assert back.shape == ct.shape
     np.testing.assert_allclose(back.affine, ct.affine, atol=1e-4)
+
     def slices(folder):  # (position, orientation, pixel spacing) of every slice file, by position
         found = []
         for path in folder.iterdir():

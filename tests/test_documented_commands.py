@@ -52,8 +52,26 @@ def _small(command: str) -> str:
 
 def _inputs(folder: Path, env: dict[str, str]) -> None:
     """The files the commands name: CTs with their T1s and masks, folders and case tables of them."""
-    subprocess.run(["ct2mri", "-q", "synthesize", "-o", "inputs", "-n", "2", "--seed", "5", "--spacing", "2", "--variety", "calibrated"],
-                   cwd=folder, env=env, check=True)
+    subprocess.run(
+        [
+            "ct2mri",
+            "-q",
+            "synthesize",
+            "-o",
+            "inputs",
+            "-n",
+            "2",
+            "--seed",
+            "5",
+            "--spacing",
+            "2",
+            "--variety",
+            "calibrated",
+        ],
+        cwd=folder,
+        env=env,
+        check=True,
+    )
     pairs = [folder / "inputs" / f"case_000{i}" for i in range(2)]
     shutil.copy(pairs[0] / "ct_hu.nii.gz", folder / "ct.nii.gz")
     shutil.copy(pairs[0] / "t1.nii.gz", folder / "t1.nii.gz")
@@ -63,10 +81,12 @@ def _inputs(folder: Path, env: dict[str, str]) -> None:
         (folder / name).mkdir()
         for pair in pairs:
             shutil.copy(pair / f"{kind}.nii.gz", folder / name / f"{pair.name}.nii.gz")
-    (folder / "pairs.csv").write_text("case,ct,mri\n" + "".join(f"p{i},cts/{p.name}.nii.gz,mris/{p.name}.nii.gz\n"
-                                                                for i, p in enumerate(pairs)))
-    (folder / "cases.csv").write_text("case,pred,ref\n" + "".join(f"{p.name},out/{p.name}_synT1.nii.gz,mri/{p.name}.nii.gz\n"
-                                                                  for p in pairs))
+    (folder / "pairs.csv").write_text(
+        "case,ct,mri\n" + "".join(f"p{i},cts/{p.name}.nii.gz,mris/{p.name}.nii.gz\n" for i, p in enumerate(pairs))
+    )
+    (folder / "cases.csv").write_text(
+        "case,pred,ref\n" + "".join(f"{p.name},out/{p.name}_synT1.nii.gz,mri/{p.name}.nii.gz\n" for p in pairs)
+    )
     shutil.copytree(ROOT / "models" / "templates", folder / "models" / "templates")  # as in a clone
     (folder / "scripts").symlink_to(ROOT / "scripts")
 
@@ -90,7 +110,9 @@ def test_every_documented_command_runs_on_a_fresh_folder(tmp_path, document):
     failures = []
     for command in documented_commands(document):
         small = _small(command)
-        done = subprocess.run(small, shell=True, cwd=tmp_path, env=run_env, capture_output=True, encoding="utf-8", errors="replace")
+        done = subprocess.run(
+            small, shell=True, cwd=tmp_path, env=run_env, capture_output=True, encoding="utf-8", errors="replace"
+        )
         if done.returncode != 0:
             failures.append(f"{command}\n  ran: {small}\n  {done.stderr.strip()[-600:]}")
     assert not failures, "\n".join(failures)

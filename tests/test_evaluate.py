@@ -154,7 +154,12 @@ def test_single_pair_table_and_csv(tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1
     row = rows[0]
-    assert (row["case"], row["pred"], row["ref"], row["mask"]) == ("case1_pred", str(pred_path), str(ref_path), str(mask_path))
+    assert (row["case"], row["pred"], row["ref"], row["mask"]) == (
+        "case1_pred",
+        str(pred_path),
+        str(ref_path),
+        str(mask_path),
+    )
     assert row["mode"] == "masked" and row["normalisation"] == "pred=as-is;ref=robust" and row["slice_axis"] == "2"
     for key in METRIC_NAMES:
         assert float(row[key]) == pytest.approx(expected[key], rel=1e-9), key
@@ -166,7 +171,22 @@ def test_single_pair_table_and_csv(tmp_path, capsys):
 def test_whole_volume_variant_and_json(tmp_path, capsys):
     pred_path, ref_path, mask_path, (pred, ref, mask) = _pair(tmp_path)
     out = tmp_path / "scores.json"
-    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "--whole-volume", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(pred_path),
+                str(ref_path),
+                "--mask",
+                str(mask_path),
+                "--whole-volume",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     document = json.loads(out.read_text())
     expected = _expected(pred, ref, mask, whole_volume=True)
     assert document["mode"] == "whole-volume" and document["normalise"] == "auto"
@@ -250,7 +270,9 @@ def test_batch_csv_isolates_a_bad_case(tmp_path, capsys):
     assert [c["case"] for c in document["cases"]] == ["good"]
     assert document["failures"][0]["case"] == "bad" and "8x8x8" in document["failures"][0]["error"]
     expected = _expected(pred, ref, mask)
-    assert document["mean"]["ssim"] == pytest.approx(expected["ssim"], rel=1e-9) and document["cases"][0]["mask"] == str(m1)
+    assert document["mean"]["ssim"] == pytest.approx(expected["ssim"], rel=1e-9) and document["cases"][0][
+        "mask"
+    ] == str(m1)
 
 
 def test_csv_listing_errors(tmp_path):
@@ -279,7 +301,10 @@ def test_folder_pairing_rules(tmp_path):
         (refs / name).write_bytes(b"")
     cases, failures = cases_from_dirs(preds, refs)
     # b_synT1 matches the reference with its exact name first; b is then left without a prediction
-    assert [(c.case, c.pred.name, c.ref.name) for c in cases] == [("a", "a.nii.gz", "a.nii.gz"), ("b_synT1", "b_synT1.nii.gz", "b_synT1.nrrd")]
+    assert [(c.case, c.pred.name, c.ref.name) for c in cases] == [
+        ("a", "a.nii.gz", "a.nii.gz"),
+        ("b_synT1", "b_synT1.nii.gz", "b_synT1.nrrd"),
+    ]
     assert [case for case, _ in failures] == ["c", "b"]
     (refs / "a.nii").write_bytes(b"")
     with pytest.raises(Ct2mriError, match="two inputs are named a"):
@@ -404,7 +429,10 @@ def test_results_name_what_was_scored(tmp_path, capsys):
     assert main(["-q", "evaluate", str(pred_path), str(ref_path), "-o", str(tmp_path / "s.json")]) == 0
     document = json.loads((tmp_path / "s.json").read_text())
     assert document["mode"] == "whole-volume" and document["cases"][0]["mode"] == "whole-volume"
-    assert main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "-o", str(tmp_path / "m.csv")]) == 0
+    assert (
+        main(["-q", "evaluate", str(pred_path), str(ref_path), "--mask", str(mask_path), "-o", str(tmp_path / "m.csv")])
+        == 0
+    )
     with open(tmp_path / "m.csv") as handle:
         assert [row["mode"] for row in csv.DictReader(handle)] == ["masked"]
     capsys.readouterr()

@@ -71,7 +71,9 @@ def test_resample_onto_grid_identity_shift_and_nearest():
     moved = resample_onto_grid(image, data.shape, affine, sitk.TranslationTransform(3, (1.0, 0.0, 0.0)), fill=-7.0)
     np.testing.assert_allclose(moved[:-1], data[1:], atol=1e-6)
     assert np.all(moved[-1] == -7.0)
-    beyond = resample_onto_grid(image, data.shape, affine, sitk.TranslationTransform(3, (1.0, 0.0, 0.0)), extrapolate=True)
+    beyond = resample_onto_grid(
+        image, data.shape, affine, sitk.TranslationTransform(3, (1.0, 0.0, 0.0)), extrapolate=True
+    )
     np.testing.assert_array_equal(beyond[-1], data[-1])
     labels = sitk_from_array((data > 0).astype(np.uint8), affine)
     nearest = resample_onto_grid(labels, data.shape, affine, interpolation="nearest")
@@ -89,10 +91,13 @@ def test_smoothed_to_spacing_keeps_the_field_origin_and_axes():
     assert coarse.GetPixelID() == sitk.sitkFloat32
 
 
-@pytest.mark.parametrize("to_stored", [
-    np.array([[-1, 0, 0, 9], [0, 1, 0, 0], [0, 0, -1, 7], [0, 0, 0, 1]], float),  # x and z flipped
-    np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float),  # axes permuted
-])
+@pytest.mark.parametrize(
+    "to_stored",
+    [
+        np.array([[-1, 0, 0, 9], [0, 1, 0, 0], [0, 0, -1, 7], [0, 0, 0, 1]], float),  # x and z flipped
+        np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float),  # axes permuted
+    ],
+)
 def test_canonical_order_is_exact_and_undone(to_stored):
     ras = Volume(np.random.default_rng(2).normal(size=(10, 11, 8)).astype(np.float32), np.diag([1.0, 1.5, 2.0, 1.0]))
     stored_data = ras.data[::-1, :, ::-1] if to_stored[0, 0] < 0 else ras.data.transpose(1, 2, 0)

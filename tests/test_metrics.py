@@ -213,7 +213,9 @@ def test_slice_flicker_by_hand():
     # a constant bias does not flicker
     assert slice_flicker(ref + 0.2, ref) == pytest.approx(0.0, abs=1e-15)
     with pytest.raises(ValueError, match="neighbouring slices"):
-        slice_flicker(pred, ref, np.eye(4, 2, dtype=bool)[:, None, :] & np.array([True, False, False, False])[:, None, None])
+        slice_flicker(
+            pred, ref, np.eye(4, 2, dtype=bool)[:, None, :] & np.array([True, False, False, False])[:, None, None]
+        )
 
 
 def test_z_gradient_ratio_by_hand():
@@ -226,7 +228,9 @@ def test_z_gradient_ratio_by_hand():
     mask = np.ones(ref.shape, bool)
     mask[3, 0, 0] = False  # drops the pair (2, 3) of the first column: error energy still 0.1, reference 1 + 20
     assert z_gradient_ratio(pred, ref, mask) == pytest.approx(0.1 / 21, rel=1e-12)
-    assert z_gradient_ratio(np.swapaxes(pred, 0, 2), np.swapaxes(ref, 0, 2), axis=2) == pytest.approx(0.1 / 25, rel=1e-12)
+    assert z_gradient_ratio(np.swapaxes(pred, 0, 2), np.swapaxes(ref, 0, 2), axis=2) == pytest.approx(
+        0.1 / 25, rel=1e-12
+    )
     assert z_gradient_ratio(ref + 0.3, ref) == pytest.approx(0.0, abs=1e-15)
     with pytest.raises(ValueError, match="undefined"):
         z_gradient_ratio(pred, np.ones_like(ref))

@@ -54,7 +54,11 @@ def test_input_size_must_fit_the_downsampling():
 def test_denoiser_wrapper_concatenates_xt_then_ct():
     net = tiny_network()
     g = torch.Generator().manual_seed(3)
-    x_t, y, style = torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 16, 16, generator=g), torch.randn(2, 3, 128, generator=g)
+    x_t, y, style = (
+        torch.randn(2, 3, 16, 16, generator=g),
+        torch.randn(2, 3, 16, 16, generator=g),
+        torch.randn(2, 3, 128, generator=g),
+    )
     t = torch.tensor([3, 900])
     denoise = network_denoiser(net)
     with torch.no_grad():
@@ -72,7 +76,9 @@ def test_config_round_trips_through_json():
 
 
 def test_attention_levels_add_transformer_blocks():
-    cfg = UNetConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, head_channels=16, norm_groups=8, attention_levels=(1,))
+    cfg = UNetConfig(
+        base_channels=16, channel_mult=(1, 2), num_res_blocks=1, head_channels=16, norm_groups=8, attention_levels=(1,)
+    )
     plain = UNetConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, head_channels=16, norm_groups=8)
     assert count_parameters(UNet(cfg)) > count_parameters(UNet(plain))
     out = UNet(cfg)(torch.randn(1, 6, 16, 16), torch.tensor([5]), torch.randn(1, 3, 128))
@@ -111,8 +117,11 @@ def _hooked_flops(config, height, width):
         elif isinstance(module, Attention):
             module.register_forward_hook(attention, with_kwargs=True)
     with torch.no_grad():
-        net(torch.zeros(1, config.in_channels, height, width), torch.zeros(1, dtype=torch.long),
-            torch.zeros(1, config.style_tokens, config.style_dim))
+        net(
+            torch.zeros(1, config.in_channels, height, width),
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(1, config.style_tokens, config.style_dim),
+        )
     return total
 
 
@@ -146,4 +155,6 @@ def test_dropping_self_attention_drops_exactly_its_parameters():
     assert not any("self_attn" in name for name in local.state_dict())
     config = replace(PRESETS["demo"], self_attention=False)
     assert UNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert UNetConfig.from_dict({k: v for k, v in PRESETS["demo"].to_dict().items() if k != "self_attention"}).self_attention
+    assert UNetConfig.from_dict(
+        {k: v for k, v in PRESETS["demo"].to_dict().items() if k != "self_attention"}
+    ).self_attention

@@ -12,7 +12,9 @@ def test_every_public_name_resolves():
 
 def test_importing_the_cli_does_not_import_torch():
     code = "import sys, ct2mri_cli.cli.app; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -21,7 +23,19 @@ def test_importing_the_cli_does_not_import_torch():
 # a scan, of training or of the command line.  Preprocessing shares its layer with style and
 # evaluation: a training pair is written with its MRI's style key and a QC picture.
 LAYERS = [
-    {"__init__", "errors", "reporting", "settings", "device", "io", "batch", "bundled", "launcher", "shards", "threads"},
+    {
+        "__init__",
+        "errors",
+        "reporting",
+        "settings",
+        "device",
+        "io",
+        "batch",
+        "bundled",
+        "launcher",
+        "shards",
+        "threads",
+    },
     {"diffusion", "network"},
     {"preprocessing", "style", "evaluation"},
     {"weights", "data"},

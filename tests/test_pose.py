@@ -5,7 +5,6 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 import pytest
-
 import SimpleITK as sitk
 
 from benchmarks.bench_pose import rotation_ras
@@ -22,7 +21,9 @@ from ct2mri_cli.preprocessing.geometry import (
 from ct2mri_cli.preprocessing.pose import TEMPLATE_BRAIN, estimate_pose
 
 
-def turned(array: np.ndarray, affine: np.ndarray, rotation: np.ndarray, fill: float, nearest: bool = False) -> np.ndarray:
+def turned(
+    array: np.ndarray, affine: np.ndarray, rotation: np.ndarray, fill: float, nearest: bool = False
+) -> np.ndarray:
     """The volume with its content turned by ``rotation`` (RAS) about the grid's centre, on the same grid."""
     image = sitk_from_array(array.astype(np.float32), affine)
     centre = affine[:3, :3] @ ((np.asarray(array.shape) - 1) / 2.0) + affine[:3, 3]
@@ -119,11 +120,17 @@ def test_a_turned_synthetic_head_translates_like_the_upright_one():
     from ct2mri_cli.weights import load_weights
 
     bundle = load_weights(default_weights())
-    translator = Translator(bundle, torch.device("cpu"), dataclasses.replace(bundle.sampling, steps=3, mode="coprediction"))
+    translator = Translator(
+        bundle, torch.device("cpu"), dataclasses.replace(bundle.sampling, steps=3, mode="coprediction")
+    )
     scores = []
     for turn in (None, rotation_ras(18.0, 4.0)):
         pair = generate_pair("mni", 4242, spacing_mm=2.0, turn=turn)
-        scores.append(score(translator, pair.ct.astype(np.float32), pair.t1.astype(np.float32), pair.mask.astype(bool), pair.affine))
+        scores.append(
+            score(
+                translator, pair.ct.astype(np.float32), pair.t1.astype(np.float32), pair.mask.astype(bool), pair.affine
+            )
+        )
     (psnr_upright, ssim_upright, pose_upright), (psnr_turned, ssim_turned, pose_turned) = scores
     assert pose_turned["pitch"] - pose_upright["pitch"] == pytest.approx(18.0, abs=1.5)
     assert abs(psnr_turned - psnr_upright) <= 0.5, (psnr_upright, psnr_turned)

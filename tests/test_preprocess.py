@@ -12,13 +12,12 @@ import SimpleITK as sitk
 import torch
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.io.cases import case_name
-from ct2mri_cli.io.volumes import Volume
 from ct2mri_cli.diffusion.bridge import BridgeConfig
 from ct2mri_cli.inference.translator import Translator
-from ct2mri_cli.io.volumes import read_volume
-from ct2mri_cli.preprocessing.geometry import GridRecord, apply_model_grid, from_model_grid
+from ct2mri_cli.io.cases import case_name
+from ct2mri_cli.io.volumes import Volume, read_volume
 from ct2mri_cli.preprocessing.config import PreprocessConfig
+from ct2mri_cli.preprocessing.geometry import GridRecord, apply_model_grid, from_model_grid
 from ct2mri_cli.preprocessing.pairs import load_case, pairs_from_csv, read_manifest
 from ct2mri_cli.preprocessing.registration import transform_from_dict
 from ct2mri_cli.settings import SamplingConfig
@@ -48,7 +47,9 @@ def phantom_pair(tmp_path_factory):
     affine = phantom.affine.copy()
     affine[:3, 0] *= -1
     affine[:3, 1] *= -1
-    affine[:3, 3] = phantom.affine[:3, :3] @ [phantom.hu.shape[0] - 1, phantom.hu.shape[1] - 1, 0] + phantom.affine[:3, 3]
+    affine[:3, 3] = (
+        phantom.affine[:3, :3] @ [phantom.hu.shape[0] - 1, phantom.hu.shape[1] - 1, 0] + phantom.affine[:3, 3]
+    )
     ct_path = save(folder / "case1.nii.gz", np.rint(lps), affine, np.int16)
     mri_affine = np.diag([2.5, 2.5, 2.5, 1.0])
     mri_affine[:3, 3] = phantom.affine[:3, 3] + 4.0
@@ -68,7 +69,9 @@ def one_line_error(capsys) -> str:
 def test_single_pair_writes_a_model_ready_case(phantom_pair, tmp_path, capsys):
     ct_path, mri_path, truth, ct_affine = phantom_pair
     out = tmp_path / "out"
-    assert main(["preprocess", "--ct", str(ct_path), "--mri", str(mri_path), "-o", str(out), "--no-register", *FAST]) == 0
+    assert (
+        main(["preprocess", "--ct", str(ct_path), "--mri", str(mri_path), "-o", str(out), "--no-register", *FAST]) == 0
+    )
     assert "preprocessed 1 case(s), 0 failed" in capsys.readouterr().err
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -77,8 +80,13 @@ def test_single_pair_writes_a_model_ready_case(phantom_pair, tmp_path, capsys):
     (entry,) = manifest["cases"]
     assert entry["case"] == "case1" and entry["registration_metric"] is None and entry["registration"] == "none"
     assert entry["head_pose"] is None  # --frame native
-    for key, name in (("ct", "ct.nii.gz"), ("mri", "mri.nii.gz"), ("mask", "mask.nii.gz"),
-                      ("style_key", "style_key.safetensors"), ("qc", "qc.png")):
+    for key, name in (
+        ("ct", "ct.nii.gz"),
+        ("mri", "mri.nii.gz"),
+        ("mask", "mask.nii.gz"),
+        ("style_key", "style_key.safetensors"),
+        ("qc", "qc.png"),
+    ):
         assert entry[key] == f"case1/{name}" and (out / entry[key]).is_file()
     assert sorted(p.name for p in out.iterdir()) == ["case1", "manifest.json"]
     assert entry["spacing_mm"] == 3.0
@@ -162,7 +170,9 @@ def test_batch_folders_are_matched_by_case_name(phantom_pair, tmp_path, capsys):
     (mri_dir / "sub01.nii.gz").symlink_to(mri_path)
     (mri_dir / "sub03.nii").write_bytes(b"")
     out = tmp_path / "out"
-    code = main(["preprocess", "--ct-dir", str(ct_dir), "--mri-dir", str(mri_dir), "-o", str(out), "--no-register", *FAST])
+    code = main(
+        ["preprocess", "--ct-dir", str(ct_dir), "--mri-dir", str(mri_dir), "-o", str(out), "--no-register", *FAST]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "failed sub02: " in err and "no MRI named sub02" in err
@@ -199,7 +209,10 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
         "not-nifti": (folder / "notes.nii.gz", "not a readable NIfTI"),
         "not-image": (folder / "notes.txt", "not a readable image"),
         "2d": (save(folder / "flat2d.nii.gz", np.ones((8, 8)) * np.arange(8), eye), "2D image"),
-        "4d": (save(folder / "four.nii.gz", np.random.default_rng(2).normal(size=(8, 8, 8, 2)), eye), "holds 2 volumes"),
+        "4d": (
+            save(folder / "four.nii.gz", np.random.default_rng(2).normal(size=(8, 8, 8, 2)), eye),
+            "holds 2 volumes",
+        ),
         "empty": (save(folder / "empty.nii.gz", np.zeros((0, 8, 8)), eye), "empty"),
         "constant": (save(folder / "const.nii.gz", np.full((8, 8, 8), 3.0), eye), "constant"),
         "nan": (save(folder / "nan.nii.gz", nan, eye), "NaN or Inf"),
@@ -213,7 +226,8 @@ BAD_KINDS = ["missing", "not-nifti", "not-image", "2d", "4d", "empty", "constant
 
 
 @pytest.mark.parametrize(
-    "kind,role", [(k, r) for k in BAD_KINDS for r in ("ct", "mri") if (k, r) != ("mri-as-ct", "mri")]  # a T1 is a valid MRI
+    "kind,role",
+    [(k, r) for k in BAD_KINDS for r in ("ct", "mri") if (k, r) != ("mri-as-ct", "mri")],  # a T1 is a valid MRI
 )
 def test_bad_inputs_fail_with_one_line_naming_the_file(phantom_pair, tmp_path, capsys, kind, role):
     ct_path, mri_path, _, _ = phantom_pair
@@ -241,7 +255,10 @@ def test_usage_errors(tmp_path, capsys):
     assert "give exactly one input" in one_line_error(capsys)
     assert main(["preprocess", "--ct", "a", "--csv", "b", "-o", str(tmp_path / "o")]) == 1
     assert "give exactly one input" in one_line_error(capsys)
-    assert main(["preprocess", "--ct", "a.nii", "--mri", "b.nii", "-o", str(tmp_path / "o"), "--ct-window", "80", "0"]) == 1
+    assert (
+        main(["preprocess", "--ct", "a.nii", "--mri", "b.nii", "-o", str(tmp_path / "o"), "--ct-window", "80", "0"])
+        == 1
+    )
     assert "--ct-window" in one_line_error(capsys)
     table = tmp_path / "t.csv"
     table.write_text("name,ct,mri\nx,a,b\n")
@@ -263,7 +280,11 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     mri_affine[:3, 3] = [-120.0, -120.0, -95.0]
     grid = Volume(np.zeros((160, 160, 120), np.float32), mri_affine)  # covers the whole brain
     # the MRI shows at p what the CT shows at motion(p): registration must find `motion`
-    mri_path = save(tmp_path / "pseudo_t1.nii.gz", t1_from_hu(resample_to_reference(head_ct, grid, motion, fill=-1000.0)), mri_affine)
+    mri_path = save(
+        tmp_path / "pseudo_t1.nii.gz",
+        t1_from_hu(resample_to_reference(head_ct, grid, motion, fill=-1000.0)),
+        mri_affine,
+    )
     out = tmp_path / "out"
     assert main(["preprocess", "--ct", str(INVESALIUS_CT), "--mri", str(mri_path), "-o", str(out)]) == 0
     capsys.readouterr()
@@ -273,7 +294,9 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     assert 1000.0 <= entry["brain_ml"] <= 1700.0
     assert np.isfinite(entry["registration_metric"]) and entry["registration_metric"] < -0.5
     found = transform_from_dict(entry["registration_transform"])
-    points_mri = np.array([motion.GetInverse().TransformPoint([float(v) for v in p * [-1, -1, 1]]) for p in brain_ct[::50]]) * [-1, -1, 1]
+    points_mri = np.array(
+        [motion.GetInverse().TransformPoint([float(v) for v in p * [-1, -1, 1]]) for p in brain_ct[::50]]
+    ) * [-1, -1, 1]
     error = mean_displacement_mm(found, motion, points_mri)
     assert error < 1.0, f"registration error {error:.2f} mm"
 
@@ -299,8 +322,9 @@ def test_real_head_ct_through_preprocess(head_ct, head_ct_mask, tmp_path, capsys
     # same model slices from the same CT
     recorded = PreprocessConfig.from_dict(read_manifest(out)["preprocess"])
     assert recorded.frame == "canonical"
-    bundle = ModelBundle(network=tiny_network(), bridge=BridgeConfig(), preprocess=recorded,
-                         default_style_key=torch.rand(3, 128))
+    bundle = ModelBundle(
+        network=tiny_network(), bridge=BridgeConfig(), preprocess=recorded, default_style_key=torch.rand(3, 128)
+    )
     translator = Translator(bundle, torch.device("cpu"), SamplingConfig(steps=2, corrections=0, mode="coprediction"))
     translation = translator.translate(read_volume(INVESALIUS_CT), bundle.default_style_key)
     assert translation.record.to_dict() == entry["grid"]

@@ -111,8 +111,6 @@ def test_write_png_round_trip_and_atomicity(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "qc.png"]
 
 
-
-
 def test_labelled_montage_names_columns_and_planes():
     rng = np.random.default_rng(0)
     z, h, w = 30, 48, 40
@@ -145,7 +143,12 @@ def test_labelled_montage_names_columns_and_planes():
 def test_montages_are_deterministic(tmp_path):
     rng = np.random.default_rng(2)
     a, b = rng.random((12, 20, 18)), rng.random((12, 20, 18))
-    kwargs = {"titles": ("CT", "T1", "BOARD"), "min_side": 200, "caption": "NATIVE AXES", "trust": rng.random((12, 20, 18))}
+    kwargs = {
+        "titles": ("CT", "T1", "BOARD"),
+        "min_side": 200,
+        "caption": "NATIVE AXES",
+        "trust": rng.random((12, 20, 18)),
+    }
     write_png(pair_montage(a, b, **kwargs), tmp_path / "one.png")
     write_png(pair_montage(a, b, **kwargs), tmp_path / "two.png")
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
@@ -167,7 +170,9 @@ def test_trust_map_gets_a_coloured_column_and_a_colour_bar():
     assert out.shape[0] == without.shape[0] and out.shape[1] > 4 * max(h, w) * factor + 3 * gap
     for column in range(3):  # the first three columns are as they were
         x0 = column * (w * factor + gap)
-        np.testing.assert_array_equal(out[: h * factor, x0 : x0 + w * factor], without[: h * factor, x0 : x0 + w * factor])
+        np.testing.assert_array_equal(
+            out[: h * factor, x0 : x0 + w * factor], without[: h * factor, x0 : x0 + w * factor]
+        )
     x0 = 3 * (w * factor + gap)
     panel = out[: h * factor, x0 : x0 + w * factor].astype(float)
     centre = mask_centre(mask)

@@ -15,7 +15,9 @@ from tests.helpers import mean_displacement_mm, resample_to_reference, transform
 def block_mean(data: np.ndarray, factor: int = 2) -> np.ndarray:
     shape = [n // factor * factor for n in data.shape]
     trimmed = data[: shape[0], : shape[1], : shape[2]]
-    return trimmed.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor).mean(axis=(1, 3, 5))
+    return trimmed.reshape(shape[0] // factor, factor, shape[1] // factor, factor, shape[2] // factor, factor).mean(
+        axis=(1, 3, 5)
+    )
 
 
 def downsample(volume: Volume, factor: int = 2) -> Volume:
@@ -29,7 +31,12 @@ def synthetic_ct(t1: Volume, brain: np.ndarray, seed: int = 0) -> np.ndarray:
     """HU from a T1 head: CSF 8, grey ~40, white ~27 (non-monotonic in T1), skull, scalp, air."""
     data = t1.data
     head_image = sitk.BinaryFillhole(
-        sitk.Equal(sitk.RelabelComponent(sitk.ConnectedComponent(sitk_from_array((data > 15).astype(np.uint8), t1.affine)), sortByObjectSize=True), 1)
+        sitk.Equal(
+            sitk.RelabelComponent(
+                sitk.ConnectedComponent(sitk_from_array((data > 15).astype(np.uint8), t1.affine)), sortByObjectSize=True
+            ),
+            1,
+        )
     )
     head = array_from_sitk(head_image).astype(bool)
     hu = np.full(data.shape, -1000.0)

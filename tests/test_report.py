@@ -30,8 +30,12 @@ from tests.browser import browser_missing, headless_chromium
 SHAPE = (30, 34, 26)  # RAS voxels, 2 mm
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 BRAIN_Z = (6, 20)
-PASSING = {"hu_scale": ("HU", "HU: tissue inside the head at -100..150"), "slice_thickness": (2.0, "<= 3 mm"),
-           "brain_volume": (1310.5, "900-2100 mL"), "coverage": (0.0, "brain section at the scan's ends <= 0.15")}
+PASSING = {
+    "hu_scale": ("HU", "HU: tissue inside the head at -100..150"),
+    "slice_thickness": (2.0, "<= 3 mm"),
+    "brain_volume": (1310.5, "900-2100 mL"),
+    "coverage": (0.0, "brain section at the scan's ends <= 0.15"),
+}
 
 
 def _brain() -> np.ndarray:
@@ -47,7 +51,11 @@ def _volumes(folder: Path, case: str, trust: bool) -> tuple[Path, Path, Path | N
     ct = np.full(SHAPE, -1000.0, dtype=np.float32)
     ct[brain] = (10.0 + 60.0 * rising)[brain]
     t1 = np.where(brain, 0.2 + 0.7 * rising, 0.0).astype(np.float32)
-    paths = (folder.parent / "cases" / f"{case}.nii.gz", folder / f"{case}_synT1.nii.gz", folder / f"{case}_trust.nii.gz")
+    paths = (
+        folder.parent / "cases" / f"{case}.nii.gz",
+        folder / f"{case}_synT1.nii.gz",
+        folder / f"{case}_trust.nii.gz",
+    )
     paths[0].parent.mkdir(exist_ok=True)
     nib.save(nib.Nifti1Image(ct.astype(np.int16), AFFINE), str(paths[0]))
     nib.save(nib.Nifti1Image(t1, AFFINE), str(paths[1]))
@@ -60,8 +68,12 @@ def _volumes(folder: Path, case: str, trust: bool) -> tuple[Path, Path, Path | N
 def _sidecar(ct: Path, output: Path, checks: list[Check], trust_map: Path | None) -> dict:
     """A sidecar with the fields ``translate`` writes that the report reads."""
     sidecar = {
-        "synthetic": True, "not_for_diagnosis": True, "input": str(ct), "output": str(output),
-        "style_source": "model default", "style_distance_to_default": 0.0123,
+        "synthetic": True,
+        "not_for_diagnosis": True,
+        "input": str(ct),
+        "output": str(output),
+        "style_source": "model default",
+        "style_distance_to_default": 0.0123,
         "sampler": {"mode": "coprediction", "steps": 5},
         "checks": [c.to_dict() for c in checks],
         "head_pose": {"pitch": 1.61, "roll": -4.27, "yaw": -1.25, "translation_mm": [0, 0, 0], "scale": 1.0},
@@ -74,8 +86,15 @@ def _sidecar(ct: Path, output: Path, checks: list[Check], trust_map: Path | None
 
 def _line(case: str, ct: Path, output: Path, state: str, checks=None, seconds=None, error=None) -> dict:
     """One status line, with the keys ``translate`` writes."""
-    return {"case": case, "input": str(ct), "output": str(output), "state": state, "checks": checks,
-            "seconds": seconds, "error": error}
+    return {
+        "case": case,
+        "input": str(ct),
+        "output": str(output),
+        "state": state,
+        "checks": checks,
+        "seconds": seconds,
+        "error": error,
+    }
 
 
 def _png(path: Path, value: int) -> None:
@@ -93,14 +112,25 @@ def outdir(tmp_path_factory) -> Path:
     specs = {"a_ok": (1, "done", [], True), "b_warn": (2, "done", [warned], False), "d_ok": (2, "done", [], False)}
     for case, (shard, state, extra, trust) in specs.items():
         ct, output, trust_map = _volumes(folder, case, trust)
-        checks = [Check(name, value, threshold, "pass") for name, (value, threshold) in PASSING.items()
-                  if name not in {c.name for c in extra}] + extra
+        checks = [
+            Check(name, value, threshold, "pass")
+            for name, (value, threshold) in PASSING.items()
+            if name not in {c.name for c in extra}
+        ] + extra
         (folder / f"{case}_synT1.json").write_text(json.dumps(_sidecar(ct, output, checks, trust_map), indent=2))
         _png(folder / f"{case}_qc.png", 90)
         shards[shard].record(_line(case, ct, output, state, [c.name for c in extra], 3.456))
     cases = folder.parent / "cases"
-    shards[1].record(_line("c_fail", cases / "c_fail.nii.gz", folder / "c_fail_synT1.nii.gz", "failed", [],
-                           error="c_fail.nii.gz: intensities are not Hounsfield units"))
+    shards[1].record(
+        _line(
+            "c_fail",
+            cases / "c_fail.nii.gz",
+            folder / "c_fail_synT1.nii.gz",
+            "failed",
+            [],
+            error="c_fail.nii.gz: intensities are not Hounsfield units",
+        )
+    )
     shards[1].record(_line("e_wait", cases / "e_wait.nii.gz", folder / "e_wait_synT1.nii.gz", "pending"))
     old = StatusFile(folder, Shard(0, 1))
     old.record(_line("d_ok", cases / "d_ok.nii.gz", folder / "d_ok_synT1.nii.gz", "pending"))
@@ -123,7 +153,12 @@ def test_collect_reads_states_checks_and_sidecars(outdir):
     by_case = {c.case: c for c in cohort.cases}
     assert list(by_case) == ["a_ok", "b_warn", "c_fail", "d_ok", "e_wait"]
     assert {c.case: c.category for c in cohort.cases} == {
-        "a_ok": "done", "b_warn": "warning", "c_fail": "failed", "d_ok": "done", "e_wait": "pending"}
+        "a_ok": "done",
+        "b_warn": "warning",
+        "c_fail": "failed",
+        "d_ok": "done",
+        "e_wait": "pending",
+    }
     assert cohort.counts == {"cases": 5, "done": 3, "warnings": 1, "failed": 1, "pending": 1}
     assert by_case["d_ok"].shard == "2-of-2"  # done in the new split beats pending in the old one
     assert cohort.missing_shards == []
@@ -151,8 +186,9 @@ def test_a_moved_folder_is_read_by_file_names(outdir, tmp_path):
 
 
 def test_a_finished_case_whose_files_are_gone_keeps_its_status(tmp_path):
-    StatusFile(tmp_path, Shard()).record(_line("gone", tmp_path / "gone.nii.gz", tmp_path / "gone_synT1.nii.gz", "done",
-                                               ["coverage"], 2.0))
+    StatusFile(tmp_path, Shard()).record(
+        _line("gone", tmp_path / "gone.nii.gz", tmp_path / "gone_synT1.nii.gz", "done", ["coverage"], 2.0)
+    )
     record = collect(tmp_path).cases[0]
     assert record.category == "warning" and record.flagged == ["coverage"] and record.seconds == 2.0
     assert any("not found" in note for note in record.notes)
@@ -169,7 +205,11 @@ def test_the_page_holds_every_case_its_images_and_nothing_from_outside(outdir, t
     entries = {c["case"]: c for c in data["cases"]}
     assert [c["case"] for c in data["cases"]] == ["a_ok", "b_warn", "c_fail", "d_ok", "e_wait"]
     assert entries["b_warn"]["checks"]["slice_thickness"] == {
-        "value": 4.5, "threshold": "<= 3 mm", "verdict": "warning", "message": "thick slices"}
+        "value": 4.5,
+        "threshold": "<= 3 mm",
+        "verdict": "warning",
+        "message": "thick slices",
+    }
     assert set(entries["a_ok"]["views"]) == {"ct", "t1", "trust"} and set(entries["d_ok"]["views"]) == {"ct", "t1"}
     assert entries["c_fail"]["views"] == {} and entries["a_ok"]["qc"] is True
     mime, png = _block(html, "img-0-qc")
@@ -179,9 +219,13 @@ def test_the_page_holds_every_case_its_images_and_nothing_from_outside(outdir, t
     assert meta["count"] == min(SHAPE[2], BRAIN_Z[1] + margin) - max(0, BRAIN_Z[0] - margin)
     mime, webp = _block(html, "img-0-t1")
     sheet = np.asarray(Image.open(io.BytesIO(webp)).convert("L"), dtype=np.float32)
-    means = [sheet[(k // meta["columns"]) * meta["cell_h"]:][:meta["height"],
-                   (k % meta["columns"]) * meta["cell_w"]:][:, :meta["width"]].mean() for k in range(meta["count"])]
-    inside = means[BRAIN_Z[0] - max(0, BRAIN_Z[0] - margin):][:BRAIN_Z[1] - BRAIN_Z[0]]
+    means = [
+        sheet[(k // meta["columns"]) * meta["cell_h"] :][: meta["height"], (k % meta["columns"]) * meta["cell_w"] :][
+            :, : meta["width"]
+        ].mean()
+        for k in range(meta["count"])
+    ]
+    inside = means[BRAIN_Z[0] - max(0, BRAIN_Z[0] - margin) :][: BRAIN_Z[1] - BRAIN_Z[0]]
     assert np.all(np.diff(inside) > 0) and means[0] < 10  # slice k is slice k: brighter upwards, empty below
 
 
@@ -233,10 +277,13 @@ def test_cli_writes_refuses_to_replace_and_names_bad_folders(outdir, tmp_path, c
     finally:
         target.unlink(missing_ok=True)
     capsys.readouterr()
-    for args, message in (([str(tmp_path)], "no status files"), ([str(tmp_path / "none")], "no such folder"),
-                          ([str(outdir), "-o", str(tmp_path / "r.txt")], "name it .html"),
-                          ([str(outdir), "-o", str(tmp_path / "r.html"), "--slice-size", "4"], "from 16 to 512 pixels"),
-                          ([str(outdir), "-o", str(tmp_path / "r.html"), "--ratings", str(tmp_path / "no.csv")], "no such file")):
+    for args, message in (
+        ([str(tmp_path)], "no status files"),
+        ([str(tmp_path / "none")], "no such folder"),
+        ([str(outdir), "-o", str(tmp_path / "r.txt")], "name it .html"),
+        ([str(outdir), "-o", str(tmp_path / "r.html"), "--slice-size", "4"], "from 16 to 512 pixels"),
+        ([str(outdir), "-o", str(tmp_path / "r.html"), "--ratings", str(tmp_path / "no.csv")], "no such file"),
+    ):
         assert main(["-q", "report", *args]) == 1, args
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
@@ -249,7 +296,7 @@ def test_a_broken_status_file_is_one_line(tmp_path, capsys):
     assert "line 1 is not a status entry" in capsys.readouterr().err
 
 
-def _wait(condition, what: str, seconds: float = 10.0):  # noqa: ANN001, ANN202
+def _wait(condition, what: str, seconds: float = 10.0):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         value = condition()
@@ -273,7 +320,7 @@ def test_the_page_in_a_browser(outdir, tmp_path):
     try:
         driver.get(page.as_uri())
         _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "the page's script")
-        rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#cases tbody tr.row")  # noqa: E731
+        rows = lambda: driver.find_elements(By.CSS_SELECTOR, "#cases tbody tr.row")
         assert [r.get_attribute("data-case") for r in rows()] == ["a_ok", "b_warn", "c_fail", "d_ok", "e_wait"]
         assert driver.find_element(By.CSS_SELECTOR, '[data-count="warning"] b').text == "1"
 
@@ -294,15 +341,22 @@ def test_the_page_in_a_browser(outdir, tmp_path):
         with saved[0].open(newline="") as handle:
             table = list(csv.reader(handle))
         assert table[0] == ["case", "rating", "note"]
-        assert {r[0]: r[1:] for r in table[1:]} == {"a_ok": ["pass", ""], "b_warn": ["fail", 'thick, "re-scan"'],
-                                                     "c_fail": ["", ""], "d_ok": ["", ""], "e_wait": ["", ""]}
+        assert {r[0]: r[1:] for r in table[1:]} == {
+            "a_ok": ["pass", ""],
+            "b_warn": ["fail", 'thick, "re-scan"'],
+            "c_fail": ["", ""],
+            "d_ok": ["", ""],
+            "e_wait": ["", ""],
+        }
 
         driver.find_element(By.XPATH, "//button[@class='case-name' and text()='a_ok']").click()
         viewer = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, '.viewer[data-case="a_ok"]'), "the viewer")[0]
         canvases = viewer.find_elements(By.TAG_NAME, "canvas")
         assert [c.get_attribute("data-role") for c in canvases] == ["ct", "t1", "trust"]
-        shown = lambda: [(c.get_attribute("data-slice"), driver.execute_script("return arguments[0].toDataURL()", c))  # noqa: E731
-                         for c in canvases]
+        shown = lambda: [
+            (c.get_attribute("data-slice"), driver.execute_script("return arguments[0].toDataURL()", c))
+            for c in canvases
+        ]
         before = _wait(lambda: all(s for s, _ in shown()) and shown(), "the first slices")
         viewer.find_element(By.CSS_SELECTOR, "input[type=range]").send_keys(Keys.ARROW_RIGHT * 3)
         after = _wait(lambda: all(s != b[0] for (s, _), b in zip(shown(), before)) and shown(), "every picture to move")
@@ -313,14 +367,19 @@ def test_the_page_in_a_browser(outdir, tmp_path):
         loaded.write_text('case,rating,note\r\nd_ok,check,"seen, twice"\r\n')
         driver.find_element(By.ID, "load-ratings").send_keys(str(loaded))
         d_ok = 'tr.row[data-case="d_ok"] button[data-rating="check"]'
-        _wait(lambda: driver.find_element(By.CSS_SELECTOR, d_ok).get_attribute("aria-pressed") == "true", "loaded ratings")
+        _wait(
+            lambda: driver.find_element(By.CSS_SELECTOR, d_ok).get_attribute("aria-pressed") == "true", "loaded ratings"
+        )
 
         driver.refresh()
         _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "the page's script")
         kept = driver.find_element(By.CSS_SELECTOR, 'tr.row[data-case="b_warn"]')
         assert kept.find_element(By.CSS_SELECTOR, 'button[data-rating="fail"]').get_attribute("aria-pressed") == "true"
         assert kept.find_element(By.CSS_SELECTOR, "input.note").get_attribute("value") == 'thick, "re-scan"'
-        assert driver.find_element(By.CSS_SELECTOR, 'tr.row[data-case="d_ok"] input.note').get_attribute("value") == "seen, twice"
+        assert (
+            driver.find_element(By.CSS_SELECTOR, 'tr.row[data-case="d_ok"] input.note').get_attribute("value")
+            == "seen, twice"
+        )
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:

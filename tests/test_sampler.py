@@ -36,7 +36,9 @@ def test_oracle_denoiser_recovers_x0(mode, steps, z):
 
 def test_oracle_with_paper_correction_norm():
     x0, ct = _pair(5)
-    out = sample_volume(_oracle(0.7, 0.1), ct, STYLE, steps=10, corrections=2, step_size=0.5, mode="ista", correction_norm="paper")
+    out = sample_volume(
+        _oracle(0.7, 0.1), ct, STYLE, steps=10, corrections=2, step_size=0.5, mode="ista", correction_norm="paper"
+    )
     assert (out - x0).abs().max().item() < 1e-5
 
 
@@ -64,7 +66,9 @@ def test_coprediction_and_ista_smooth_interslice_disagreement():
     x0, ct = _pair(24, seed=3)
     den = _positional_error_denoiser(ct, x0)
     jumps = {
-        mode: _neighbour_error_jump(sample_volume(den, ct, STYLE, steps=10, corrections=1, step_size=0.5, mode=mode), x0)
+        mode: _neighbour_error_jump(
+            sample_volume(den, ct, STYLE, steps=10, corrections=1, step_size=0.5, mode=mode), x0
+        )
         for mode in ("independent", "coprediction", "ista")
     }
     assert jumps["coprediction"] < 0.6 * jumps["independent"]
@@ -98,8 +102,17 @@ def test_window_count_and_batch_size(mode, corrections):
         return oracle(x_t, y, t, style)
 
     progress = []
-    sample_volume(counting, ct, STYLE, steps=steps, corrections=corrections, step_size=0.5, mode=mode, batch_size=batch,
-                  progress=lambda done, total: progress.append((done, total)))
+    sample_volume(
+        counting,
+        ct,
+        STYLE,
+        steps=steps,
+        corrections=corrections,
+        step_size=0.5,
+        mode=mode,
+        batch_size=batch,
+        progress=lambda done, total: progress.append((done, total)),
+    )
     m = corrections if mode == "ista" else 0
     assert sum(seen) == z * (steps + m * (steps - 1)) == network_evaluations(z, steps, m, mode)
     assert max(seen) <= batch
@@ -150,7 +163,13 @@ _PEAK_RSS_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_steps():
     def peak_kib(steps: int) -> int:
-        out = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(steps)], capture_output=True, encoding="utf-8", errors="replace", check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(steps)],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            check=True,
+        )
         return int(out.stdout.strip().splitlines()[-1])
 
     # Keeping one volume per step would add 100 x 4 MiB; the allocator's run-to-run noise is ~35 MiB.
@@ -170,7 +189,9 @@ def _biased_x0(x_t, y):
     return (y - 0.1) / 0.7 + 0.15 * tanh(3.0 * x_t) + 0.05
 
 
-def _reference_ista(ct: np.ndarray, steps: int, corrections: int, lam: float, norm: str, cap: float = 0.0) -> np.ndarray:
+def _reference_ista(
+    ct: np.ndarray, steps: int, corrections: int, lam: float, norm: str, cap: float = 0.0
+) -> np.ndarray:
     """Co-prediction + correction (paper Eq. 4-6), written from the equations in float64; with
     ``cap`` each correction's move is clipped to cap x 2 (the share of the [-1, 1] range).
 
@@ -212,9 +233,22 @@ def _reference_ista(ct: np.ndarray, steps: int, corrections: int, lam: float, no
 def test_ista_correction_matches_the_equations(norm, lam, steps, corrections):
     g = torch.Generator().manual_seed(11)
     ct = torch.rand(4, 6, 5, generator=g) * 1.2 - 0.6
-    denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)  # noqa: E731
-    out = sample_volume(denoiser, ct, STYLE, steps=steps, corrections=corrections, step_size=lam, mode="ista",
-                        correction_norm=norm, correction_cap=0.0).double().numpy()
+    denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)
+    out = (
+        sample_volume(
+            denoiser,
+            ct,
+            STYLE,
+            steps=steps,
+            corrections=corrections,
+            step_size=lam,
+            mode="ista",
+            correction_norm=norm,
+            correction_cap=0.0,
+        )
+        .double()
+        .numpy()
+    )
     reference = _reference_ista(ct.numpy(), steps, corrections, lam, norm)
     without = _reference_ista(ct.numpy(), steps, 0, lam, norm)
     assert np.abs(reference - without).max() > 5e-5  # the correction is exercised, ten times the tolerance
@@ -227,9 +261,12 @@ def test_the_correction_cap_bounds_every_move(lam):
     range, as an independent implementation of the clipped step says, whatever lambda is."""
     g = torch.Generator().manual_seed(12)
     ct = torch.rand(4, 6, 5, generator=g) * 1.2 - 0.6
-    denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)  # noqa: E731
-    capped = sample_volume(denoiser, ct, STYLE, steps=4, corrections=1, step_size=lam, mode="ista",
-                           correction_norm="paper").double().numpy()  # the default cap
+    denoiser = lambda x_t, y, t, style: x_t - _biased_x0(x_t, y)
+    capped = (
+        sample_volume(denoiser, ct, STYLE, steps=4, corrections=1, step_size=lam, mode="ista", correction_norm="paper")
+        .double()
+        .numpy()
+    )  # the default cap
     reference = _reference_ista(ct.numpy(), 4, 1, lam, "paper", cap=0.02)
     unbounded = _reference_ista(ct.numpy(), 4, 1, lam, "paper")
     assert np.abs(unbounded - reference).max() > 1e-3  # the cap binds (200 times the tolerance)

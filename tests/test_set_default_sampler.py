@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import torch
+from helpers import fast_weights
 from safetensors import safe_open
 
 from ct2mri_cli.weights import load_weights
-from helpers import fast_weights
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "set_default_sampler.py"
 

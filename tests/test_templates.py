@@ -96,7 +96,9 @@ def test_wheel_without_the_template_names_the_missing_member(tmp_path, monkeypat
     monkeypatch.setenv("CT2MRI_NILEARN_WHEEL", str(wheel))
     with pytest.raises(Ct2mriError, match="mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"):
         templates.find_mni_files()
-    assert not (tmp_path / "cache" / templates.MNI_CACHE_SUBDIR / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz").exists()
+    assert not (
+        tmp_path / "cache" / templates.MNI_CACHE_SUBDIR / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
+    ).exists()
 
 
 def test_not_a_zip_is_an_error(tmp_path, monkeypatch, no_installed_nilearn):
@@ -142,7 +144,9 @@ def test_colin27_on_different_grids_is_refused(tmp_path, monkeypatch):
 
 def test_missing_colin27_names_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setenv("CT2MRI_COLIN27_DIR", str(tmp_path))
-    with pytest.raises(Ct2mriError, match="ch2.nii.gz: Colin27 template not found; install the Debian package mricron-data"):
+    with pytest.raises(
+        Ct2mriError, match="ch2.nii.gz: Colin27 template not found; install the Debian package mricron-data"
+    ):
         templates.load_template("colin27")
 
 
@@ -153,7 +157,9 @@ def test_unknown_source():
 
 def test_the_mni_notice_names_the_copyright_holder_and_terms():
     text = templates.mni_license_text()
-    holder = "Copyright (C) 1993-2004 Louis Collins, McConnell Brain Imaging Centre,\n    Montreal Neurological Institute"
+    holder = (
+        "Copyright (C) 1993-2004 Louis Collins, McConnell Brain Imaging Centre,\n    Montreal Neurological Institute"
+    )
     assert holder + ", McGill University." in text
     assert "without fee" in text and "copyright notice" in text and "as is" in text
 
@@ -169,6 +175,7 @@ def test_the_real_templates_load():
     assert mni.shape == (197, 233, 189) and colin.shape == (181, 217, 181)
     assert 0.0 <= mni.gm.min() and mni.gm.max() <= 1.0 and mni.wm.max() > 0.99
     np.testing.assert_allclose(np.diag(mni.affine)[:3], 1.0)
+
     # both live in MNI space: their brain centroids agree within a centimetre
     def centroid(mask, affine):
         return np.argwhere(mask).mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]

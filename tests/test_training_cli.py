@@ -29,20 +29,31 @@ def _fails(capsys, argv, message):
 def test_bad_configurations_fail_before_training(dataset, tmp_path, capsys):
     run = tmp_path / "run"
     _fails(capsys, ["train", str(tmp_path / "missing"), "-o", str(run), *FAST], "data folder not found")
-    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--set", "colour=red"],
-           "unknown training setting 'colour'")
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(run), *FAST, "--set", "colour=red"],
+        "unknown training setting 'colour'",
+    )
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--steps", "0"], "setting steps = 0: must be >= 1")
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--set", "lr=-1"], "setting lr = -1")
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--device", "gpu"], "expected auto, cpu")
-    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(tmp_path / "none.toml")],
-           "configuration file not found")
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(run), *FAST, "--config", str(tmp_path / "none.toml")],
+        "configuration file not found",
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text("stepz = 3\n")
-    _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(bad)],
-           "unknown training setting 'stepz'")
+    _fails(
+        capsys, ["train", str(dataset), "-o", str(run), *FAST, "--config", str(bad)], "unknown training setting 'stepz'"
+    )
     _fails(capsys, ["train", str(dataset), "-o", str(run), *FAST, "--resume"], "nothing to resume")
     (tmp_path / "a_file").write_text("in the way")
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "a_file" / "run"), *FAST], "a file of that name is in the way")
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(tmp_path / "a_file" / "run"), *FAST],
+        "a file of that name is in the way",
+    )
 
     empty = write_dataset(tmp_path / "empty", n_cases=2, empty_masks=True)
     _fails(capsys, ["train", str(empty), "-o", str(run), *FAST], "no training slice holds brain")
@@ -94,14 +105,36 @@ def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
     from ct2mri_cli.weights import load_weights
 
     first = tmp_path / "first"
-    assert main(["-q", "train", str(dataset), "-o", str(first), *FAST, "--steps", "2", "--set", "network.base_channels=8"]) == 0
+    assert (
+        main(["-q", "train", str(dataset), "-o", str(first), *FAST, "--steps", "2", "--set", "network.base_channels=8"])
+        == 0
+    )
     weights = first / "model.safetensors"
     exported = load_weights(weights)
 
     second = tmp_path / "second"
     fast_without_preset = [a for a in FAST if a not in ("--preset", "tiny")]
-    assert main(["-q", "train", str(dataset), "-o", str(second), *fast_without_preset, "--steps", "1",
-                 "--set", "lr=1e-12", "--set", "ema_decay=0", "--init", str(weights)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                str(dataset),
+                "-o",
+                str(second),
+                *fast_without_preset,
+                "--steps",
+                "1",
+                "--set",
+                "lr=1e-12",
+                "--set",
+                "ema_decay=0",
+                "--init",
+                str(weights),
+            ]
+        )
+        == 0
+    )
     saved = json.loads((second / "config.json").read_text())
     assert saved["init"] == str(weights) and saved["preset"] == "tiny" and saved["network"] == {"base_channels": 8}
     resumed = load_weights(second / "model.safetensors")
@@ -111,11 +144,32 @@ def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
         torch.testing.assert_close(resumed.network.state_dict()[name], tensor, atol=1e-6, rtol=0)
     assert resumed.provenance["init"] == {"file": "model.safetensors", "sha256": exported.sha256, "training_steps": 2}
     assert main(["-q", "train", str(dataset), "-o", str(second), "--steps", "2", "--resume"]) == 0
-    assert load_weights(second / "model.safetensors").provenance["init"] == resumed.provenance["init"]  # kept on resuming
+    assert (
+        load_weights(second / "model.safetensors").provenance["init"] == resumed.provenance["init"]
+    )  # kept on resuming
 
     from_scratch = tmp_path / "scratch"
-    assert main(["-q", "train", str(dataset), "-o", str(from_scratch), *FAST, "--steps", "1",
-                 "--set", "network.base_channels=8", "--set", "lr=1e-12", "--set", "ema_decay=0"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                str(dataset),
+                "-o",
+                str(from_scratch),
+                *FAST,
+                "--steps",
+                "1",
+                "--set",
+                "network.base_channels=8",
+                "--set",
+                "lr=1e-12",
+                "--set",
+                "ema_decay=0",
+            ]
+        )
+        == 0
+    )
     scratch = load_weights(from_scratch / "model.safetensors").network.state_dict()
     assert any(not torch.allclose(scratch[n], t, atol=1e-6) for n, t in exported.network.state_dict().items())
 
@@ -124,20 +178,62 @@ def test_init_starts_a_new_run_from_a_weights_file(dataset, tmp_path, capsys):
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["preprocess"]["spacing_mm"] = 3.0
     (other / "manifest.json").write_text(json.dumps(manifest))
-    _fails(capsys, ["train", str(other), "-o", str(tmp_path / "y"), *fast_without_preset, "--steps", "1", "--init", str(weights)],
-           "the weights were trained on data preprocessed otherwise: spacing_mm 2.0 (data: 3.0)")
+    _fails(
+        capsys,
+        ["train", str(other), "-o", str(tmp_path / "y"), *fast_without_preset, "--steps", "1", "--init", str(weights)],
+        "the weights were trained on data preprocessed otherwise: spacing_mm 2.0 (data: 3.0)",
+    )
 
     # --preset names the run's own network, which must then match the file's
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--init", str(weights)],
-           "its network differs from the run's: base_channels 8 (run: ")
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1",
-                    "--init", str(tmp_path / "none.safetensors")], "none.safetensors: no such file")
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--init", str(weights)],
+        "its network differs from the run's: base_channels 8 (run: ",
+    )
+    _fails(
+        capsys,
+        [
+            "train",
+            str(dataset),
+            "-o",
+            str(tmp_path / "x"),
+            *FAST,
+            "--steps",
+            "1",
+            "--init",
+            str(tmp_path / "none.safetensors"),
+        ],
+        "none.safetensors: no such file",
+    )
 
 
 def test_the_logged_learning_rate_follows_the_schedule(dataset, tmp_path):
     run = tmp_path / "run"
-    assert main(["-q", "train", str(dataset), "-o", str(run), *FAST, "--steps", "5", "--set", "log_every=1",
-                 "--set", "lr=1e-3", "--set", "lr_schedule=cosine", "--set", "warmup_steps=2", "--set", "val_every=0"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                str(dataset),
+                "-o",
+                str(run),
+                *FAST,
+                "--steps",
+                "5",
+                "--set",
+                "log_every=1",
+                "--set",
+                "lr=1e-3",
+                "--set",
+                "lr_schedule=cosine",
+                "--set",
+                "warmup_steps=2",
+                "--set",
+                "val_every=0",
+            ]
+        )
+        == 0
+    )
     logged = [r["lr"] for r in read_log(run / "log.jsonl") if r["kind"] == "train"]
     assert logged == pytest.approx([5e-4, 1e-3, 0.75e-3, 0.25e-3, 0.0], abs=1e-12)
 
@@ -148,7 +244,18 @@ def test_random_crops_train_on_part_of_each_slice_and_resume_exactly(dataset, tm
     from ct2mri_cli.training.loop import parameters_digest
     from ct2mri_cli.weights import load_weights
 
-    args = ["-q", "train", str(dataset), *FAST, "--set", "crop=[16,16]", "--set", "val_every=2", "--set", "checkpoint_every=2"]
+    args = [
+        "-q",
+        "train",
+        str(dataset),
+        *FAST,
+        "--set",
+        "crop=[16,16]",
+        "--set",
+        "val_every=2",
+        "--set",
+        "checkpoint_every=2",
+    ]
     assert main([*args, "-o", str(tmp_path / "whole"), "--steps", "4"]) == 0
     assert main([*args, "-o", str(tmp_path / "split"), "--steps", "2"]) == 0
     assert main([*args, "-o", str(tmp_path / "split"), "--steps", "4", "--resume"]) == 0
@@ -159,10 +266,16 @@ def test_random_crops_train_on_part_of_each_slice_and_resume_exactly(dataset, tm
     no_crop = tmp_path / "plain"
     assert main(["-q", "train", str(dataset), *FAST, "-o", str(no_crop), "--steps", "4", "--set", "val_every=2"]) == 0
     assert parameters_digest(load_weights(no_crop / "model.safetensors").network) != parameters_digest(whole.network)
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[9,16]"],
-           "setting crop = [9, 16]: must be [0, 0] (whole slices) or two positive multiples of")
-    _fails(capsys, ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[64,16]"],
-           "larger than the data's 32x32 slices")
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[9,16]"],
+        "setting crop = [9, 16]: must be [0, 0] (whole slices) or two positive multiples of",
+    )
+    _fails(
+        capsys,
+        ["train", str(dataset), "-o", str(tmp_path / "x"), *FAST, "--steps", "1", "--set", "crop=[64,16]"],
+        "larger than the data's 32x32 slices",
+    )
 
 
 def test_memory_mapped_windows_train_like_windows_in_memory(dataset, tmp_path):
@@ -186,7 +299,9 @@ def test_memory_mapped_windows_train_like_windows_in_memory(dataset, tmp_path):
     assert main([*args, "-o", str(tmp_path / "memory")]) == 0
     assert main([*args, "-o", str(tmp_path / "mapped"), "--set", "memory_map=true"]) == 0
     assert (tmp_path / "mapped" / "windows" / "process-0" / "ct.f16").is_file()
-    digests = [parameters_digest(load_weights(tmp_path / run / "model.safetensors").network) for run in ("memory", "mapped")]
+    digests = [
+        parameters_digest(load_weights(tmp_path / run / "model.safetensors").network) for run in ("memory", "mapped")
+    ]
     assert digests[0] == digests[1]
 
 

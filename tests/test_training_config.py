@@ -47,8 +47,9 @@ def test_train_options_override_the_file_and_a_resumed_run_lies_under_all(tmp_pa
     path.write_text('preset = "tiny"\nsteps = 500\nlr = 2e-4\nval_every = 7\n')
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps({"seed": 9, "steps": 3, "lr": 1.0}))
-    c = settings_from_options("data", config_file=path, steps=600, overrides=["steps=700"], no_validation=True,
-                              resumed_config=saved)
+    c = settings_from_options(
+        "data", config_file=path, steps=600, overrides=["steps=700"], no_validation=True, resumed_config=saved
+    )
     assert (c.preset, c.steps, c.lr, c.val_every, c.seed, c.data_dir) == ("tiny", 700, 2e-4, 0, 9, "data")
     assert settings_from_options("data", config_file=path, steps=600).steps == 600
     assert settings_from_options("data", resumed_config=tmp_path / "none.json") == TrainConfig(data_dir="data")

@@ -7,7 +7,6 @@ import torch
 
 from ct2mri_cli.errors import Ct2mriError
 from ct2mri_cli.style.key import style_key
-from ct2mri_cli.training.window_order import WindowOrder
 from ct2mri_cli.training.config import config_from_dict
 from ct2mri_cli.training.data import (
     load_case_volumes,
@@ -15,6 +14,7 @@ from ct2mri_cli.training.data import (
     open_dataset,
     split_subjects,
 )
+from ct2mri_cli.training.window_order import WindowOrder
 from tests.training_helpers import synthetic_case, write_dataset
 
 

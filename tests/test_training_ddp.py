@@ -24,11 +24,35 @@ def test_torchrun_two_cpu_processes(tmp_path, capsys):
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "ct2mri_cli", "train", str(data), "-o", str(run), "--preset", "tiny", "--device", "cpu",
-        "--steps", "3", "--batch-size", "2", "--set", "log_every=1", "--set", "val_every=3", "--set", "val_steps=2",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "ct2mri_cli",
+        "train",
+        str(data),
+        "-o",
+        str(run),
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--set",
+        "log_every=1",
+        "--set",
+        "val_every=3",
+        "--set",
+        "val_steps=2",
     ]
-    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    done = subprocess.run(
+        command, env=env, cwd=tmp_path, capture_output=True, encoding="utf-8", errors="replace", timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "x 2 processes" in done.stderr
     assert done.stderr.count("wrote ") == 1  # only rank 0 reports and writes

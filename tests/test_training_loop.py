@@ -50,8 +50,9 @@ def test_ema_update_by_hand():
 @pytest.mark.slow
 def test_tiny_network_overfits_one_pair(tmp_path):
     data = write_dataset(tmp_path / "one", n_cases=1)
-    config = _config(data, batch_size=4, val_subjects=0, steps=300, lr=2e-3, flip=False, log_every=1,
-                     checkpoint_every=0)
+    config = _config(
+        data, batch_size=4, val_subjects=0, steps=300, lr=2e-3, flip=False, log_every=1, checkpoint_every=0
+    )
     train(config, tmp_path / "run", quiet=True)
     losses = [r["loss"] for r in read_log(tmp_path / "run" / "log.jsonl") if r["kind"] == "train"]
     assert len(losses) == 300
@@ -86,7 +87,11 @@ def test_outputs_export_and_log(dataset, tmp_path):
     run = tmp_path / "run"
     config = _config(dataset, steps=6, log_every=2, checkpoint_every=2, keep_checkpoints=2, val_every=3, seed=4)
     result = train(config, run, quiet=True)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_00000004.pt", "step_00000006.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "last.pt",
+        "step_00000004.pt",
+        "step_00000006.pt",
+    ]
     assert load_config(run / "config.json") == config
 
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -126,11 +131,17 @@ def test_outputs_export_and_log(dataset, tmp_path):
     name = vals[-1]["cases"][0]["case"]
     ct, mri, mask = synthetic_case(int(name[-2:]))
     key = style_key(mri, mask)
-    out = sample_volume(network_denoiser(bundle.network), torch.from_numpy(ct) * 2 - 1, key, steps=3,
-                        corrections=1, step_size=0.5, mode="ista")
+    out = sample_volume(
+        network_denoiser(bundle.network),
+        torch.from_numpy(ct) * 2 - 1,
+        key,
+        steps=3,
+        corrections=1,
+        step_size=0.5,
+        mode="ista",
+    )
     pred = ((out + 1) / 2).clamp(0, 1).numpy()
     assert psnr(pred, mri, mask) == pytest.approx(vals[-1]["psnr"], abs=1e-3)
-
 
 
 def test_middle_slab_is_centred_on_the_brain():
@@ -155,8 +166,15 @@ def test_validation_scores_a_slab_of_the_held_out_case(dataset, tmp_path):
     slab = middle_slab(mask, 4)
     assert case["slices"] == [slab.start, slab.stop] == [4, 8] and val["slices"] == 4
     bundle = load_weights(run / "model.safetensors")
-    out = sample_volume(network_denoiser(bundle.network), torch.from_numpy(ct[slab]) * 2 - 1, style_key(mri, mask),
-                        steps=3, corrections=1, step_size=0.5, mode="ista")
+    out = sample_volume(
+        network_denoiser(bundle.network),
+        torch.from_numpy(ct[slab]) * 2 - 1,
+        style_key(mri, mask),
+        steps=3,
+        corrections=1,
+        step_size=0.5,
+        mode="ista",
+    )
     pred = ((out + 1) / 2).clamp(0, 1).numpy()
     assert psnr(pred, mri[slab], mask[slab]) == pytest.approx(case["psnr"], abs=1e-3)
 

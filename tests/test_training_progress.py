@@ -16,8 +16,16 @@ from ct2mri_cli.training.progress import SIZE_PX, read_records, write_progress_p
 def _log(path, steps=200, val_every=50, loss0=1.0):
     log = JsonLog(path)
     for step in range(10, steps + 1, 10):
-        log.write({"kind": "train", "step": step, "loss": loss0 * math.exp(-step / 40), "lr": 1e-4 * (1 - step / (2 * steps)),
-                   "samples_per_s": 12.0, "time": {"data": 0.1}})
+        log.write(
+            {
+                "kind": "train",
+                "step": step,
+                "loss": loss0 * math.exp(-step / 40),
+                "lr": 1e-4 * (1 - step / (2 * steps)),
+                "samples_per_s": 12.0,
+                "time": {"data": 0.1},
+            }
+        )
         if val_every and step % val_every == 0:
             log.write({"kind": "val", "step": step, "psnr": 20 + step / 50, "ssim": 0.5 + step / 1000, "mae": 0.05})
     log.write({"kind": "end", "step": steps, "final_loss": 0.01})

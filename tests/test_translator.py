@@ -14,8 +14,12 @@ from tests.helpers import tiny_network
 
 
 def _translator(tmp_path, bridge: BridgeConfig, sampling: SamplingConfig) -> Translator:
-    bundle = ModelBundle(network=tiny_network(), bridge=bridge, preprocess=PreprocessConfig(in_plane=(16, 16)),
-                         default_style_key=torch.rand(3, 128))
+    bundle = ModelBundle(
+        network=tiny_network(),
+        bridge=bridge,
+        preprocess=PreprocessConfig(in_plane=(16, 16)),
+        default_style_key=torch.rand(3, 128),
+    )
     save_weights(tmp_path / "w.safetensors", bundle)
     return Translator(load_weights(tmp_path / "w.safetensors"), torch.device("cpu"), sampling)
 
@@ -50,7 +54,9 @@ def test_the_correction_cap_of_the_settings_reaches_the_sampler(tmp_path):
     ct01 = np.random.default_rng(1).random((3, 16, 16), dtype=np.float32)
     outputs = []
     for cap in (0.0, 0.02):
-        sampling = SamplingConfig(steps=4, corrections=1, step_size=1e6, mode="ista", correction_norm="paper", correction_cap=cap)
+        sampling = SamplingConfig(
+            steps=4, corrections=1, step_size=1e6, mode="ista", correction_norm="paper", correction_cap=cap
+        )
         translator = _translator(tmp_path, BridgeConfig(), sampling)
         outputs.append(translator._sample(ct01, translator.bundle.default_style_key, None, [])[0])
     assert np.abs(outputs[0] - outputs[1]).max() > 1e-3
@@ -60,14 +66,14 @@ def test_the_correction_cap_of_the_settings_reaches_the_sampler(tmp_path):
 def test_how_a_scan_is_stored_does_not_change_its_translation(tmp_path, head_ct):
     """The real head CT stored z-flipped, x-flipped and with its axes permuted: same pose, same
     mask and the same synthetic T1 voxel for voxel (the scan is put in RAS order before anything)."""
+    import dataclasses
+
     import torch
 
     from ct2mri_cli.inference.translator import Translator
     from ct2mri_cli.io.volumes import Volume
     from ct2mri_cli.weights import load_weights
     from tests.helpers import fast_weights
-
-    import dataclasses
 
     bundle = load_weights(fast_weights(tmp_path / "w.safetensors"))
     bundle.preprocess = dataclasses.replace(bundle.preprocess, frame="canonical")  # slices cut in the head's pose

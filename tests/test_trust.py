@@ -26,8 +26,15 @@ def test_the_sampler_reports_the_spread_of_every_step():
         return torch.zeros_like(x_t) + offsets
 
     seen = []
-    sample_volume(disagreeing, torch.zeros(4, 8, 8), torch.rand(3, 128), steps=3, corrections=0, mode="coprediction",
-                  on_spread=lambda t, s: seen.append((t, s.clone())))
+    sample_volume(
+        disagreeing,
+        torch.zeros(4, 8, 8),
+        torch.rand(3, 128),
+        steps=3,
+        corrections=0,
+        mode="coprediction",
+        on_spread=lambda t, s: seen.append((t, s.clone())),
+    )
     assert [t for t, _ in seen] == [999, 1, 0]
     inner = seen[-1][1][1]  # a slice seen by all three windows: predictions x - 0, x - 0.1, x - 0.3
     np.testing.assert_allclose(inner.numpy(), np.std([0.0, 0.1, 0.3]), atol=1e-5)

@@ -53,8 +53,13 @@ def test_wide_noise_spans_three_to_twelve_hu_and_a_sharper_kernel_has_finer_grai
     hu, affine = _flat()
 
     def lag1(sharpness):
-        params = _wide(kernel_sharpness=sharpness, ct_noise_sd=8.0, ct_noise_fwhm_mm=(2.2 - 1.2 * sharpness, 1.0),
-                       ct_blur_fwhm_mm=(0.0, 0.0), cupping_hu=0.0)
+        params = _wide(
+            kernel_sharpness=sharpness,
+            ct_noise_sd=8.0,
+            ct_noise_fwhm_mm=(2.2 - 1.2 * sharpness, 1.0),
+            ct_blur_fwhm_mm=(0.0, 0.0),
+            cupping_hu=0.0,
+        )
         noise = S.ct_from_hu(hu, affine, params, np.random.default_rng(1)).astype(np.float64) - 20.0
         return float(np.corrcoef(noise[:-1].ravel(), noise[1:].ravel())[0, 1])
 
@@ -67,8 +72,14 @@ def test_slice_thickness_sets_the_measured_slice_profile(thickness):
     hu = np.zeros(shape, np.float32)
     hu[:, :, shape[2] // 2] = 3000.0  # a plane much thinner than any slice, imaged
     affine = np.diag([spacing, spacing, spacing, 1.0])
-    params = _wide(slice_thickness_mm=thickness, kernel_sharpness=0.0, ct_noise_sd=0.0, cupping_hu=0.0,
-                   bone_texture_sd=0.0, bone_density_sd=0.0)
+    params = _wide(
+        slice_thickness_mm=thickness,
+        kernel_sharpness=0.0,
+        ct_noise_sd=0.0,
+        cupping_hu=0.0,
+        bone_texture_sd=0.0,
+        bone_density_sd=0.0,
+    )
     params = dataclasses.replace(params, ct_blur_fwhm_mm=(params.ct_blur_fwhm_mm[0], thickness))
     ct = S.ct_from_hu(hu, affine, params, np.random.default_rng(0)).astype(np.float32)
     measured = _fwhm(ct[3, 3, :], spacing)
@@ -88,7 +99,12 @@ def test_a_sharp_kernel_enhances_edges():
     affine = np.eye(4)
 
     def overshoot(sharpness):
-        params = _wide(kernel_sharpness=sharpness, ct_blur_fwhm_mm=(0.6 + 0.5 * (1.0 - sharpness), 0.0), ct_noise_sd=0.0, cupping_hu=0.0)
+        params = _wide(
+            kernel_sharpness=sharpness,
+            ct_blur_fwhm_mm=(0.6 + 0.5 * (1.0 - sharpness), 0.0),
+            ct_noise_sd=0.0,
+            cupping_hu=0.0,
+        )
         ct = S.ct_from_hu(hu, affine, params, np.random.default_rng(0)).astype(np.float32)
         return float(ct[:, 32, 4].max()) - 100.0
 
@@ -129,7 +145,10 @@ def test_cupping_raises_the_brain_near_the_inner_table(toy):
 def test_calcified_pineal_gland_and_choroid_plexus(toy):
     anatomy = dataclasses.replace(toy, brain_fractions=toy.brain_fractions.copy())
     # a ventricle trigone near the left choroid site, so the plexus has somewhere to lie
-    world = np.stack(np.meshgrid(*[np.arange(n) for n in toy.shape], indexing="ij"), -1) @ toy.affine[:3, :3].T + toy.affine[:3, 3]
+    world = (
+        np.stack(np.meshgrid(*[np.arange(n) for n in toy.shape], indexing="ij"), -1) @ toy.affine[:3, :3].T
+        + toy.affine[:3, 3]
+    )
     trigone = np.linalg.norm(world - np.array([-24.0, -36.0, 12.0]), axis=-1) <= 5.0
     anatomy.brain_fractions[:, trigone] = np.array([255, 0, 0], np.uint8)[:, None]
     sites = V.calcification_sites(anatomy, "choroid")

@@ -198,8 +198,15 @@ def test_4d_metaimage_with_several_volumes_is_refused(tmp_path):
 # --- DICOM -------------------------------------------------------------------------------------
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: float = 2.0, intercept: float = -1024.0,
-                       positions=None, extra_tags=None) -> None:
+def write_dicom_series(
+    image: sitk.Image,
+    folder: Path,
+    series_uid: str,
+    slope: float = 2.0,
+    intercept: float = -1024.0,
+    positions=None,
+    extra_tags=None,
+) -> None:
     """Write a 3D int16 image as a CT series, one file per slice, with rescale tags; slice k sits
     at the image's own voxel (0, 0, k), or at ``positions[k]`` (LPS mm) when given.  ``extra_tags``
     (tag -> value) go on every slice."""
@@ -218,8 +225,10 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, slope: 
             "0020|000d": "1.2.826.0.1.3680043.2.1125.1",
             "0020|000e": series_uid,
             "0020|0013": str(k + 1),
-            "0020|0032": "\\".join(f"{v:.6f}" for v in (image.TransformIndexToPhysicalPoint((0, 0, k))
-                                                          if positions is None else positions[k])),
+            "0020|0032": "\\".join(
+                f"{v:.6f}"
+                for v in (image.TransformIndexToPhysicalPoint((0, 0, k)) if positions is None else positions[k])
+            ),
             "0020|0037": orientation,
             "0018|0050": f"{image.GetSpacing()[2]:.6f}",
             "0028|1052": f"{intercept:g}",
@@ -327,7 +336,7 @@ def test_real_invesalius_ct_reads_as_a_head_in_hu_with_the_assumed_orientation(h
     head_rows = np.flatnonzero((mid > -400).sum(axis=0) > 40)
     holder_rows = np.flatnonzero((mid[:, : head_rows.min()] > 300).any(axis=0))
     assert holder_rows.size > 0
-    y_of = lambda j: (head_ct.affine @ [128, j, 60, 1])[1]  # noqa: E731
+    y_of = lambda j: (head_ct.affine @ [128, j, 60, 1])[1]
     assert y_of(holder_rows.max()) < y_of(head_rows.min()) < y_of(head_rows.max())
 
 
@@ -342,14 +351,18 @@ def test_single_dicom_file_asks_for_the_folder(tmp_path):
 def test_itk_blocks_become_one_line_each_and_other_text_passes_through():
     from ct2mri_cli.io.volumes import split_itk_output
 
-    text = ("bar 50%\nWARNING: In /src/itkGDCMSeriesFileNames.cxx, line 101\n"
-            "GDCMSeriesFileNames (0x55d1c0): No Series were found\n\n"
-            "WARNING: In /src/itkImageSeriesReader.hxx, line 478\n"
-            "ImageSeriesReader (0x1f): Non uniform sampling or missing slices detected,\n maximum nonuniformity:1.2\n\n"
-            "bar 60%\n")
+    text = (
+        "bar 50%\nWARNING: In /src/itkGDCMSeriesFileNames.cxx, line 101\n"
+        "GDCMSeriesFileNames (0x55d1c0): No Series were found\n\n"
+        "WARNING: In /src/itkImageSeriesReader.hxx, line 478\n"
+        "ImageSeriesReader (0x1f): Non uniform sampling or missing slices detected,\n maximum nonuniformity:1.2\n\n"
+        "bar 60%\n"
+    )
     messages, rest = split_itk_output(text)
-    assert messages == ["No Series were found",
-                        "Non uniform sampling or missing slices detected, maximum nonuniformity:1.2"]
+    assert messages == [
+        "No Series were found",
+        "Non uniform sampling or missing slices detected, maximum nonuniformity:1.2",
+    ]
     assert rest == "bar 50%\nbar 60%\n"
 
 
@@ -360,7 +373,9 @@ def test_an_empty_folder_is_one_line_without_itk_noise(tmp_path, capfd):
     assert main(["translate", str(tmp_path / "empty"), str(tmp_path / "o.nii.gz"), "--device", "cpu"]) == 1
     err = capfd.readouterr().err
     assert "WARNING: In" not in err and "No Series" not in err
-    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {tmp_path / 'empty'}: folder holds no DICOM series"]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {tmp_path / 'empty'}: folder holds no DICOM series"
+    ]
 
 
 def _tilted_image(data, tilt_degrees, spacing=(1.0, 1.0, 2.0)):
@@ -384,7 +399,9 @@ def test_a_gantry_tilted_series_lies_on_its_slice_positions(tmp_path):
         world = volume.affine @ np.array([*index, 1.0])
         expected = to_ras @ np.array(image.TransformIndexToPhysicalPoint(index))
         assert np.linalg.norm(world[:3] - expected) < 0.5 * 1e-3, index
-    drift = np.linalg.norm((volume.affine @ [0, 0, 11, 1])[:3] - (volume.affine @ [0, 0, 0, 1])[:3] - [0, 0, 22 * np.cos(np.radians(20))])
+    drift = np.linalg.norm(
+        (volume.affine @ [0, 0, 11, 1])[:3] - (volume.affine @ [0, 0, 0, 1])[:3] - [0, 0, 22 * np.cos(np.radians(20))]
+    )
     assert drift == pytest.approx(22 * np.sin(np.radians(20)), abs=1e-3)  # the 7.5 mm drift of 11 tilted steps is kept
 
 
@@ -392,8 +409,12 @@ def test_a_series_whose_spacing_changes_is_refused_with_the_reason(tmp_path):
     data = hu_volume(shape=(16, 16, 8))
     image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)).astype(np.int16))
     z = [0.0, 2.5, 5.0, 7.5, 12.5, 17.5, 22.5, 27.5]  # 2.5 mm, then 5 mm
-    write_dicom_series(image, tmp_path / "uneven", "1.2.826.0.1.3680043.2.1125.21", positions=[(0.0, 0.0, v) for v in z])
-    with pytest.raises(Ct2mriError, match=r"slice spacing changes within the series \(2.50 to 5.00 mm, changing after slice 4 of 8\)"):
+    write_dicom_series(
+        image, tmp_path / "uneven", "1.2.826.0.1.3680043.2.1125.21", positions=[(0.0, 0.0, v) for v in z]
+    )
+    with pytest.raises(
+        Ct2mriError, match=r"slice spacing changes within the series \(2.50 to 5.00 mm, changing after slice 4 of 8\)"
+    ):
         read_volume(tmp_path / "uneven")
 
 
@@ -407,4 +428,3 @@ def test_a_sheared_grid_is_written_with_its_sform_only(tmp_path):
     assert int(img.header["qform_code"]) == 0 and int(img.header["sform_code"]) == 1
     np.testing.assert_allclose(img.affine, volume.affine, atol=1e-4)
     assert read_volume(tmp_path / "out.nii.gz").affine is not None
-

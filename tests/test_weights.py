@@ -133,8 +133,9 @@ def test_random_bytes_inside_the_tensors_are_refused_on_loading(weights_file, ca
     assert _info(weights_file, capsys)["tensors_digest"] == "matches"
     data = bytearray(weights_file.read_bytes())
     start = _tensor_data_offset(weights_file) + 1000
-    data[start:start + 4096] = torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                             dtype=torch.uint8).numpy().tobytes()
+    data[start : start + 4096] = (
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     weights_file.write_bytes(bytes(data))
     with pytest.raises(Ct2mriError, match="damaged"):
         load_weights(weights_file)
@@ -147,7 +148,9 @@ def test_a_broken_json_entry_is_named_with_its_file(weights_file, capsys):
     _rewrite(weights_file, network='{"base_channels": 16,')
     assert main(["info", str(weights_file)]) == 1
     err = capsys.readouterr().err
-    assert str(weights_file) in " ".join(err.split()) and "'network' is not valid JSON" in err and "Traceback" not in err
+    assert (
+        str(weights_file) in " ".join(err.split()) and "'network' is not valid JSON" in err and "Traceback" not in err
+    )
 
 
 def test_flipped_sign_bits_are_refused(weights_file):

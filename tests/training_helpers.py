@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from ct2mri_cli.style.key import save_style_key, style_key
 
 
-def synthetic_case(seed: int, shape: tuple[int, int, int] = (12, 32, 32), brain_slices: Optional[range] = None):
+def synthetic_case(seed: int, shape: tuple[int, int, int] = (12, 32, 32), brain_slices: range | None = None):
     """(ct01, mri01, mask) of a head-like phantom: an ellipsoid brain with smooth texture and a skull.
 
     The brain occupies ``brain_slices`` (default: all but the two slices at each end).
@@ -41,7 +41,7 @@ def write_dataset(
     folder: Path,
     n_cases: int = 3,
     shape: tuple[int, int, int] = (12, 32, 32),
-    shapes: Optional[Sequence[tuple[int, int, int]]] = None,
+    shapes: Sequence[tuple[int, int, int]] | None = None,
     empty_masks: bool = False,
     with_keys: bool = True,
 ) -> Path:
@@ -77,8 +77,13 @@ def write_dataset(
     manifest = {
         "format": "ct2mri-preprocessed",
         "version": 1,
-        "preprocess": {"spacing_mm": 2.0, "in_plane": [shape[1], shape[2]], "margin_mm": 4.0,
-                       "ct_window_hu": [0.0, 80.0], "mri_percentiles": [0.5, 99.5]},
+        "preprocess": {
+            "spacing_mm": 2.0,
+            "in_plane": [shape[1], shape[2]],
+            "margin_mm": 4.0,
+            "ct_window_hu": [0.0, 80.0],
+            "mri_percentiles": [0.5, 99.5],
+        },
         "cases": cases,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import typer
 
@@ -35,7 +35,7 @@ def _version_callback(value: bool) -> None:
 def _global_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More output; full tracebacks on errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors (for clusters and loops)."),
-    version: Optional[bool] = typer.Option(
+    version: bool | None = typer.Option(
         None, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
@@ -67,15 +67,15 @@ GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 _PLAIN_TYPES = {bool: "", int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
 
 
-def _plain_metavar(annotation: Any) -> Optional[str]:
+def _plain_metavar(annotation: Any) -> str | None:
     """What help shows for a value of this type: nothing for a flag, TEXT, PATH..., not ``<list[Path]>``."""
     if get_origin(annotation) is Union:
         inner = [a for a in get_args(annotation) if a is not type(None)]
         return _plain_metavar(inner[0]) if len(inner) == 1 else None
-    if get_origin(annotation) in (tuple, Tuple):
+    if get_origin(annotation) in (tuple, tuple):
         elements = [_plain_metavar(a) for a in get_args(annotation)]
         return " ".join(elements) if all(elements) else None  # type: ignore[arg-type]
-    if get_origin(annotation) in (list, List):
+    if get_origin(annotation) in (list, list):
         element = _plain_metavar(get_args(annotation)[0])
         return f"{element}..." if element else None
     return _PLAIN_TYPES.get(annotation)
@@ -117,11 +117,12 @@ INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
 
 def _say_interrupted() -> None:
-    common.console.print("[red]interrupted[/red] (Ctrl-C): what was finished is kept; nothing half-written was left",
-                         soft_wrap=True)
+    common.console.print(
+        "[red]interrupted[/red] (Ctrl-C): what was finished is kept; nothing half-written was left", soft_wrap=True
+    )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     common.settings.verbose = False
     common.settings.quiet = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -26,21 +25,27 @@ _COLUMNS = (
 
 
 def evaluate(
-    inputs: Optional[List[Path]] = typer.Argument(
+    inputs: list[Path] | None = typer.Argument(
         None, metavar="PRED REF", help="A synthetic MRI and its reference MRI on the same grid.", show_default=False
     ),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask on the same grid (with PRED REF)."),
-    pred_dir: Optional[Path] = typer.Option(None, "--pred-dir", help="Folder of synthetic MRIs (matched to --ref-dir by case name)."),
-    ref_dir: Optional[Path] = typer.Option(None, "--ref-dir", help="Folder of reference MRIs."),
-    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of brain masks (<case> or <case>_brainmask)."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV with columns case, pred, ref[, mask]."),
+    mask: Path | None = typer.Option(None, "--mask", help="Brain mask on the same grid (with PRED REF)."),
+    pred_dir: Path | None = typer.Option(
+        None, "--pred-dir", help="Folder of synthetic MRIs (matched to --ref-dir by case name)."
+    ),
+    ref_dir: Path | None = typer.Option(None, "--ref-dir", help="Folder of reference MRIs."),
+    mask_dir: Path | None = typer.Option(
+        None, "--mask-dir", help="Folder of brain masks (<case> or <case>_brainmask)."
+    ),
+    csv_file: Path | None = typer.Option(None, "--csv", help="CSV with columns case, pred, ref[, mask]."),
     whole_volume: bool = typer.Option(
         False, "--whole-volume", help="Score every voxel (the paper's unmasked variant) instead of the mask's."
     ),
     normalise: str = typer.Option(
-        "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max in the mask; robust; none."
+        "auto",
+        "--normalise",
+        help="auto: keep volumes already in [0, 1], else robust min-max in the mask; robust; none.",
     ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this .csv or .json file."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table to this .csv or .json file."),
 ) -> None:
     """Score synthetic MRIs against references: MAE, PSNR, SSIM, NRMSE, slice consistency, W1."""
     from ..batch import run_batch
@@ -57,7 +62,7 @@ def evaluate(
 
     scores = []
 
-    def work(case) -> str:  # noqa: ANN001
+    def work(case) -> str:
         score = evaluate_case(case, whole_volume=whole_volume, normalise=normalise)
         for note in score.notes:
             common.warn(note)
@@ -88,7 +93,7 @@ def evaluate(
         raise typer.Exit(code=1)
 
 
-def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):  # noqa: ANN001, ANN202
+def _plan(inputs, mask, pred_dir, ref_dir, mask_dir, csv_file):
     """The cases to score, the failures found while pairing, and whether this is a batch."""
     from ..evaluation.scoring import EvalCase, cases_from_csv, cases_from_dirs
     from ..io.cases import case_name
@@ -118,10 +123,16 @@ def _fmt(template: str, value: float) -> str:
     return template.format(value) if math.isfinite(value) else str(value)
 
 
-def _print_table(scores, batch: bool, whole_volume: bool) -> None:  # noqa: ANN001
+def _print_table(scores, batch: bool, whole_volume: bool) -> None:
     from ..evaluation.scoring import mean_metrics
 
-    title = "whole volume" if whole_volume else "inside the mask" if any(s.case.mask for s in scores) else "whole volume (no mask)"
+    title = (
+        "whole volume"
+        if whole_volume
+        else "inside the mask"
+        if any(s.case.mask for s in scores)
+        else "whole volume (no mask)"
+    )
     table = Table(title=f"ct2mri evaluate: {title}", title_justify="left")
     table.add_column("case", overflow="fold")
     for _, header, _ in _COLUMNS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,13 +11,15 @@ from . import common
 
 
 def histogram(
-    mris: List[Path] = typer.Argument(..., help="MRI volumes (NIfTI, NRRD, MHA, DICOM folder); brain-only images work best."),
+    mris: list[Path] = typer.Argument(
+        ..., help="MRI volumes (NIfTI, NRRD, MHA, DICOM folder); brain-only images work best."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Style key file to write (.safetensors)."),
-    masks: Optional[List[Path]] = typer.Option(None, "--mask", help="Brain mask per MRI (repeat, in the same order)."),
+    masks: list[Path] | None = typer.Option(None, "--mask", help="Brain mask per MRI (repeat, in the same order)."),
     normalise: str = typer.Option(
         "auto", "--normalise", help="auto: keep volumes already in [0, 1], else robust min-max; robust; none."
     ),
-    png: Optional[Path] = typer.Option(
+    png: Path | None = typer.Option(
         None, "--png", help="Also plot the three curves of each key (and their average) to this PNG."
     ),
 ) -> None:
@@ -48,4 +49,3 @@ def histogram(
 
         write_key_plot([(path.name, k) for path, k in zip(mris, keys)], png, key if len(keys) > 1 else None)
         common.info(f"wrote {png}")
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
 
 import typer
 
@@ -16,32 +15,45 @@ _DEFAULTS = PreprocessConfig()
 
 def preprocess(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
-    ct: Optional[Path] = typer.Option(None, "--ct", help="One CT (NIfTI, NRRD, MHA, DICOM folder, .inv3), in HU."),
-    mri: Optional[Path] = typer.Option(None, "--mri", help="Its T1 MRI."),
-    case: Optional[str] = typer.Option(None, "--case", help="Case name for --ct/--mri.", show_default="the CT's file name"),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Batch: CSV with columns case,ct,mri."),
-    ct_dir: Optional[Path] = typer.Option(None, "--ct-dir", help="Batch: folder of CTs (matched to --mri-dir by name)."),
-    mri_dir: Optional[Path] = typer.Option(None, "--mri-dir", help="Batch: folder of MRIs."),
+    ct: Path | None = typer.Option(None, "--ct", help="One CT (NIfTI, NRRD, MHA, DICOM folder, .inv3), in HU."),
+    mri: Path | None = typer.Option(None, "--mri", help="Its T1 MRI."),
+    case: str | None = typer.Option(
+        None, "--case", help="Case name for --ct/--mri.", show_default="the CT's file name"
+    ),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Batch: CSV with columns case,ct,mri."),
+    ct_dir: Path | None = typer.Option(None, "--ct-dir", help="Batch: folder of CTs (matched to --mri-dir by name)."),
+    mri_dir: Path | None = typer.Option(None, "--mri-dir", help="Batch: folder of MRIs."),
     spacing: float = typer.Option(_DEFAULTS.spacing_mm, "--spacing", help="Model voxel size in mm (isotropic)."),
-    size: Tuple[int, int] = typer.Option(_DEFAULTS.in_plane, "--size", help="Model in-plane size H W (voxels)."),
+    size: tuple[int, int] = typer.Option(_DEFAULTS.in_plane, "--size", help="Model in-plane size H W (voxels)."),
     margin: float = typer.Option(_DEFAULTS.margin_mm, "--margin", help="Slices kept beyond the brain, in mm."),
-    ct_window: Tuple[float, float] = typer.Option(_DEFAULTS.ct_window_hu, "--ct-window", help="CT window LO HI in HU -> [0, 1]."),
-    frame: str = typer.Option("canonical", "--frame", help="canonical: slices cut in the head's canonical frame (pose found by registration); native: along the MRI's world axes."),
+    ct_window: tuple[float, float] = typer.Option(
+        _DEFAULTS.ct_window_hu, "--ct-window", help="CT window LO HI in HU -> [0, 1]."
+    ),
+    frame: str = typer.Option(
+        "canonical",
+        "--frame",
+        help="canonical: slices cut in the head's canonical frame (pose found by registration); native: along the MRI's world axes.",
+    ),
     no_register: bool = typer.Option(False, "--no-register", help="The pairs are already aligned in world space."),
     affine: bool = typer.Option(False, "--affine", help="Affine instead of rigid CT-MRI registration."),
-    series: Optional[str] = typer.Option(None, "--series", help="DICOM series UID of the CT when its folder holds several."),
+    series: str | None = typer.Option(
+        None, "--series", help="DICOM series UID of the CT when its folder holds several."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing cases (and a manifest with other settings)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip cases already in the output's manifest."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", help="CPU threads for registration and resampling.",
-        show_default="OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the CPUs this process may use"),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="CPU threads for registration and resampling.",
+        show_default="OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the CPUs this process may use",
+    ),
 ) -> int:
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
-    from ..preprocessing.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
-    from ..io.cases import case_name
-    from ..threads import cpu_budget
-
     import SimpleITK as sitk
+
+    from ..io.cases import case_name
+    from ..preprocessing.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..threads import cpu_budget
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(cpu_budget(threads)[0])  # registration and resampling run in ITK
     single = ct is not None or mri is not None
@@ -101,16 +113,21 @@ def preprocess(
     with progress:
         task = progress.add_task("preprocess", total=len(pairs))
         result = preprocess_batch(
-            pairs, out, config,
-            register=not no_register, affine=affine, series_uid=series,
-            force=force, skip_existing=skip_existing, on_event=on_event,
+            pairs,
+            out,
+            config,
+            register=not no_register,
+            affine=affine,
+            series_uid=series,
+            force=force,
+            skip_existing=skip_existing,
+            on_event=on_event,
         )
     failures = result.failures + unmatched
     if single and result.failures:
         raise Ct2mriError(result.failures[0][1])
-    summary = (
-        f"preprocessed {len(result.entries)} case(s), {len(failures)} failed, {len(result.skipped)} skipped"
-        + (f" -> {out / 'manifest.json'}" if (out / "manifest.json").exists() else "")
+    summary = f"preprocessed {len(result.entries)} case(s), {len(failures)} failed, {len(result.skipped)} skipped" + (
+        f" -> {out / 'manifest.json'}" if (out / "manifest.json").exists() else ""
     )
     if failures:
         common.console.print(f"[red]{summary}[/red]", soft_wrap=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,8 +11,10 @@ from . import common
 
 
 def sources(
-    fetch: Optional[str] = typer.Option(
-        None, "--fetch", help="Download and extract these sources (comma-separated names, or all) into the cache.",
+    fetch: str | None = typer.Option(
+        None,
+        "--fetch",
+        help="Download and extract these sources (comma-separated names, or all) into the cache.",
         show_default="none",
     ),
 ) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -18,11 +18,21 @@ def synthesize(
     n: int = typer.Option(..., "-n", "--count", help="Number of pairs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole set (case i uses a seed derived from it)."),
     source: str = typer.Option(
-        "both", "--source", help="Source brains, comma-separated, used in turn: names from `ct2mri sources`, both (mni,colin27) or all."
+        "both",
+        "--source",
+        help="Source brains, comma-separated, used in turn: names from `ct2mri sources`, both (mni,colin27) or all.",
     ),
-    exclude: str = typer.Option("", "--exclude", help="Source brains to leave out (e.g. the held-out brain).", show_default="none"),
-    variety: str = typer.Option("wide", "--variety", help="Subject ranges: wide (anatomy and scanners of a clinic) or calibrated (around the real head CT)."),
-    spacing: Optional[float] = typer.Option(None, "--spacing", help="Voxel size in mm.", show_default="the source's 1 mm grid"),
+    exclude: str = typer.Option(
+        "", "--exclude", help="Source brains to leave out (e.g. the held-out brain).", show_default="none"
+    ),
+    variety: str = typer.Option(
+        "wide",
+        "--variety",
+        help="Subject ranges: wide (anatomy and scanners of a clinic) or calibrated (around the real head CT).",
+    ),
+    spacing: float | None = typer.Option(
+        None, "--spacing", help="Voxel size in mm.", show_default="the source's 1 mm grid"
+    ),
     model_space: bool = typer.Option(False, "--model-space", help="Also preprocess into OUT/model/ (training-ready)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> int:
@@ -62,9 +72,9 @@ def synthesize(
 
 def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> int:
     """Preprocess the written pairs (already aligned: no registration) into ``out/model``."""
-    from ..preprocessing.pairs import CasePair, preprocess_batch
     from ..data.synthetic_set import MODEL_DIR
     from ..preprocessing.config import PreprocessConfig
+    from ..preprocessing.pairs import CasePair, preprocess_batch
 
     pairs = [CasePair(e["case"], out / e["ct"], out / e["mri"]) for e in entries]
     failures: list[str] = []
@@ -78,7 +88,9 @@ def _to_model_space(out: Path, entries: list[dict[str, Any]], force: bool) -> in
 
     status = common.console.status("preprocessing into model space") if not common.settings.quiet else nullcontext()
     with status:
-        result = preprocess_batch(pairs, out / MODEL_DIR, PreprocessConfig(frame="canonical"), register=False, force=force, on_event=on_event)
+        result = preprocess_batch(
+            pairs, out / MODEL_DIR, PreprocessConfig(frame="canonical"), register=False, force=force, on_event=on_event
+        )
     summary = f"model space: {len(result.entries)} case(s), {len(result.failures)} failed -> {out / MODEL_DIR / 'manifest.json'}"
     if result.failures:
         common.console.print(f"[red]{summary}[/red]", soft_wrap=True)

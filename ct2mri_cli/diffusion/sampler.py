@@ -10,7 +10,8 @@ real ones and dropped at the end.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 
@@ -97,9 +98,18 @@ class _Volume:
     """What every sampler of one CT volume shares: the padded CT and its windows, how many
     windows cover each padded slice, the time points, and the denoiser run in counted batches."""
 
-    def __init__(self, denoiser: Denoiser, ct: torch.Tensor, style: torch.Tensor, steps: int,
-                 batch_size: Optional[int], clip_denoised: bool, schedule: Optional[BridgeSchedule],
-                 progress: Optional[Callable[[int, int], None]], evaluations_per_slice: int) -> None:
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        ct: torch.Tensor,
+        style: torch.Tensor,
+        steps: int,
+        batch_size: int | None,
+        clip_denoised: bool,
+        schedule: BridgeSchedule | None,
+        progress: Callable[[int, int], None] | None,
+        evaluations_per_slice: int,
+    ) -> None:
         if ct.dim() != 3:
             raise ValueError(f"ct must be (Z, H, W), got shape {tuple(ct.shape)}")
         if tuple(style.shape) != (3, 128):
@@ -132,7 +142,9 @@ class _Volume:
         """The denoiser's ``x_t - x0`` of each window, (Z, 3, H, W)."""
         return _evaluate(self.denoiser, x_windows, self.y_windows, t, self.style, self.batch_size, self._counted)
 
-    def copredict(self, x: torch.Tensor, t: int, on_spread: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
+    def copredict(
+        self, x: torch.Tensor, t: int, on_spread: Callable[[int, torch.Tensor], None] | None = None
+    ) -> torch.Tensor:
         """The windows' predictions of a padded volume averaged per slice (Eq. 4)."""
         predictions = self.predict(_windows(x), t)
         if on_spread is not None:  # each window's own estimate of x0
@@ -146,17 +158,26 @@ def sample_independent(
     style: torch.Tensor,
     *,
     steps: int = 50,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     clip_denoised: bool = True,
-    schedule: Optional[BridgeSchedule] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
+    schedule: BridgeSchedule | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_spread: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Pure BBDM per window: each slice is sampled from its own centred window, (Z, H, W) in [-1, 1].
 
     The arguments are those of :func:`sample_ista` without the correction."""
-    run = _Volume(denoiser, ct, style, steps, batch_size, clip_denoised, schedule, progress,
-                  network_evaluations(1, steps, 0, "independent"))
+    run = _Volume(
+        denoiser,
+        ct,
+        style,
+        steps,
+        batch_size,
+        clip_denoised,
+        schedule,
+        progress,
+        network_evaluations(1, steps, 0, "independent"),
+    )
     with torch.inference_mode():
         x = run.y_windows.clone()
         for i, t in enumerate(run.times):
@@ -175,16 +196,26 @@ def sample_coprediction(
     style: torch.Tensor,
     *,
     steps: int = 50,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     clip_denoised: bool = True,
-    schedule: Optional[BridgeSchedule] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
+    schedule: BridgeSchedule | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_spread: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Co-prediction: the overlapping windows' predictions of each slice are averaged at every
     step, (Z, H, W) in [-1, 1].  The arguments are those of :func:`sample_ista`."""
-    return sample_ista(denoiser, ct, style, steps=steps, corrections=0, batch_size=batch_size,
-                       clip_denoised=clip_denoised, schedule=schedule, progress=progress, on_spread=on_spread)
+    return sample_ista(
+        denoiser,
+        ct,
+        style,
+        steps=steps,
+        corrections=0,
+        batch_size=batch_size,
+        clip_denoised=clip_denoised,
+        schedule=schedule,
+        progress=progress,
+        on_spread=on_spread,
+    )
 
 
 def sample_ista(
@@ -197,11 +228,11 @@ def sample_ista(
     step_size: float = 0.5,
     correction_norm: str = "released",
     correction_cap: float = CORRECTION_CAP,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     clip_denoised: bool = True,
-    schedule: Optional[BridgeSchedule] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
+    schedule: BridgeSchedule | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_spread: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Translate a CT volume (Z, H, W) in [-1, 1] to an MRI volume (Z, H, W) in [-1, 1] by
     inter-slice trajectory alignment: co-prediction plus ``corrections`` deterministic
@@ -218,8 +249,17 @@ def sample_ista(
     """
     _check_corrections(corrections, correction_norm)
     applied = corrections_applied("ista", corrections, step_size)
-    run = _Volume(denoiser, ct, style, steps, batch_size, clip_denoised, schedule, progress,
-                  network_evaluations(1, steps, corrections, "ista", step_size))
+    run = _Volume(
+        denoiser,
+        ct,
+        style,
+        steps,
+        batch_size,
+        clip_denoised,
+        schedule,
+        progress,
+        network_evaluations(1, steps, corrections, "ista", step_size),
+    )
     schedule, y = run.schedule, run.y_padded
     with torch.inference_mode():
         x = y.clone()
@@ -245,25 +285,39 @@ def sample_volume(
     step_size: float = 0.5,
     correction_norm: str = "released",
     correction_cap: float = CORRECTION_CAP,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     clip_denoised: bool = True,
-    schedule: Optional[BridgeSchedule] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_spread: Optional[Callable[[int, torch.Tensor], None]] = None,
+    schedule: BridgeSchedule | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_spread: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """The sampler named by ``mode`` (``independent``, ``coprediction`` or ``ista``, as sampling
     settings carry it); the correction arguments reach only ISTA."""
     if mode not in SAMPLER_MODES:
         raise ValueError(f"mode must be one of {SAMPLER_MODES}, got {mode!r}")
     _check_corrections(corrections, correction_norm)
-    common: dict[str, Any] = dict(steps=steps, batch_size=batch_size, clip_denoised=clip_denoised, schedule=schedule,
-                  progress=progress, on_spread=on_spread)
+    common: dict[str, Any] = dict(
+        steps=steps,
+        batch_size=batch_size,
+        clip_denoised=clip_denoised,
+        schedule=schedule,
+        progress=progress,
+        on_spread=on_spread,
+    )
     if mode == "independent":
         return sample_independent(denoiser, ct, style, **common)
     if mode == "coprediction":
         return sample_coprediction(denoiser, ct, style, **common)
-    return sample_ista(denoiser, ct, style, corrections=corrections, step_size=step_size,
-                       correction_norm=correction_norm, correction_cap=correction_cap, **common)
+    return sample_ista(
+        denoiser,
+        ct,
+        style,
+        corrections=corrections,
+        step_size=step_size,
+        correction_norm=correction_norm,
+        correction_cap=correction_cap,
+        **common,
+    )
 
 
 def _correct(

@@ -27,7 +27,9 @@ def new_figure(width_px: int, height_px: int, dpi: float = 100.0, facecolor: str
 def text_width_px(figure: Figure, text: str, size_pt: float, weight: str = "normal") -> float:
     """How many pixels ``text`` takes on ``figure`` at ``size_pt`` points (to fit labels to panels)."""
     renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
-    width, _, _ = renderer.get_text_width_height_descent(text, FontProperties(size=size_pt, weight=weight), ismath=False)
+    width, _, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=size_pt, weight=weight), ismath=False
+    )
     return float(width)
 
 

@@ -23,7 +23,7 @@ the window's radius, which gives exactly the one-piece result with bounded memor
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Union
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..preprocessing.config import PreprocessConfig
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5
@@ -56,7 +56,7 @@ def _as_bool(mask: ArrayLike) -> np.ndarray:
     return np.asarray(mask) != 0
 
 
-def _pair(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pair(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both volumes as float64 plus the selected voxels' boolean mask, after shape checks."""
     p, r = _as_float64(pred), _as_float64(ref)
     if p.shape != r.shape:
@@ -72,19 +72,19 @@ def _pair(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike]) -> tuple[n
     return p, r, m
 
 
-def mse(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None) -> float:
+def mse(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None) -> float:
     """Mean squared error over the mask."""
     p, r, m = _pair(pred, ref, mask)
     return float(np.mean((p[m] - r[m]) ** 2))
 
 
-def mae(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None) -> float:
+def mae(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None) -> float:
     """Mean absolute error over the mask."""
     p, r, m = _pair(pred, ref, mask)
     return float(np.mean(np.abs(p[m] - r[m])))
 
 
-def psnr(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None, data_range: float = 1.0) -> float:
+def psnr(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``; inf for identical volumes."""
     error = mse(pred, ref, mask)
     if error == 0.0:
@@ -95,7 +95,7 @@ def psnr(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None, data
 def nrmse(
     pred: ArrayLike,
     ref: ArrayLike,
-    mask: Optional[ArrayLike] = None,
+    mask: ArrayLike | None = None,
     normalization: str = "euclidean",
 ) -> float:
     """Root-mean-square error divided by a scale of the reference (as scikit-image defines it).
@@ -185,7 +185,7 @@ def ssim_map(pred: ArrayLike, ref: ArrayLike, data_range: float = 1.0) -> np.nda
     return out
 
 
-def ssim(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None, data_range: float = 1.0) -> float:
+def ssim(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None, data_range: float = 1.0) -> float:
     """Mean 3D SSIM over the mask (or the whole volume); 1 for identical volumes."""
     p, r, m = _pair(pred, ref, mask)
     total = 0.0
@@ -198,7 +198,7 @@ def _slice_mask(mask: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(mask, axis, 0)
 
 
-def slice_flicker(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None, axis: int = 0) -> float:
+def slice_flicker(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None, axis: int = 0) -> float:
     """Flicker of the per-slice mean error along ``axis``: ``mean_k |e_{k+1} - e_k|``.
 
     ``e_k`` is the mean of ``pred - ref`` over the mask's voxels in slice ``k``; the mean runs
@@ -219,7 +219,7 @@ def slice_flicker(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = N
     return float(np.mean(np.abs(np.diff(means))[pairs]))
 
 
-def z_gradient_ratio(pred: ArrayLike, ref: ArrayLike, mask: Optional[ArrayLike] = None, axis: int = 0) -> float:
+def z_gradient_ratio(pred: ArrayLike, ref: ArrayLike, mask: ArrayLike | None = None, axis: int = 0) -> float:
     """Energy of the error's finite difference along ``axis`` over the reference's.
 
     ``sum (e[k+1] - e[k])^2 / sum (ref[k+1] - ref[k])^2`` with ``e = pred - ref``, both sums over
@@ -262,7 +262,7 @@ def wasserstein_1d(u: ArrayLike, v: ArrayLike) -> float:
 
 def to_unit_range(
     volume: ArrayLike,
-    mask: Optional[ArrayLike] = None,
+    mask: ArrayLike | None = None,
     mode: str = "auto",
     percentiles: tuple[float, float] = ROBUST_PERCENTILES,
     source: str = "volume",
@@ -295,7 +295,7 @@ METRIC_NAMES = ("mae", "psnr", "ssim", "nrmse", "flicker", "z_gradient_ratio", "
 def evaluate_volumes(
     pred: ArrayLike,
     ref: ArrayLike,
-    mask: Optional[ArrayLike] = None,
+    mask: ArrayLike | None = None,
     whole_volume: bool = False,
     normalise: str = "auto",
     axis: int = 0,

@@ -7,8 +7,8 @@ text in dark boxes in the panels' corners, and an optional colour-mapped column 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import matplotlib
 import numpy as np
@@ -73,9 +73,18 @@ def _label(axes: Axes, text: str, corner: str, size: float, box: Box) -> None:
     """Write ``text`` in a dark box at the top-left or bottom-left corner of a panel."""
     top = corner == "top"
     y = 1 - _PAD / box[3] if top else _PAD / box[3]
-    axes.text(_PAD / box[2], y, text, transform=axes.transAxes, ha="left", va="top" if top else "bottom",
-              fontsize=size, fontweight="bold", color=LABEL_COLOUR,
-              bbox={"facecolor": "black", "alpha": 0.7, "edgecolor": "none", "pad": 2.0})
+    axes.text(
+        _PAD / box[2],
+        y,
+        text,
+        transform=axes.transAxes,
+        ha="left",
+        va="top" if top else "bottom",
+        fontsize=size,
+        fontweight="bold",
+        color=LABEL_COLOUR,
+        bbox={"facecolor": "black", "alpha": 0.7, "edgecolor": "none", "pad": 2.0},
+    )
 
 
 def draw_grid(
@@ -120,14 +129,21 @@ def draw_grid(
             axes = axes_at(*boxes[r][c])
             if colour_column is not None and c == colour_column.index:
                 colours = matplotlib.colormaps[colour_column.colourmap].with_extremes(bad="black")
-                mapped = axes.imshow(panel, cmap=colours, vmin=colour_column.vmin, vmax=colour_column.vmax,
-                                     interpolation="nearest", aspect="auto")
+                mapped = axes.imshow(
+                    panel,
+                    cmap=colours,
+                    vmin=colour_column.vmin,
+                    vmax=colour_column.vmax,
+                    interpolation="nearest",
+                    aspect="auto",
+                )
             else:
                 axes.imshow(panel, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
             outline = outlines[r] if c == 0 and r < len(outlines) else None
             if outline is not None and outline.any() and not outline.all():
-                axes.contour(outline.astype(np.float32), levels=[0.5], colors=[OUTLINE_COLOUR],
-                             linewidths=max(1.0, factor / 3))
+                axes.contour(
+                    outline.astype(np.float32), levels=[0.5], colors=[OUTLINE_COLOUR], linewidths=max(1.0, factor / 3)
+                )
                 axes.set_xlim(-0.5, panel.shape[1] - 0.5)
                 axes.set_ylim(panel.shape[0] - 0.5, -0.5)
             for text, corner in ((t, k) for lr, lc, t, k in labels if (lr, lc) == (r, c)):
@@ -135,8 +151,9 @@ def draw_grid(
             if caption and (r, c) == (0, 1):
                 _label(axes, caption, "bottom", label_size(figure, caption, boxes[r][c], 0.7 * size), boxes[r][c])
     if mapped is not None:
-        bar_axes = figure.add_axes(((width + 2 * gap) / total, tick_size / height,
-                                    bar_width / total, (height - 2 * tick_size) / height))
+        bar_axes = figure.add_axes(
+            ((width + 2 * gap) / total, tick_size / height, bar_width / total, (height - 2 * tick_size) / height)
+        )
         bar = figure.colorbar(mapped, cax=bar_axes)
         bar.outline.set_edgecolor("white")
         bar_axes.tick_params(colors="white", labelsize=tick_size, length=3)

@@ -8,7 +8,8 @@ on the left of the picture (neurological convention).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -162,7 +163,7 @@ def pair_montage(
     )
 
 
-def pose_caption(pose: "Pose | None") -> str:
+def pose_caption(pose: Pose | None) -> str:
     """The head pose in the QC picture's lettering: the frame the slices were cut in."""
     if pose is None:
         return "NATIVE AXES"

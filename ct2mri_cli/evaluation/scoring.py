@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class EvalCase:
     case: str
     pred: Path
     ref: Path
-    mask: Optional[Path] = None
+    mask: Path | None = None
 
 
 @dataclass
@@ -70,7 +70,9 @@ def evaluate_case(case: EvalCase, whole_volume: bool = False, normalise: str = "
     if case.mask is not None:
         mask_volume = read_volume(case.mask)
         if mask_volume.shape != ref.shape:
-            raise Ct2mriError(f"{case.mask}: mask shape {_dims(mask_volume.shape)} differs from {case.ref} {_dims(ref.shape)}")
+            raise Ct2mriError(
+                f"{case.mask}: mask shape {_dims(mask_volume.shape)} differs from {case.ref} {_dims(ref.shape)}"
+            )
         notes += _affine_note(case.mask, mask_volume.affine, case.ref, ref.affine)
         mask = np.asarray(mask_volume.data) > 0
         if not mask.any():
@@ -99,7 +101,9 @@ def _affine_note(path: Path, affine: np.ndarray, ref_path: Path, ref_affine: np.
     difference = float(np.max(np.abs(np.asarray(affine, dtype=np.float64) - np.asarray(ref_affine, dtype=np.float64))))
     if difference <= AFFINE_TOLERANCE_MM:
         return []
-    return [f"{path}: affine differs from {ref_path}'s (by up to {difference:.3g}); voxels are compared one to one anyway"]
+    return [
+        f"{path}: affine differs from {ref_path}'s (by up to {difference:.3g}); voxels are compared one to one anyway"
+    ]
 
 
 def mean_metrics(scores: list[CaseScore]) -> dict[str, float]:
@@ -113,12 +117,12 @@ def mean_metrics(scores: list[CaseScore]) -> dict[str, float]:
 # --- pairing -----------------------------------------------------------------------------------------
 
 
-def _strip(name: str, suffix: str) -> Optional[str]:
+def _strip(name: str, suffix: str) -> str | None:
     return name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else None
 
 
 def cases_from_dirs(
-    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, mask_dir: Optional[str | os.PathLike] = None
+    pred_dir: str | os.PathLike, ref_dir: str | os.PathLike, mask_dir: str | os.PathLike | None = None
 ) -> tuple[list[EvalCase], list[tuple[str, str]]]:
     """Cases matched by case name across folders, and the unmatched ones as (case, message).
 
@@ -185,7 +189,7 @@ def check_output_name(path: Path) -> None:
         raise Ct2mriError(f"{path}: the output must end in .csv or .json")
 
 
-def _finite_or_none(value: float) -> Optional[float]:
+def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
@@ -231,7 +235,9 @@ def _mode(cases: list[EvalCase], whole_volume: bool) -> str:
     return modes.pop() if len(modes) == 1 else "mixed"
 
 
-def _csv_rows(scores: list[CaseScore], failures: list[tuple[str, str]], whole_volume: bool, with_mean: bool) -> list[dict[str, str]]:
+def _csv_rows(
+    scores: list[CaseScore], failures: list[tuple[str, str]], whole_volume: bool, with_mean: bool
+) -> list[dict[str, str]]:
     mode = _mode([s.case for s in scores], whole_volume)
     rows = []
     for score in scores:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 CLAIMS_FOLDER = ".ct2mri_claims"
 STALE_SECONDS = 120.0
@@ -37,7 +37,7 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _read_record(path: Path) -> Optional[dict[str, Any]]:
+def _read_record(path: Path) -> dict[str, Any] | None:
     """A claim's or run file's record (run, pid, host); None when missing or unreadable."""
     try:
         record = json.loads(path.read_text())
@@ -56,14 +56,14 @@ class CaseClaims:
         self.pid = os.getpid()
         self.held: set[str] = set()
         self._stop = threading.Event()
-        self._beat: Optional[threading.Thread] = None
+        self._beat: threading.Thread | None = None
 
     # -- the run's own file and heartbeat --------------------------------------------------------
     @property
     def run_file(self) -> Path:
         return self.folder / f"run-{self.run}.alive"
 
-    def __enter__(self) -> "CaseClaims":
+    def __enter__(self) -> CaseClaims:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.run_file.write_text(json.dumps(self._record()))
         self._beat = threading.Thread(target=self._heartbeat, name="ct2mri-claims", daemon=True)
@@ -99,7 +99,7 @@ class CaseClaims:
     def path(self, case: str) -> Path:
         return self.folder / f"{_UNSAFE.sub('_', case)}.claim"
 
-    def take(self, case: str) -> Optional[str]:
+    def take(self, case: str) -> str | None:
         """Claim ``case``: None when this run now holds it, else who does (one line)."""
         if case in self.held:
             return None
@@ -127,7 +127,7 @@ class CaseClaims:
             for stale in self.folder.glob(f".stale.{target.name}.*"):
                 stale.unlink(missing_ok=True)
 
-    def holder(self, claim: Path) -> Optional[str]:
+    def holder(self, claim: Path) -> str | None:
         """Who holds ``claim`` while its run lives; None for no claim, or one of a run that is gone."""
         record = _read_record(claim)
         if record is None or record["run"] == self.run:
@@ -135,7 +135,7 @@ class CaseClaims:
         alive = self._alive(self.folder / f"run-{record['run']}.alive", record)
         return f"process {record['pid']} on {record['host']}" if alive else None
 
-    def _alive(self, run_file: Path, record: Optional[dict[str, Any]] = None) -> bool:
+    def _alive(self, run_file: Path, record: dict[str, Any] | None = None) -> bool:
         """Whether the run of ``run_file`` still works: by its process on this host, else by its heartbeat."""
         record = record or _read_record(run_file)
         if record is None:

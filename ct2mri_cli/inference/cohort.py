@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -27,20 +27,20 @@ from .jobs import Job, ReadCase, read_job, write_job
 from .status import StatusFile
 from .translator import Translation, Translator
 
-ProgressFactory = Callable[[Job], Optional[Callable[[int, int], None]]]
+ProgressFactory = Callable[[Job], Callable[[int, int], None] | None]
 
 
 @dataclass
 class StyleBook:
     """Style keys by ``--style`` value, resolved once each (cases of a list may name their own)."""
 
-    default_spec: Optional[str]
+    default_spec: str | None
     default_key: torch.Tensor
-    mask_path: Optional[Path] = None
-    keys: dict[Optional[str], tuple[torch.Tensor, str, float]] = field(default_factory=dict)
+    mask_path: Path | None = None
+    keys: dict[str | None, tuple[torch.Tensor, str, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def key_for(self, spec: Optional[str]) -> tuple[torch.Tensor, str, float]:
+    def key_for(self, spec: str | None) -> tuple[torch.Tensor, str, float]:
         """(key, source description, distance from the model's key) of a case's style."""
         spec = spec if spec is not None else self.default_spec
         with self.lock:  # the pipeline's reader and this thread both ask
@@ -64,18 +64,18 @@ def translate_cohort(
     translator: Translator,
     styles: StyleBook,
     *,
-    status: Optional[StatusFile] = None,
-    claims_in: Optional[Path] = None,
-    series_uid: Optional[str] = None,
+    status: StatusFile | None = None,
+    claims_in: Path | None = None,
+    series_uid: str | None = None,
     skip_existing: bool = False,
     force: bool = False,
     explicitly_named: bool = False,
     load_seconds: float = 0.0,
     pipelined: bool = True,
     isolate: bool = True,
-    on_event: Optional[EventCallback] = None,
-    on_result: Optional[Callable[[Job, Translation], None]] = None,
-    progress: Optional[ProgressFactory] = None,
+    on_event: EventCallback | None = None,
+    on_result: Callable[[Job, Translation], None] | None = None,
+    progress: ProgressFactory | None = None,
 ) -> CohortResult:
     """Translate ``jobs`` (one shard's share) and record each in ``status``.
 
@@ -90,30 +90,49 @@ def translate_cohort(
     to it (and to its status line).
     """
     with CaseClaims(claims_in) if claims_in is not None else nullcontext() as claims:
-        return _translate(jobs, translator, styles, claims, status, series_uid, skip_existing, force,
-                          explicitly_named, load_seconds, pipelined, isolate, on_event, on_result, progress)
+        return _translate(
+            jobs,
+            translator,
+            styles,
+            claims,
+            status,
+            series_uid,
+            skip_existing,
+            force,
+            explicitly_named,
+            load_seconds,
+            pipelined,
+            isolate,
+            on_event,
+            on_result,
+            progress,
+        )
 
 
 def _translate(
     jobs: list[Job],
     translator: Translator,
     styles: StyleBook,
-    claims: Optional[CaseClaims],
-    status: Optional[StatusFile],
-    series_uid: Optional[str],
+    claims: CaseClaims | None,
+    status: StatusFile | None,
+    series_uid: str | None,
     skip_existing: bool,
     force: bool,
     explicitly_named: bool,
     load_seconds: float,
     pipelined: bool,
     isolate: bool,
-    on_event: Optional[EventCallback],
-    on_result: Optional[Callable[[Job, Translation], None]],
-    progress: Optional[ProgressFactory],
+    on_event: EventCallback | None,
+    on_result: Callable[[Job, Translation], None] | None,
+    progress: ProgressFactory | None,
 ) -> CohortResult:
     elsewhere = {job.case for job in jobs if claims is not None and claims.holder(claims.path(job.case))}
-    refuse_existing([job for job in jobs if job.case not in elsewhere],
-                    force=force, skip_existing=skip_existing, explicitly_named=explicitly_named)
+    refuse_existing(
+        [job for job in jobs if job.case not in elsewhere],
+        force=force,
+        skip_existing=skip_existing,
+        explicitly_named=explicitly_named,
+    )
     finished_before = {job.case for job in jobs if job.finished}
     left_to_others: set[str] = set()  # cases another run records
     by_case = {job.case: job for job in jobs}
@@ -134,9 +153,14 @@ def _translate(
                 raise SkipCase(f"{job.case}: translated by another run meanwhile ({job.output}); left as it is")
         if skip_existing and job.finished:
             extras = job.missing_extras
-            raise SkipCase(f"{job.case}: finished earlier ({job.sidecar}), skipped"
-                           + (f"; {', '.join(map(str, extras))} not made (a finished case is not redone: --force redoes it)"
-                              if extras else ""))
+            raise SkipCase(
+                f"{job.case}: finished earlier ({job.sidecar}), skipped"
+                + (
+                    f"; {', '.join(map(str, extras))} not made (a finished case is not redone: --force redoes it)"
+                    if extras
+                    else ""
+                )
+            )
         styles.key_for(job.style)  # a bad style fails the case before it is sampled
         return read_job(job, translator, series_uid)
 
@@ -154,10 +178,19 @@ def _translate(
         if on_result is not None:
             on_result(job, result)
         if status is not None:
-            status.record(_status_line(job, "done", checks=flagged[job.case],
-                                       seconds=round(sum(v for k, v in seconds.items() if k != "load_model"), 3)))
-        return (f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
-                + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()) + ")")
+            status.record(
+                _status_line(
+                    job,
+                    "done",
+                    checks=flagged[job.case],
+                    seconds=round(sum(v for k, v in seconds.items() if k != "load_model"), 3),
+                )
+            )
+        return (
+            f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+            + ")"
+        )
 
     def record_event(case: str, kind: str, message: str) -> None:
         if status is not None and kind in ("failed", "skipped") and case not in left_to_others:
@@ -170,8 +203,9 @@ def _translate(
         if on_event is not None:
             on_event(case, kind, message)
 
-    outcome = run_pipeline(jobs, lambda job: job.case, prepare, process, finish, record_event,
-                           isolate=isolate, pipelined=pipelined)
+    outcome = run_pipeline(
+        jobs, lambda job: job.case, prepare, process, finish, record_event, isolate=isolate, pipelined=pipelined
+    )
     return CohortResult(outcome, flagged, sampling[0], time.perf_counter() - started)
 
 
@@ -184,16 +218,20 @@ def refuse_existing(jobs: list[Job], *, force: bool, skip_existing: bool, explic
     if explicitly_named:
         for job in jobs:
             if job.sidecar.exists() and not _is_own_sidecar(job.sidecar, job.output):
-                raise Ct2mriError(f"{job.sidecar} exists and is not the sidecar of {job.output}; the sidecar would "
-                                  "replace it (move it, or use --force)")
+                raise Ct2mriError(
+                    f"{job.sidecar} exists and is not the sidecar of {job.output}; the sidecar would "
+                    "replace it (move it, or use --force)"
+                )
         return
     if skip_existing:
         return
     existing = [t for job in jobs for t in job.targets if t.exists()]
     if existing:
         cases = sum(1 for job in jobs if any(t.exists() for t in job.targets))
-        raise Ct2mriError(f"{existing[0]} exists ({cases} of {len(jobs)} cases have outputs already); "
-                          "use --skip-existing to finish the run, or --force to redo it")
+        raise Ct2mriError(
+            f"{existing[0]} exists ({cases} of {len(jobs)} cases have outputs already); "
+            "use --skip-existing to finish the run, or --force to redo it"
+        )
 
 
 def _is_own_sidecar(path: Path, output: Path) -> bool:
@@ -201,11 +239,23 @@ def _is_own_sidecar(path: Path, output: Path) -> bool:
         content = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return isinstance(content, dict) and content.get("synthetic") is True and Path(str(content.get("output"))).name == output.name
+    return (
+        isinstance(content, dict)
+        and content.get("synthetic") is True
+        and Path(str(content.get("output"))).name == output.name
+    )
 
 
-def _status_line(job: Job, state: str, checks: Optional[list[str]] = None, seconds: Optional[float] = None,
-                 error: Optional[str] = None) -> dict:
+def _status_line(
+    job: Job, state: str, checks: list[str] | None = None, seconds: float | None = None, error: str | None = None
+) -> dict:
     """One case's line in its shard's status file."""
-    return {"case": job.case, "input": str(job.ct), "output": str(job.output), "state": state,
-            "checks": checks, "seconds": seconds, "error": error}
+    return {
+        "case": job.case,
+        "input": str(job.ct),
+        "output": str(job.output),
+        "state": state,
+        "checks": checks,
+        "seconds": seconds,
+        "error": error,
+    }

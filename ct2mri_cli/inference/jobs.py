@@ -7,7 +7,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from ..preprocessing.model_view import CtView
 from .sidecar import build_sidecar, sidecar_path
 from .translator import DESCRIP, Translation, Translator
 
-
 OUTPUT_FORMATS = ("nifti", "dicom")
 
 
@@ -35,12 +33,12 @@ class Job:
     ct: Path
     output: Path
     sidecar: Path
-    mask_out: Optional[Path]
-    qc: Optional[Path]
-    mask_in: Optional[Path] = None
-    style: Optional[str] = None
+    mask_out: Path | None
+    qc: Path | None
+    mask_in: Path | None = None
+    style: str | None = None
     output_format: str = "nifti"
-    trust_map: Optional[Path] = None
+    trust_map: Path | None = None
 
     @property
     def targets(self) -> list[Path]:
@@ -66,11 +64,11 @@ def is_nifti_name(path: Path) -> bool:
 
 def plan_jobs(
     specs: list[CaseSpec],
-    output: Optional[Path],
-    save_mask: Optional[Path],
-    qc: Optional[Path],
+    output: Path | None,
+    save_mask: Path | None,
+    qc: Path | None,
     output_format: str = "nifti",
-    trust_map: Optional[Path] = None,
+    trust_map: Path | None = None,
 ) -> list[Job]:
     """Turn ``INPUT OUTPUT`` (two ``specs`` and ``output`` None: the second spec is the output)
     or cases with ``-o OUTDIR`` (``-o FILE.nii.gz`` for one case) into jobs, one per input CT."""
@@ -111,8 +109,11 @@ def plan_jobs(
         trust_out = None
         if trust_map is not None:
             trust_out = trust_map if single_file and is_nifti_name(trust_map) else trust_map / f"{case}_trust.nii.gz"
-        jobs.append(Job(case, spec.ct, out, sidecar_path(out), mask_out, qc_out, spec.mask, spec.style, output_format,
-                        trust_out))
+        jobs.append(
+            Job(
+                case, spec.ct, out, sidecar_path(out), mask_out, qc_out, spec.mask, spec.style, output_format, trust_out
+            )
+        )
     cases = [j.case for j in jobs]
     duplicates = sorted({c for c in cases if cases.count(c) > 1})
     if duplicates:
@@ -123,15 +124,24 @@ def plan_jobs(
 def check_outputs(jobs: list[Job], inputs: list[Path]) -> None:
     """Refuse a run in which an output is an input, or two outputs are one file."""
     inputs = inputs + [p for job in jobs for p in (job.ct, job.mask_in) if p is not None]
-    outputs = [(job.case, role, path) for job in jobs
-               for role, path in (("synthetic T1", job.output), ("brain mask", job.mask_out), ("QC picture", job.qc),
-                                  ("trust map", job.trust_map), ("sidecar", job.sidecar)) if path is not None]
+    outputs = [
+        (job.case, role, path)
+        for job in jobs
+        for role, path in (
+            ("synthetic T1", job.output),
+            ("brain mask", job.mask_out),
+            ("QC picture", job.qc),
+            ("trust map", job.trust_map),
+            ("sidecar", job.sidecar),
+        )
+        if path is not None
+    ]
     for _, role, path in outputs:
         for source in inputs:
             if same_file(path, source):
                 raise Ct2mriError(f"{path}: the {role} output would overwrite the input {source}")
     for i, (case, role, path) in enumerate(outputs):
-        for other_case, other_role, other in outputs[i + 1:]:
+        for other_case, other_role, other in outputs[i + 1 :]:
             if same_file(path, other):
                 raise Ct2mriError(f"{path}: named as both the {role} of {case} and the {other_role} of {other_case}")
 
@@ -142,11 +152,11 @@ class ReadCase:
 
     ct: Volume
     view: CtView
-    mask_path: Optional[Path]
+    mask_path: Path | None
     seconds: dict[str, float]
 
 
-def read_job(job: Job, translator: Translator, series_uid: Optional[str] = None) -> ReadCase:
+def read_job(job: Job, translator: Translator, series_uid: str | None = None) -> ReadCase:
     """Read a job's CT (and its mask) and prepare the model's view of it (no sampling)."""
     for target in job.targets:
         remove_stale_temporaries(target)
@@ -166,7 +176,7 @@ def write_job(
     read: ReadCase,
     result: Translation,
     style_source: str,
-    style_distance: Optional[float] = None,
+    style_distance: float | None = None,
     load_seconds: float = 0.0,
 ) -> dict[str, float]:
     """Write a job's synthetic T1 (NIfTI or DICOM), mask, QC picture and sidecar; returns the seconds
@@ -178,28 +188,54 @@ def write_job(
     with contextlib.ExitStack() as stack:
         sidecar_tmp = stack.enter_context(atomic_output(job.sidecar))
         if job.output_format == "dicom":  # the series folder renames itself into place; the sidecar comes last
-            comments = (f"Synthetic T1 made by ct2mri {__version__} from the CT {ct.description or job.ct.name}; "
-                        f"weights sha256 {translator.bundle.sha256}; NOT FOR DIAGNOSIS")
-            write_dicom_series(result.mri01, ct, job.output, description="SYNTHETIC T1 (ct2mri) - NOT FOR DIAGNOSIS",
-                               comments=comments, software=f"ct2mri {__version__}")
+            comments = (
+                f"Synthetic T1 made by ct2mri {__version__} from the CT {ct.description or job.ct.name}; "
+                f"weights sha256 {translator.bundle.sha256}; NOT FOR DIAGNOSIS"
+            )
+            write_dicom_series(
+                result.mri01,
+                ct,
+                job.output,
+                description="SYNTHETIC T1 (ct2mri) - NOT FOR DIAGNOSIS",
+                comments=comments,
+                software=f"ct2mri {__version__}",
+            )
         else:
             write_nifti(result.mri01, stack.enter_context(atomic_output(job.output)), ct, descrip=DESCRIP)
         if job.mask_out is not None:
             mask_tmp = stack.enter_context(atomic_output(job.mask_out))
             write_nifti(result.mask.astype(np.uint8), mask_tmp, ct, descrip="ct2mri brain mask", dtype=np.uint8)
         if job.trust_map is not None:
-            write_nifti(result.expected_error01, stack.enter_context(atomic_output(job.trust_map)), ct,
-                        descrip="ct2mri trust map: expected |error|")
+            write_nifti(
+                result.expected_error01,
+                stack.enter_context(atomic_output(job.trust_map)),
+                ct,
+                descrip="ct2mri trust map: expected |error|",
+            )
         if job.qc is not None:
-            picture = pair_montage(result.ct_model01, result.mri_model01, result.mask_model,
-                                   titles=("CT", "SYNTHETIC T1", "CHECKERBOARD", "EXPECTED ERROR"), min_side=480,
-                                   caption=pose_caption(result.pose), trust=result.expected_error_model)
+            picture = pair_montage(
+                result.ct_model01,
+                result.mri_model01,
+                result.mask_model,
+                titles=("CT", "SYNTHETIC T1", "CHECKERBOARD", "EXPECTED ERROR"),
+                min_side=480,
+                caption=pose_caption(result.pose),
+                trust=result.expected_error_model,
+            )
             write_png(picture, stack.enter_context(atomic_output(job.qc)))
         seconds = {"load_model": load_seconds, **read.seconds, **result.seconds, "write": time.perf_counter() - started}
         sidecar = build_sidecar(
-            ct_path=job.ct, ct=ct, output=job.output, translator=translator,
-            result=result, style_source=style_source, style_distance=style_distance, mask_path=read.mask_path,
-            seconds=seconds, qc_path=job.qc, trust_map_path=job.trust_map,
+            ct_path=job.ct,
+            ct=ct,
+            output=job.output,
+            translator=translator,
+            result=result,
+            style_source=style_source,
+            style_distance=style_distance,
+            mask_path=read.mask_path,
+            seconds=seconds,
+            qc_path=job.qc,
+            trust_map_path=job.trust_map,
         )
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     return seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .. import __version__
 from ..io.cases import case_name
@@ -25,11 +25,11 @@ def build_sidecar(
     translator: Translator,
     result: Translation,
     style_source: str,
-    style_distance: Optional[float],
-    mask_path: Optional[Path],
+    style_distance: float | None,
+    mask_path: Path | None,
     seconds: dict[str, float],
-    qc_path: Optional[Path] = None,
-    trust_map_path: Optional[Path] = None,
+    qc_path: Path | None = None,
+    trust_map_path: Path | None = None,
 ) -> dict[str, Any]:
     """The sidecar's content (JSON-ready)."""
     s, bundle = translator.sampling, translator.bundle
@@ -45,8 +45,14 @@ def build_sidecar(
         "weights_provenance": bundle.provenance,
         "style_source": style_source,
         "style_distance_to_default": None if style_distance is None else round(style_distance, 5),
-        "sampler": {"mode": s.mode, "steps": s.steps, "corrections": s.corrections, "step_size": s.step_size,
-                    "correction_norm": s.correction_norm, "correction_cap": s.correction_cap},
+        "sampler": {
+            "mode": s.mode,
+            "steps": s.steps,
+            "corrections": s.corrections,
+            "step_size": s.step_size,
+            "correction_norm": s.correction_norm,
+            "correction_cap": s.correction_cap,
+        },
         "network_evaluations": result.evaluations,
         "batch_size": result.batch_size,
         "device": str(translator.device),

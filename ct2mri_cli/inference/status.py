@@ -14,10 +14,11 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
@@ -60,20 +61,22 @@ class StatusFile:
         self.entries: dict[str, dict[str, Any]] = _read_lines(self.path) if self.path.is_file() else {}
         self._lock = threading.Lock()  # the pipeline's writer and the main thread both record
 
-    def previous(self, case: str) -> Optional[dict[str, Any]]:
+    def previous(self, case: str) -> dict[str, Any] | None:
         return self.entries.get(case)
 
     def plan(self, entries: list[dict[str, Any]]) -> None:
         """List the shard's cases, as pending where no earlier run recorded them, and write the file."""
+
         def add(current: dict[str, dict[str, Any]]) -> None:
             for entry in entries:
                 current.setdefault(str(entry["case"]), entry)
 
         self._update(add)
 
-    def record(self, entry: Optional[dict[str, Any]] = None) -> None:
+    def record(self, entry: dict[str, Any] | None = None) -> None:
         """Add or replace the line of ``entry["case"]`` and rewrite the file (without an entry:
         write the file as it stands, so a shard with no cases is seen to have run)."""
+
         def put(current: dict[str, dict[str, Any]]) -> None:
             if entry is not None:
                 current[str(entry["case"])] = entry
@@ -120,7 +123,9 @@ class CohortStatus:
         merged: dict[str, dict[str, Any]] = {}
         for entries in self.shards.values():
             for case, entry in entries.items():
-                if case not in merged or rank.get(str(entry.get("state")), 0) > rank.get(str(merged[case].get("state")), 0):
+                if case not in merged or rank.get(str(entry.get("state")), 0) > rank.get(
+                    str(merged[case].get("state")), 0
+                ):
                     merged[case] = entry
         return merged
 

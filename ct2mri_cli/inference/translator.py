@@ -8,8 +8,8 @@ so a model sees at inference the slices it saw in training.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class Translation:
     evaluations: int
     batch_size: int
     checks: list[Check] = field(default_factory=list)
-    pose: Optional[Pose] = None
+    pose: Pose | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -62,13 +62,13 @@ class Translator:
         bundle: ModelBundle,
         device: torch.device,
         sampling: SamplingConfig,
-        batch_size: Optional[int] = None,
+        batch_size: int | None = None,
         precision: str = "auto",
-        channels_last: Optional[bool] = None,
+        channels_last: bool | None = None,
         compile: bool = False,
         strict: bool = False,
         native_axes: bool = False,
-        threads: Optional[int] = None,
+        threads: int | None = None,
     ) -> None:
         from ..threads import use_threads
 
@@ -94,7 +94,7 @@ class Translator:
             network = torch.compile(network)  # type: ignore[assignment]
         self.denoiser = network_denoiser(network, autocast_dtype=self.autocast, channels_last=self.channels_last)
 
-    def prepare(self, ct: Volume, mask: Optional[np.ndarray] = None) -> CtView:
+    def prepare(self, ct: Volume, mask: np.ndarray | None = None) -> CtView:
         """The model's view of one native CT (HU): scan checks, brain (``mask`` replaces automatic
         extraction), pose and model slices.  With ``strict`` a warning among the checks fails here,
         before any sampling.  Needs no network: a pipelined batch runs it ahead, in a worker."""
@@ -104,14 +104,14 @@ class Translator:
         self,
         ct: Volume,
         style: torch.Tensor,
-        mask: Optional[np.ndarray] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
+        mask: np.ndarray | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Translation:
         """Translate one native CT volume (HU); ``mask`` replaces automatic brain extraction."""
         return self.translate_view(self.prepare(ct, mask), style, progress)
 
     def translate_view(
-        self, view: CtView, style: torch.Tensor, progress: Optional[Callable[[int, int], None]] = None
+        self, view: CtView, style: torch.Tensor, progress: Callable[[int, int], None] | None = None
     ) -> Translation:
         """Sample a prepared CT (:meth:`prepare`) and bring the result back onto its native grid."""
         seconds, notes = dict(view.seconds), list(view.notes)
@@ -131,8 +131,9 @@ class Translator:
         start = time.perf_counter()
         error_model = expected_error(spread.mean01(), mri_model, mask_model > 0, self.bundle.preprocess.spacing_mm)
         native_mask = view.to_storage_order(mask)
-        error_native = on_native_brain(view.to_storage_order(from_model_grid(error_model, record, fill=0.0,
-                                                                             order="linear")), native_mask)
+        error_native = on_native_brain(
+            view.to_storage_order(from_model_grid(error_model, record, fill=0.0, order="linear")), native_mask
+        )
         trust = summarise(error_native, native_mask)
         seconds["trust_map"] = time.perf_counter() - start
 
@@ -159,9 +160,9 @@ class Translator:
         self,
         ct_model01: np.ndarray,
         style: torch.Tensor,
-        progress: Optional[Callable[[int, int], None]],
+        progress: Callable[[int, int], None] | None,
         notes: list[str],
-        spread: Optional[SpreadAverage] = None,
+        spread: SpreadAverage | None = None,
     ) -> tuple[np.ndarray, int]:
         """Sample in model space, halving the batch size on out-of-memory errors; ``spread`` hears
         the windows' disagreement of the run that succeeds."""

@@ -12,7 +12,6 @@ it reads as "expected error here": higher means less to be trusted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ class SpreadAverage:
     """Collects the windows' spread at each sampling step (``sample_volume``'s ``on_spread``)."""
 
     def __init__(self) -> None:
-        self.total: Optional[torch.Tensor] = None
+        self.total: torch.Tensor | None = None
         self.steps = 0
 
     def reset(self) -> None:
@@ -57,8 +56,9 @@ def _rim_depth_mm(mask: np.ndarray, spacing_mm: float) -> np.ndarray:
     import SimpleITK as sitk
 
     image = sitk_from_voxels(mask.astype(np.uint8).transpose(2, 1, 0), (spacing_mm,) * 3)
-    depth = array_from_sitk(sitk.SignedMaurerDistanceMap(image, insideIsPositive=True, squaredDistance=False,
-                                                         useImageSpacing=True)).transpose(2, 1, 0)
+    depth = array_from_sitk(
+        sitk.SignedMaurerDistanceMap(image, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
+    ).transpose(2, 1, 0)
     return np.clip(depth, 0.0, None).astype(np.float32)
 
 
@@ -95,9 +95,14 @@ class TrustSummary:
         """The named check ``trust``: a warning when the map says the case as a whole is unsure."""
         rule = f"mean expected error in the brain <= {UNSURE_MEAN:g}"
         if self.mean_expected_error > UNSURE_MEAN:
-            return Check("trust", round(self.mean_expected_error, 4), rule, "warning",
-                         f"the trust map expects large errors ({100 * self.unsure_share:.0f} % of the brain above "
-                         f"{UNSURE_ERROR:g}); check the output against the CT before use")
+            return Check(
+                "trust",
+                round(self.mean_expected_error, 4),
+                rule,
+                "warning",
+                f"the trust map expects large errors ({100 * self.unsure_share:.0f} % of the brain above "
+                f"{UNSURE_ERROR:g}); check the output against the CT before use",
+            )
         return Check("trust", round(self.mean_expected_error, 4), rule, "pass")
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import csv
 import glob
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from ..errors import Ct2mriError
 from .dicom import is_dicom_file
 from .volumes import IMAGE_SUFFIXES
 
 
-def read_case_csv(path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
+def read_case_csv(
+    path: str | os.PathLike, required: Sequence[str], optional: Sequence[str] = ()
+) -> list[dict[str, str]]:
     """Rows of a case CSV as ``{column: value}`` (stripped; column names case-insensitive).
 
     ``required`` columns must exist and be non-empty on every row (the first is the case name,
@@ -99,9 +101,9 @@ class CaseSpec:
 
     case: str
     ct: Path
-    mask: Optional[Path] = None
-    style: Optional[str] = None
-    output: Optional[Path] = None
+    mask: Path | None = None
+    style: str | None = None
+    output: Path | None = None
 
 
 def holds_dicom_files(folder: Path) -> bool:
@@ -142,12 +144,15 @@ def read_case_list(path: Path) -> list[CaseSpec]:
             style = row.get("style") or None
             if style is not None and (Path(style).suffix or "/" in style):  # a file, not a bundled key name
                 style = str(relative_to_table(path, style))
-            specs.append(CaseSpec(
-                case=row["case"], ct=relative_to_table(path, row["ct"]),
-                mask=relative_to_table(path, row["mask"]) if row.get("mask") else None,
-                style=style,
-                output=relative_to_table(path, row["output"]) if row.get("output") else None,
-            ))
+            specs.append(
+                CaseSpec(
+                    case=row["case"],
+                    ct=relative_to_table(path, row["ct"]),
+                    mask=relative_to_table(path, row["mask"]) if row.get("mask") else None,
+                    style=style,
+                    output=relative_to_table(path, row["output"]) if row.get("output") else None,
+                )
+            )
         return specs
     if not path.is_file():
         raise Ct2mriError(f"{path}: no such file")

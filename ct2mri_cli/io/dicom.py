@@ -35,9 +35,20 @@ STORED_MAX = 1000
 _LPS = np.array([-1.0, -1.0, 1.0])
 # tags carried over from the CT: patient, study, frame of reference
 CARRIED_TAGS = (
-    "0010|0010", "0010|0020", "0010|0030", "0010|0040", "0010|1010",  # patient name, ID, birth date, sex, age
-    "0008|0020", "0008|0030", "0008|0050", "0008|0090", "0008|1030", "0020|0010",  # study date, time, accession, ...
-    "0020|000d", "0020|0052", "0008|0080",  # study UID, frame of reference UID, institution
+    "0010|0010",
+    "0010|0020",
+    "0010|0030",
+    "0010|0040",
+    "0010|1010",  # patient name, ID, birth date, sex, age
+    "0008|0020",
+    "0008|0030",
+    "0008|0050",
+    "0008|0090",
+    "0008|1030",
+    "0020|0010",  # study date, time, accession, ...
+    "0020|000d",
+    "0020|0052",
+    "0008|0080",  # study UID, frame of reference UID, institution
 )
 
 
@@ -120,13 +131,25 @@ def _pick_series(files: dict[str, list[str]]) -> tuple[str, str]:
             axial = abs(float(np.cross(row_col[:3], row_col[3:6])[2])) > 0.8
         except (ValueError, IndexError):
             axial = False
-        return (tags.get("0008|0060", "").upper() == "CT", not any(w in image_type for w in ("LOCALIZER", "SCOUT")),
-                "DERIVED" not in image_type, axial, len(files[uid]), uid)
+        return (
+            tags.get("0008|0060", "").upper() == "CT",
+            not any(w in image_type for w in ("LOCALIZER", "SCOUT")),
+            "DERIVED" not in image_type,
+            axial,
+            len(files[uid]),
+            uid,
+        )
 
     ranks = {uid: rank(uid) for uid in files}  # one tag read per series
     ranked = sorted(files, key=ranks.__getitem__, reverse=True)
     best, runner_up = ranks[ranked[0]], ranks[ranked[1]]
-    reasons = ("the CT series", "not a localiser", "original, not derived", "the axial series", "the one with the most slices")
+    reasons = (
+        "the CT series",
+        "not a localiser",
+        "original, not derived",
+        "the axial series",
+        "the one with the most slices",
+    )
     decided = next((reason for reason, a, b in zip(reasons, best, runner_up) if a != b), "the last by UID")
     return ranked[0], decided
 
@@ -220,27 +243,29 @@ def synthetic_series_tags(reference: Volume, description: str, comments: str, so
         series_number = str(int(source.get("0020|0011", "0")) + 1000)
     except ValueError:
         series_number = "1000"
-    tags.update({
-        "0008|0016": MR_IMAGE_STORAGE,
-        "0008|0060": "MR",
-        "0008|0008": "DERIVED\\SECONDARY",
-        "0018|0020": "RM",  # Scanning Sequence: research mode (no acquisition made this image)
-        "0018|0021": "NONE",  # Sequence Variant
-        "0018|0023": "3D",  # MR Acquisition Type
-        "0020|000e": new_uid(),
-        "0020|0011": series_number,
-        "0008|103e": description[:64],
-        "0020|4000": comments[:10240],
-        "0008|2111": comments[:1024],  # Derivation Description
-        "0008|0070": "ct2mri",
-        "0018|1020": software[:64],
-        "0008|0021": now.strftime("%Y%m%d"),
-        "0008|0031": now.strftime("%H%M%S"),
-        "0028|1050": str(STORED_MAX // 2),
-        "0028|1051": str(STORED_MAX),
-        "0028|1052": "0",
-        "0028|1053": "1",
-    })
+    tags.update(
+        {
+            "0008|0016": MR_IMAGE_STORAGE,
+            "0008|0060": "MR",
+            "0008|0008": "DERIVED\\SECONDARY",
+            "0018|0020": "RM",  # Scanning Sequence: research mode (no acquisition made this image)
+            "0018|0021": "NONE",  # Sequence Variant
+            "0018|0023": "3D",  # MR Acquisition Type
+            "0020|000e": new_uid(),
+            "0020|0011": series_number,
+            "0008|103e": description[:64],
+            "0020|4000": comments[:10240],
+            "0008|2111": comments[:1024],  # Derivation Description
+            "0008|0070": "ct2mri",
+            "0018|1020": software[:64],
+            "0008|0021": now.strftime("%Y%m%d"),
+            "0008|0031": now.strftime("%H%M%S"),
+            "0028|1050": str(STORED_MAX // 2),
+            "0028|1051": str(STORED_MAX),
+            "0028|1052": "0",
+            "0028|1053": "1",
+        }
+    )
     return tags
 
 
@@ -267,8 +292,14 @@ def write_dicom_series(
     orientation = _format(np.concatenate([row_dir * _LPS, col_dir * _LPS]))
     shared = synthetic_series_tags(reference, description, comments, software)
     thickness = (reference.dicom.get("0018|0050") if from_dicom else None) or f"{between:.6g}"
-    shared.update({"0020|0037": orientation, "0028|0030": _format(np.array([spacing[1], spacing[0]])),
-                   "0018|0050": thickness, "0018|0088": f"{between:.6g}"})
+    shared.update(
+        {
+            "0020|0037": orientation,
+            "0028|0030": _format(np.array([spacing[1], spacing[0]])),
+            "0018|0050": thickness,
+            "0018|0088": f"{between:.6g}",
+        }
+    )
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

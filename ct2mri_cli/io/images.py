@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -145,8 +146,17 @@ def smoothed_to_spacing(image: Any, mm: float, sigma_mm: float) -> Any:
 
     size = [max(1, int(round(n * s / mm))) for n, s in zip(image.GetSize(), image.GetSpacing())]
     smooth = sitk.SmoothingRecursiveGaussian(image, sigma_mm)
-    return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), [mm] * 3,
-                         image.GetDirection(), 0.0, sitk.sitkFloat32)
+    return sitk.Resample(
+        smooth,
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        image.GetOrigin(),
+        [mm] * 3,
+        image.GetDirection(),
+        0.0,
+        sitk.sitkFloat32,
+    )
 
 
 def anti_aliased(image: Any, source_spacing: np.ndarray, target_spacing: np.ndarray) -> Any:

@@ -24,9 +24,10 @@ import re
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -74,7 +75,7 @@ class Volume:
         """How to refer to this volume in messages."""
         return str(self.path) if self.path is not None else (self.description or "volume")
 
-    def with_data(self, data: np.ndarray, description: str | None = None) -> "Volume":
+    def with_data(self, data: np.ndarray, description: str | None = None) -> Volume:
         """A volume on the same grid holding ``data`` (same first three dimensions)."""
         if tuple(data.shape[:3]) != self.shape:
             raise ValueError(f"array shape {data.shape} does not match the grid {self.shape}")
@@ -182,9 +183,7 @@ def _squeeze_to_3d(data: np.ndarray, path: Path) -> np.ndarray:
             )
         data = data.reshape(data.shape[:3])
     if data.ndim < 3 or any(n == 1 for n in data.shape):
-        raise Ct2mriError(
-            f"{path}: 2D image of shape {'x'.join(map(str, data.shape))}; a 3D volume is needed"
-        )
+        raise Ct2mriError(f"{path}: 2D image of shape {'x'.join(map(str, data.shape))}; a 3D volume is needed")
     return data
 
 
@@ -344,9 +343,7 @@ def check_affine(affine: np.ndarray, source: str) -> None:
     error = np.abs(direction.T @ direction - np.eye(3)).max()
     in_plane = abs(float(direction[:, 0] @ direction[:, 1]))
     if error > _ORTHONORMAL_TOL and (in_plane > _ORTHONORMAL_TOL or gantry_tilt_degrees(affine) >= MAX_TILT_DEGREES):
-        raise Ct2mriError(
-            f"{source}: direction cosines are not orthonormal (sheared affine, deviation {error:.3g})"
-        )
+        raise Ct2mriError(f"{source}: direction cosines are not orthonormal (sheared affine, deviation {error:.3g})")
 
 
 def _check_volume(volume: Volume) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -11,7 +11,7 @@ from .unet import UNet
 
 def network_denoiser(
     network: UNet,
-    autocast_dtype: Optional[torch.dtype] = None,
+    autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """Wrap a U-Net as ``denoiser(x_t, y, t, style) -> x_t - x0`` for :func:`ct2mri_cli.diffusion.sampler.sample_volume`.

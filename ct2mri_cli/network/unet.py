@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +91,7 @@ class ResBlock(nn.Module):
         out_ch: int,
         emb_dim: int,
         cfg: UNetConfig,
-        resample: Optional[str] = None,
+        resample: str | None = None,
     ) -> None:
         super().__init__()
         self.resample = resample
@@ -128,7 +128,7 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention through ``scaled_dot_product_attention`` (self or cross)."""
 
-    def __init__(self, dim: int, context_dim: Optional[int], head_channels: int) -> None:
+    def __init__(self, dim: int, context_dim: int | None, head_channels: int) -> None:
         super().__init__()
         self.heads = max(dim // head_channels, 1)
         self.to_q = nn.Linear(dim, dim, bias=False)
@@ -136,10 +136,10 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim or dim, dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
         context = x if context is None else context
-        split = lambda z: z.reshape(b, z.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        split = lambda z: z.reshape(b, z.shape[1], self.heads, d // self.heads).transpose(1, 2)
         q, k, v = split(self.to_q(x)), split(self.to_k(context)), split(self.to_v(context))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, d))
@@ -195,7 +195,7 @@ class TransformerBlock(nn.Module):
 class _Stage(nn.Module):
     """A res block optionally followed by a transformer block (one U-Net "block")."""
 
-    def __init__(self, res: ResBlock, attn: Optional[TransformerBlock] = None) -> None:
+    def __init__(self, res: ResBlock, attn: TransformerBlock | None = None) -> None:
         super().__init__()
         self.res = res
         self.attn = attn

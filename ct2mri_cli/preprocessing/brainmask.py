@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,10 @@ def check_hu(data: np.ndarray, source: str = "CT") -> str | None:
         problems.append(f"only {100 * bone:.2g}% of voxels above 300 HU (bone)")
     soft = sample[(sample > -100) & (sample < 150)]
     if soft.size < 0.01 * max(1, int(np.count_nonzero(sample > -900))):
-        problems.append(f"only {100 * soft.size / max(1, int(np.count_nonzero(sample > -900))):.2g}% of the head's "
-                        "voxels in -100..150 HU (soft tissue)")
+        problems.append(
+            f"only {100 * soft.size / max(1, int(np.count_nonzero(sample > -900))):.2g}% of the head's "
+            "voxels in -100..150 HU (soft tissue)"
+        )
     elif soft.size:
         median = float(np.median(soft))
         if not -20.0 <= median <= 80.0:
@@ -81,18 +84,18 @@ def _radius_voxels(radius_mm: float, spacing: tuple[float, float, float]) -> lis
     return [max(0, int(round(radius_mm / s))) for s in spacing]
 
 
-def _largest_component(image):  # type: ignore[no-untyped-def]
+def _largest_component(image: Any) -> Any:
     import SimpleITK as sitk
 
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(image), sortByObjectSize=True)
     return sitk.Equal(labels, 1)
 
 
-def _image(mask: np.ndarray, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
+def _image(mask: np.ndarray, spacing: tuple[float, float, float]) -> Any:
     return sitk_from_voxels(mask.astype(np.uint8), spacing)
 
 
-def _array(image) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _array(image: Any) -> np.ndarray:
     return array_from_sitk(image).astype(bool)
 
 
@@ -163,9 +166,11 @@ def enclosed_by_bone(bone: np.ndarray, spacing: tuple[float, float, float], reac
         index = np.arange(bone.shape[axis], dtype=kind).reshape(shape)
         # the index of the nearest bone before and after each voxel along the axis
         before = np.maximum.accumulate(np.where(bone, index, kind(-far)), axis=axis)
-        sides += index - before <= reach
+        sides += np.less_equal(index - before, reach)
         del before
-        after = np.flip(np.minimum.accumulate(np.flip(np.where(bone, index, kind(2 * far)), axis=axis), axis=axis), axis=axis)
+        after = np.flip(
+            np.minimum.accumulate(np.flip(np.where(bone, index, kind(2 * far)), axis=axis), axis=axis), axis=axis
+        )
         sides += after - index <= reach
         del after
     return sides >= 5
@@ -187,8 +192,9 @@ def _cut_below_the_stem(brain: np.ndarray, fraction: float, slice_mm: float, run
     return brain
 
 
-def _fill_axial_holes(mask: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float],
-                      max_bone_ml: float = 0.5) -> np.ndarray:
+def _fill_axial_holes(
+    mask: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float], max_bone_ml: float = 0.5
+) -> np.ndarray:
     """Holes enclosed within each axial section (CSF spaces open to the outside only through the
     slices above or below), except holes holding more bone than a calcification: a compartment
     walled off by bone is not brain."""
@@ -223,8 +229,10 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     smooth = _smoothed(hu, spacing, params.smoothing_mm)
     soft = inside & (smooth >= params.soft_hu[0]) & (smooth <= params.soft_hu[1])
     if not soft.any():
-        raise Ct2mriError("no intracranial soft tissue found: is the skull in the field of view? "
-                          "(a skull-stripped CT has no skull to find the brain by: give its brain with --mask)")
+        raise Ct2mriError(
+            "no intracranial soft tissue found: is the skull in the field of view? "
+            "(a skull-stripped CT has no skull to find the brain by: give its brain with --mask)"
+        )
     brain = _largest_component(_image(soft, spacing))
 
     radius = _radius_voxels(params.opening_mm, spacing)

@@ -87,8 +87,12 @@ def _header_intercept(volume: Volume) -> float | None:
     return None
 
 
-SHIFT_EVIDENCE = ("the -100..150 band lies outside the head, as air does", "no values in -1450..-200",
-                  "a soft-tissue peak in 924..1174", "little between air and soft tissue")
+SHIFT_EVIDENCE = (
+    "the -100..150 band lies outside the head, as air does",
+    "no values in -1450..-200",
+    "a soft-tissue peak in 924..1174",
+    "little between air and soft tissue",
+)
 
 
 @dataclass
@@ -106,8 +110,12 @@ class HuEvidence:
 
     def votes_for_shift(self) -> list[str]:
         """The items of :data:`SHIFT_EVIDENCE` that this scan shows."""
-        shown = (self.low_band_outside > 0.5, self.negative < 0.001, self.tissue_shifted > 0.02,
-                 self.gap_shifted < 0.25 * self.tissue_shifted)
+        shown = (
+            self.low_band_outside > 0.5,
+            self.negative < 0.001,
+            self.tissue_shifted > 0.02,
+            self.gap_shifted < 0.25 * self.tissue_shifted,
+        )
         return [name for name, vote in zip(SHIFT_EVIDENCE, shown) if vote]
 
 
@@ -119,18 +127,21 @@ def hu_evidence(volume: Volume) -> HuEvidence:
     fill = _fill_value(sample[sample > PADDING_BELOW])
     valid = (sample > PADDING_BELOW) & (sample != (np.nan if fill is None else fill))
     count = max(1, int(valid.sum()))
-    share = lambda selected: float(np.count_nonzero(selected & valid)) / count  # noqa: E731
+    share = lambda selected: float(np.count_nonzero(selected & valid)) / count
     low = valid & (sample > -100) & (sample < 150)
     outside = 0.0
     if low.any() and sample.ndim == 3:
         in_plane = tuple(a for a in range(3) if a != slice_axis(volume.affine))
         outside = float(_border_connected(low, in_plane).sum()) / float(low.sum())
     return HuEvidence(
-        fill=fill, low_band_outside=round(outside, 4), negative=round(share(sample < -200), 5),
+        fill=fill,
+        low_band_outside=round(outside, 4),
+        negative=round(share(sample < -200), 5),
         tissue_shifted=round(share((sample > 924) & (sample < 1174)), 4),
         gap_shifted=round(share((sample > 300) & (sample < 850)), 4),
         gap_hu=round(share((sample > 150) & (sample < 300)) / max(share(low), 1e-9), 4),
-        header_intercept=_header_intercept(volume))
+        header_intercept=_header_intercept(volume),
+    )
 
 
 def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
@@ -150,18 +161,24 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
     data = np.asarray(volume.data, dtype=np.float32)
     if len(votes) == 3:
         missing = [v for v in SHIFT_EVIDENCE if v not in votes]
-        raise Ct2mriError(f"{volume.name}: cannot tell the CT's intensity scale: it looks stored as HU + 1024 "
-                          f"({'; '.join(votes)}) but not in every way ({'; '.join(missing)}); "
-                          "convert it to Hounsfield units first (apply the rescale intercept)")
+        raise Ct2mriError(
+            f"{volume.name}: cannot tell the CT's intensity scale: it looks stored as HU + 1024 "
+            f"({'; '.join(votes)}) but not in every way ({'; '.join(missing)}); "
+            "convert it to Hounsfield units first (apply the rescale intercept)"
+        )
     shifted = len(votes) == 4
     if shifted and evidence.header_intercept is not None and evidence.header_intercept <= -500:
-        raise Ct2mriError(f"{volume.name}: the CT looks stored as HU + 1024, but its header's rescale intercept "
-                          f"({evidence.header_intercept:g}) was already applied; check the export")
+        raise Ct2mriError(
+            f"{volume.name}: the CT looks stored as HU + 1024, but its header's rescale intercept "
+            f"({evidence.header_intercept:g}) was already applied; check the export"
+        )
     notes = []
     if shifted:
         data = data - STORED_OFFSET
-        notes.append(f"{volume.name}: the CT was stored without its rescale (air near 0, soft tissue near 1060); "
-                     f"shifted by -{STORED_OFFSET:g} to Hounsfield units")
+        notes.append(
+            f"{volume.name}: the CT was stored without its rescale (air near 0, soft tissue near 1060); "
+            f"shifted by -{STORED_OFFSET:g} to Hounsfield units"
+        )
     padded = data < PADDING_BELOW
     if padded.any():
         data = np.where(padded, np.float32(AIR_HU - 24.0), data)
@@ -171,8 +188,10 @@ def check_hu_scale(volume: Volume) -> tuple[Volume, Check]:
         # air written as a value in the tissue range: the fill around the head becomes air
         filled = _border_connected(data == evidence.fill, (0, 1, 2))
         data = np.where(filled, np.float32(AIR_HU - 24.0), data)
-        notes.append(f"{100 * filled.mean():.1f}% of voxels hold the fill value {evidence.fill:g} around the head, "
-                     "treated as air")
+        notes.append(
+            f"{100 * filled.mean():.1f}% of voxels hold the fill value {evidence.fill:g} around the head, "
+            "treated as air"
+        )
     out = volume.with_data(data) if notes else volume  # every change leaves a note
     if shifted:
         return out, Check("hu_scale", f"HU + {STORED_OFFSET:g}", rule, "corrected", "; ".join(notes))
@@ -184,8 +203,13 @@ def check_gantry_tilt(volume: Volume) -> Check:
     translation follows it, and the output is written on it."""
     tilt = round(gantry_tilt_degrees(volume.affine), 2)
     if tilt > 0.1:
-        return Check("gantry_tilt", tilt, "slices perpendicular to their plane", "corrected",
-                     f"{volume.name}: gantry tilt of {tilt:g} degrees; the scan is used on its true (sheared) geometry")
+        return Check(
+            "gantry_tilt",
+            tilt,
+            "slices perpendicular to their plane",
+            "corrected",
+            f"{volume.name}: gantry tilt of {tilt:g} degrees; the scan is used on its true (sheared) geometry",
+        )
     return Check("gantry_tilt", tilt, "slices perpendicular to their plane", "pass")
 
 
@@ -194,9 +218,14 @@ def check_slice_thickness(volume: Volume) -> Check:
     axis = slice_axis(volume.affine)
     spacing = float(volume.spacing[axis])
     if spacing > THICK_SLICE_MM:
-        return Check("slice_thickness", round(spacing, 3), f"<= {THICK_SLICE_MM:g} mm", "warning",
-                     f"{volume.name}: {spacing:.1f} mm slices: structures thinner than that are lost between slices, "
-                     "and the synthetic T1 is as blurred through the plane as the CT")
+        return Check(
+            "slice_thickness",
+            round(spacing, 3),
+            f"<= {THICK_SLICE_MM:g} mm",
+            "warning",
+            f"{volume.name}: {spacing:.1f} mm slices: structures thinner than that are lost between slices, "
+            "and the synthetic T1 is as blurred through the plane as the CT",
+        )
     return Check("slice_thickness", round(spacing, 3), f"<= {THICK_SLICE_MM:g} mm", "pass")
 
 
@@ -212,9 +241,14 @@ def check_brain_volume(mask: np.ndarray, spacing: tuple[float, ...], name: str, 
             "is the CT in Hounsfield units? (pass --mask to give the brain yourself)"
         )
     if ml < lo or ml > hi:
-        return Check("brain_volume", round(ml, 1), rule, "warning",
-                     f"{name}: the brain mask is {ml:.0f} mL, outside the adult range {rule} "
-                     "(partial coverage, a child, or intensities not in HU?)")
+        return Check(
+            "brain_volume",
+            round(ml, 1),
+            rule,
+            "warning",
+            f"{name}: the brain mask is {ml:.0f} mL, outside the adult range {rule} "
+            "(partial coverage, a child, or intensities not in HU?)",
+        )
     return Check("brain_volume", round(ml, 1), rule, "pass")
 
 
@@ -225,15 +259,24 @@ def check_coverage(mask: np.ndarray, affine: np.ndarray, name: str) -> Check:
     areas = np.moveaxis(np.asarray(mask, dtype=bool), axis, 0).reshape(mask.shape[axis], -1).sum(axis=1)
     largest = max(1, int(areas.max()))
     edge = float(max(areas[0], areas[-1])) / largest
-    ends = [label for label, area in zip(("bottom", "top"), (areas[0], areas[-1])) if area / largest > EDGE_AREA_FRACTION]
+    ends = [
+        label for label, area in zip(("bottom", "top"), (areas[0], areas[-1])) if area / largest > EDGE_AREA_FRACTION
+    ]
     # which end is the top depends on the slice axis' direction
     if ends and np.asarray(affine)[2, axis] < 0:
         ends = [{"bottom": "top", "top": "bottom"}[e] for e in ends]
     if ends:
-        return Check("coverage", round(edge, 3), f"brain section at the scan's ends <= {EDGE_AREA_FRACTION:g} of its largest",
-                     "warning", f"{name}: the brain is cut at the {' and '.join(ends)} of the scan "
-                     f"({100 * edge:.0f}% of its largest cross-section lies in the last slice); the missing part is not translated")
-    return Check("coverage", round(edge, 3), f"brain section at the scan's ends <= {EDGE_AREA_FRACTION:g} of its largest", "pass")
+        return Check(
+            "coverage",
+            round(edge, 3),
+            f"brain section at the scan's ends <= {EDGE_AREA_FRACTION:g} of its largest",
+            "warning",
+            f"{name}: the brain is cut at the {' and '.join(ends)} of the scan "
+            f"({100 * edge:.0f}% of its largest cross-section lies in the last slice); the missing part is not translated",
+        )
+    return Check(
+        "coverage", round(edge, 3), f"brain section at the scan's ends <= {EDGE_AREA_FRACTION:g} of its largest", "pass"
+    )
 
 
 def check_components(mask: np.ndarray, name: str) -> Check:
@@ -246,9 +289,14 @@ def check_components(mask: np.ndarray, name: str) -> Check:
     second = float(sizes[1] / sizes[0]) if sizes.size > 1 else 0.0
     rule = f"second part <= {SECOND_COMPONENT_FRACTION:g} of the largest"
     if second > SECOND_COMPONENT_FRACTION:
-        return Check("mask_components", round(second, 3), rule, "warning",
-                     f"{name}: the brain mask has {int(np.sum(sizes > SECOND_COMPONENT_FRACTION * sizes[0]))} large parts; "
-                     "check it (or pass --mask)")
+        return Check(
+            "mask_components",
+            round(second, 3),
+            rule,
+            "warning",
+            f"{name}: the brain mask has {int(np.sum(sizes > SECOND_COMPONENT_FRACTION * sizes[0]))} large parts; "
+            "check it (or pass --mask)",
+        )
     return Check("mask_components", round(second, 3), rule, "pass")
 
 
@@ -272,7 +320,12 @@ def check_mask_in_skull(mask: np.ndarray, hu: np.ndarray, spacing: tuple[float, 
     outside = float(np.count_nonzero(mask & ~enclosed)) / max(1, int(np.count_nonzero(mask)))
     rule = f"<= {OUTSIDE_SKULL_FRACTION:g} of the mask outside the skull's cavity"
     if outside > OUTSIDE_SKULL_FRACTION:
-        return Check("mask_in_skull", round(outside, 4), rule, "warning",
-                     f"{name}: {100 * outside:.0f}% of the brain mask lies outside the cavity the skull walls "
-                     "(face, neck or scalp); check it (or pass --mask)")
+        return Check(
+            "mask_in_skull",
+            round(outside, 4),
+            rule,
+            "warning",
+            f"{name}: {100 * outside:.0f}% of the brain mask lies outside the cavity the skull walls "
+            "(face, neck or scalp); check it (or pass --mask)",
+        )
     return Check("mask_in_skull", round(outside, 4), rule, "pass")

@@ -30,7 +30,7 @@ class PreprocessConfig(SettingsMixin):
     frame: str = "canonical"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         """The settings a weights file or manifest records; one without ``frame`` was made before
         the frame was recorded, when slices followed the scan's axes."""
         return dataclass_from_dict(cls, {"frame": "native", **data}, cls._what)

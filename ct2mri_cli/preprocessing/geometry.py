@@ -86,7 +86,7 @@ class GridRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GridRecord":
+    def from_dict(cls, data: dict[str, Any]) -> GridRecord:
         try:
             record = cls(
                 native_shape=tuple(int(n) for n in data["native_shape"]),  # type: ignore[arg-type]

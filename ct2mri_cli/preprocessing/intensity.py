@@ -17,7 +17,10 @@ def normalize_ct(hu: np.ndarray, window_hu: tuple[float, float] = (0.0, 80.0)) -
 
 
 def mri_percentile_range(
-    data: np.ndarray, mask: np.ndarray | None = None, percentiles: tuple[float, float] = (0.5, 99.5), source: str = "MRI"
+    data: np.ndarray,
+    mask: np.ndarray | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    source: str = "MRI",
 ) -> tuple[float, float]:
     """The (low, high) intensity percentiles of ``data`` inside ``mask`` (whole volume if None)."""
     values = np.asarray(data)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -49,10 +48,10 @@ class CtView:
     ct_model01: np.ndarray
     mask_model: np.ndarray
     checks: list[Check] = field(default_factory=list)
-    pose: Optional[Pose] = None
+    pose: Pose | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    storage: Optional[np.ndarray] = None  # the scan's voxel order (nibabel orientation) when not RAS
+    storage: np.ndarray | None = None  # the scan's voxel order (nibabel orientation) when not RAS
 
     def to_storage_order(self, array: np.ndarray) -> np.ndarray:
         """An array on the (canonical) grid of ``ct`` in the voxel order the scan was stored in."""
@@ -81,7 +80,7 @@ def ct_to_model_space(
 def view_ct(
     ct: Volume,
     config: PreprocessConfig,
-    mask: Optional[np.ndarray] = None,
+    mask: np.ndarray | None = None,
     native_axes: bool = False,
     strict: bool = False,
 ) -> CtView:
@@ -111,9 +110,12 @@ def view_ct(
             raise Ct2mriError(f"{ct.name}: the mask's shape {mask.shape} differs from the CT's {ct.shape}")
         if not mask.any():
             raise Ct2mriError(f"{ct.name}: the given brain mask is empty")
-    checks += [check_brain_volume(mask, ct.spacing, ct.name, automatic=automatic),
-               check_coverage(mask, ct.affine, ct.name), check_components(mask, ct.name),
-               check_mask_in_skull(mask, ct.data, ct.spacing, ct.name)]
+    checks += [
+        check_brain_volume(mask, ct.spacing, ct.name, automatic=automatic),
+        check_coverage(mask, ct.affine, ct.name),
+        check_components(mask, ct.name),
+        check_mask_in_skull(mask, ct.data, ct.spacing, ct.name),
+    ]
     notes += [c.message for c in checks if c.verdict != "pass" and c.message]
     seconds["brain_mask"] = time.perf_counter() - start
     if strict and warnings_of(checks):
@@ -131,5 +133,15 @@ def view_ct(
     if cut:
         notes.append(cut)
     seconds["to_model_grid"] = time.perf_counter() - start
-    return CtView(ct=ct, mask=mask, record=record, ct_model01=ct_model, mask_model=mask_model,
-                  checks=checks, pose=pose, notes=notes, seconds=seconds, storage=storage)
+    return CtView(
+        ct=ct,
+        mask=mask,
+        record=record,
+        ct_model01=ct_model,
+        mask_model=mask_model,
+        checks=checks,
+        pose=pose,
+        notes=notes,
+        seconds=seconds,
+        storage=storage,
+    )

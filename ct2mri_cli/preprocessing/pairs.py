@@ -16,9 +16,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, cast
 
 import numpy as np
 
@@ -145,7 +146,9 @@ def case_paths(out_dir: Path, case: str) -> dict[str, Path]:
     return {key: out_dir / case / name for key, name in CASE_FILES.items()}
 
 
-def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
+def write_prepared_case(
+    out_dir: Path, case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig
+) -> dict[str, Any]:
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
     from ..evaluation.qc import pair_montage, pose_caption, write_png
     from ..style.key import save_style_key
@@ -157,23 +160,37 @@ def write_prepared_case(out_dir: Path, case: str, pair: CasePair, prepared: Prep
     try:
         lo, hi = config.ct_window_hu
         write_nifti(
-            model_to_xyz(prepared.ct01), staging / CASE_FILES["ct"], reference,
+            model_to_xyz(prepared.ct01),
+            staging / CASE_FILES["ct"],
+            reference,
             descrip=f"ct2mri preprocess: CT {lo:g}..{hi:g} HU -> [0,1], brain-masked",
         )
         write_nifti(
-            model_to_xyz(prepared.mri01), staging / CASE_FILES["mri"], reference,
+            model_to_xyz(prepared.mri01),
+            staging / CASE_FILES["mri"],
+            reference,
             descrip="ct2mri preprocess: MRI robust min-max -> [0,1], brain-masked",
         )
         write_nifti(
-            model_to_xyz(prepared.mask), staging / CASE_FILES["mask"], reference,
-            descrip="ct2mri preprocess: brain mask", dtype=np.uint8,
+            model_to_xyz(prepared.mask),
+            staging / CASE_FILES["mask"],
+            reference,
+            descrip="ct2mri preprocess: brain mask",
+            dtype=np.uint8,
         )
         save_style_key(
-            staging / CASE_FILES["style_key"], prepared.style_key,
+            staging / CASE_FILES["style_key"],
+            prepared.style_key,
             {"case": case, "source": str(pair.mri), "kind": "preprocessed MRI"},
         )
-        picture = pair_montage(prepared.ct01, prepared.mri01, prepared.mask, titles=("CT", "MRI", "CHECKERBOARD"), min_side=360,
-                               caption=pose_caption(prepared.pose))
+        picture = pair_montage(
+            prepared.ct01,
+            prepared.mri01,
+            prepared.mask,
+            titles=("CT", "MRI", "CHECKERBOARD"),
+            min_side=360,
+            caption=pose_caption(prepared.pose),
+        )
         write_png(picture, staging / CASE_FILES["qc"])
         final = out_dir / case
         final.mkdir(exist_ok=True)
@@ -208,7 +225,9 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise Ct2mriError(f"{path}: not a ct2mri preprocessing manifest")
     if data.get("version") != MANIFEST_VERSION:
-        raise Ct2mriError(f"{path}: manifest version {data.get('version')} is not supported (expected {MANIFEST_VERSION})")
+        raise Ct2mriError(
+            f"{path}: manifest version {data.get('version')} is not supported (expected {MANIFEST_VERSION})"
+        )
     if not isinstance(data.get("cases"), list) or not isinstance(data.get("preprocess"), dict):
         raise Ct2mriError(f"{path}: manifest lacks 'cases' or 'preprocess'")
     return data
@@ -244,7 +263,7 @@ def load_case(manifest_dir: str | os.PathLike, entry: dict[str, Any]) -> tuple[n
     for key in ("ct", "mri", "mask"):
         path = base / entry[key]
         try:
-            data = np.asanyarray(nib.load(str(path)).dataobj)
+            data = np.asanyarray(cast(nib.Nifti1Image, nib.load(str(path))).dataobj)
         except FileNotFoundError:
             raise Ct2mriError(f"{path}: missing (listed in {base / MANIFEST_NAME})") from None
         except Exception as exc:
@@ -271,7 +290,9 @@ def pairs_from_csv(path: str | os.PathLike) -> list[CasePair]:
     return pairs
 
 
-def pairs_from_dirs(ct_dir: str | os.PathLike, mri_dir: str | os.PathLike) -> tuple[list[CasePair], list[tuple[str, str]]]:
+def pairs_from_dirs(
+    ct_dir: str | os.PathLike, mri_dir: str | os.PathLike
+) -> tuple[list[CasePair], list[tuple[str, str]]]:
     """Pairs matched by case name across two folders, and the unmatched inputs as (case, message)."""
     cts, mris = scan_images(Path(ct_dir), "", folders=True), scan_images(Path(mri_dir), "", folders=True)
     pairs = [CasePair(name, cts[name], mris[name]) for name in sorted(set(cts) & set(mris))]

@@ -25,8 +25,15 @@ from .registration import RegistrationSettings, centred_by_moments, run_registra
 TEMPLATE_BRAIN = "templates/mni_icbm152_2009a_brain_2mm.nii.gz"
 POSE_MM = 4.0
 POSE_SMOOTHING_MM = POSE_MM / 2.0
-POSE_REGISTRATION = RegistrationSettings(metric="mean_squares", shrink_factors=(2, 1), smoothing_mm=(1.0, 0.0),
-                                         sampling_fraction=None, iterations=300, relaxation=0.7, gradient_tolerance=1e-4)
+POSE_REGISTRATION = RegistrationSettings(
+    metric="mean_squares",
+    shrink_factors=(2, 1),
+    smoothing_mm=(1.0, 0.0),
+    sampling_fraction=None,
+    iterations=300,
+    relaxation=0.7,
+    gradient_tolerance=1e-4,
+)
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -48,12 +55,16 @@ class Pose:
         return {"pitch": round(pitch, 2), "roll": round(roll, 2), "yaw": round(yaw, 2)}
 
     def to_dict(self) -> dict:
-        return {**self.angles_degrees, "translation_mm": [round(v, 2) for v in self.translation_mm],
-                "scale": round(self.scale, 4), "rotation": np.asarray(self.rotation).round(6).tolist()}
+        return {
+            **self.angles_degrees,
+            "translation_mm": [round(v, 2) for v in self.translation_mm],
+            "scale": round(self.scale, 4),
+            "rotation": np.asarray(self.rotation).round(6).tolist(),
+        }
 
 
 @functools.lru_cache(maxsize=2)
-def _template_at_pose_resolution(path: Path):  # noqa: ANN202
+def _template_at_pose_resolution(path: Path):
     """The template brain, smoothed and at :data:`POSE_MM` (read once per process, not per case)."""
     import SimpleITK as sitk
 
@@ -66,17 +77,27 @@ def estimate_pose(mask: np.ndarray, affine: np.ndarray, name: str = "scan") -> P
 
     path = models_dir() / TEMPLATE_BRAIN
     if not path.is_file():
-        raise Ct2mriError(f"{name}: the head-pose template {path} is missing (or keep the scan's axes: translate --native-axes, preprocess --frame native)")
+        raise Ct2mriError(
+            f"{name}: the head-pose template {path} is missing (or keep the scan's axes: translate --native-axes, preprocess --frame native)"
+        )
     fixed = _template_at_pose_resolution(path)
-    moving = smoothed_to_spacing(sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM, POSE_SMOOTHING_MM)
+    moving = smoothed_to_spacing(
+        sitk_from_array(np.asarray(mask, dtype=np.float32), affine), POSE_MM, POSE_SMOOTHING_MM
+    )
     found = sitk.Similarity3DTransform(centred_by_moments(fixed, moving, sitk.Similarity3DTransform()))
     try:
         run_registration(fixed, moving, found, POSE_REGISTRATION, in_place=True)
     except RuntimeError as exc:
-        raise Ct2mriError(f"{name}: the head pose could not be found ({exc}); keep the scan's axes with translate --native-axes or preprocess --frame native") from None
+        raise Ct2mriError(
+            f"{name}: the head pose could not be found ({exc}); keep the scan's axes with translate --native-axes or preprocess --frame native"
+        ) from None
     matrix = np.asarray(found.GetMatrix(), dtype=np.float64).reshape(3, 3)
     u, s, vt = np.linalg.svd(matrix)
     rotation_lps = u @ vt
     rotation = _LPS @ rotation_lps @ _LPS
     translation = _LPS @ np.asarray(found.GetTranslation(), dtype=np.float64)
-    return Pose(rotation=rotation, translation_mm=tuple(float(v) for v in translation), scale=float(s.mean()))
+    return Pose(
+        rotation=rotation,
+        translation_mm=(float(translation[0]), float(translation[1]), float(translation[2])),
+        scale=float(s.mean()),
+    )

@@ -17,6 +17,7 @@ runs repeat up to the rounding of multithreaded sums (about 1e-6 in the paramete
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -182,8 +183,12 @@ def register_ct_to_mri(
     kind = "rigid"
     if affine:
         start_affine = affine_from_rigid(sitk.Euler3DTransform(_flatten(rigid)))
-        finer = dataclasses.replace(settings, shrink_factors=settings.shrink_factors[-2:],
-                                    smoothing_mm=settings.smoothing_mm[-2:], learning_rate=settings.learning_rate * 0.5)
+        finer = dataclasses.replace(
+            settings,
+            shrink_factors=settings.shrink_factors[-2:],
+            smoothing_mm=settings.smoothing_mm[-2:],
+            learning_rate=settings.learning_rate * 0.5,
+        )
         transform, metric, stop = _run(fixed, moving, start_affine, finer, fixed_mask, label)
         kind = "affine"
     return RegistrationResult(transform=_flatten(transform), metric=metric, kind=kind, stop_condition=stop)
@@ -222,7 +227,7 @@ def transform_from_dict(data: dict[str, Any]) -> Any:
     """The ITK transform described by :func:`transform_to_dict`."""
     import SimpleITK as sitk
 
-    makers = {
+    makers: dict[str, Callable[[], Any]] = {
         "Euler3DTransform": sitk.Euler3DTransform,
         "VersorRigid3DTransform": sitk.VersorRigid3DTransform,
         "AffineTransform": lambda: sitk.AffineTransform(3),

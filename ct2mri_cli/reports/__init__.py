@@ -8,9 +8,9 @@ atomically.  Ratings saved from an earlier page (:mod:`.ratings`) are loaded bac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..errors import Ct2mriError
 from ..io.atomic import atomic_output
@@ -35,7 +35,7 @@ class ReportResult:
     counts: dict[str, int]
     missing_shards: list[str]
     viewers: int
-    ratings: Optional[Path]
+    ratings: Path | None
     rated: int
     unknown_rated: list[str]
     seconds: float
@@ -45,7 +45,7 @@ def default_report_path(outdir: Path) -> Path:
     return Path(outdir) / REPORT_NAME
 
 
-def _report_path(outdir: Path, html_path: Optional[Path], force: bool) -> Path:
+def _report_path(outdir: Path, html_path: Path | None, force: bool) -> Path:
     if html_path is None:
         path = default_report_path(outdir)
         if path.exists() and not force:
@@ -61,13 +61,13 @@ def _report_path(outdir: Path, html_path: Optional[Path], force: bool) -> Path:
 
 def write_report(
     outdir: Path,
-    html_path: Optional[Path] = None,
+    html_path: Path | None = None,
     *,
-    ratings: Optional[Path] = None,
+    ratings: Path | None = None,
     force: bool = False,
     slice_size: int = SLICE_SIZE,
-    on_case: Optional[Callable[[CaseRecord], None]] = None,
-    cohort: Optional[Cohort] = None,
+    on_case: Callable[[CaseRecord], None] | None = None,
+    cohort: Cohort | None = None,
 ) -> ReportResult:
     """Write the QC report of the translation output folder ``outdir`` to ``html_path``.
 
@@ -90,7 +90,23 @@ def write_report(
     unknown = sorted(set(loaded) - {c.case for c in cohort.cases})
     with atomic_output(path) as tmp:
         with tmp.open("w", encoding="utf-8") as out:
-            viewers = write_page(cohort, out, ratings=loaded, ratings_time=ratings.stat().st_mtime if ratings else 0.0,
-                                 ratings_file=RATINGS_NAME, size=slice_size, on_case=on_case)
-    return ReportResult(path, path.stat().st_size, cohort.counts, cohort.missing_shards, viewers,
-                        ratings, len(loaded) - len(unknown), unknown, time.perf_counter() - started)
+            viewers = write_page(
+                cohort,
+                out,
+                ratings=loaded,
+                ratings_time=ratings.stat().st_mtime if ratings else 0.0,
+                ratings_file=RATINGS_NAME,
+                size=slice_size,
+                on_case=on_case,
+            )
+    return ReportResult(
+        path,
+        path.stat().st_size,
+        cohort.counts,
+        cohort.missing_shards,
+        viewers,
+        ratings,
+        len(loaded) - len(unknown),
+        unknown,
+        time.perf_counter() - started,
+    )

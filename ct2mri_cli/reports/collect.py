@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..inference.sidecar import sidecar_path as sidecar_file
 from ..inference.status import CohortStatus, read_cohort_status
-
 
 
 @dataclass
@@ -26,15 +25,15 @@ class CaseRecord:
     case: str
     state: str
     shard: str
-    ct: Optional[Path] = None
-    output: Optional[Path] = None
-    qc_png: Optional[Path] = None
-    trust_map: Optional[Path] = None
+    ct: Path | None = None
+    output: Path | None = None
+    qc_png: Path | None = None
+    trust_map: Path | None = None
     sidecar: dict[str, Any] = field(default_factory=dict)
-    error: Optional[str] = None
+    error: str | None = None
     notes: list[str] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
-    seconds: Optional[float] = None
+    seconds: float | None = None
 
     @property
     def flagged(self) -> list[str]:
@@ -49,29 +48,29 @@ class CaseRecord:
             return "warning"
         return self.state
 
-    def check(self, name: str) -> Optional[dict[str, Any]]:
+    def check(self, name: str) -> dict[str, Any] | None:
         return next((c for c in self.checks if c.get("name") == name), None)
 
     @property
-    def pose(self) -> Optional[dict[str, float]]:
+    def pose(self) -> dict[str, float] | None:
         pose = self.sidecar.get("head_pose")
         if not isinstance(pose, dict):
             return None
         return {k: pose[k] for k in ("pitch", "roll", "yaw") if isinstance(pose.get(k), (int, float))} or None
 
     @property
-    def brain_volume_ml(self) -> Optional[float]:
+    def brain_volume_ml(self) -> float | None:
         check = self.check("brain_volume")
         value = check.get("value") if check else None
         return float(value) if isinstance(value, (int, float)) else None
 
     @property
-    def style_distance(self) -> Optional[float]:
+    def style_distance(self) -> float | None:
         value = self.sidecar.get("style_distance_to_default")
         return float(value) if isinstance(value, (int, float)) else None
 
     @property
-    def trust(self) -> Optional[dict[str, Any]]:
+    def trust(self) -> dict[str, Any] | None:
         trust = self.sidecar.get("trust")
         return trust if isinstance(trust, dict) else None
 
@@ -91,8 +90,13 @@ class Cohort:
     @property
     def counts(self) -> dict[str, int]:
         """Cases per category; ``done`` includes those with warnings."""
-        counts = {"cases": len(self.cases), "done": sum(1 for c in self.cases if c.state == "done"),
-                  "warnings": self.count("warning"), "failed": self.count("failed"), "pending": self.count("pending")}
+        counts = {
+            "cases": len(self.cases),
+            "done": sum(1 for c in self.cases if c.state == "done"),
+            "warnings": self.count("warning"),
+            "failed": self.count("failed"),
+            "pending": self.count("pending"),
+        }
         others = len(self.cases) - counts["done"] - counts["failed"] - counts["pending"]
         if others:
             counts["other"] = others
@@ -107,7 +111,7 @@ class Cohort:
         return names
 
 
-def find_file(recorded: Optional[str], folder: Path, base: Optional[Path] = None, here_first: bool = False) -> Optional[Path]:
+def find_file(recorded: str | None, folder: Path, base: Path | None = None, here_first: bool = False) -> Path | None:
     """The file a run recorded: where it says (a relative path against ``base``, then the current
     folder), or by its name in ``folder``, that first when ``here_first`` (an output folder that
     was moved or copied holds its own outputs); None when it is nowhere."""
@@ -119,7 +123,7 @@ def find_file(recorded: Optional[str], folder: Path, base: Optional[Path] = None
     return next((p for p in candidates if p.exists()), None)
 
 
-def _read_sidecar(path: Path) -> tuple[dict[str, Any], Optional[str]]:
+def _read_sidecar(path: Path) -> tuple[dict[str, Any], str | None]:
     try:
         content = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -129,7 +133,7 @@ def _read_sidecar(path: Path) -> tuple[dict[str, Any], Optional[str]]:
     return content, None
 
 
-def _trust_map_entry(sidecar: dict[str, Any]) -> Optional[str]:
+def _trust_map_entry(sidecar: dict[str, Any]) -> str | None:
     trust = sidecar.get("trust")
     if isinstance(trust, dict) and isinstance(trust.get("map"), str):
         return trust["map"]
@@ -144,7 +148,7 @@ def _checks_from_status(names: Any) -> list[dict[str, Any]]:
     return [{"name": str(n), "value": None, "threshold": None, "verdict": "warning", "message": ""} for n in names]
 
 
-def _seconds(entry: dict[str, Any], sidecar: dict[str, Any]) -> Optional[float]:
+def _seconds(entry: dict[str, Any], sidecar: dict[str, Any]) -> float | None:
     if isinstance(entry.get("seconds"), (int, float)):
         return round(float(entry["seconds"]), 3)
     stages = sidecar.get("seconds")
@@ -156,8 +160,9 @@ def _seconds(entry: dict[str, Any], sidecar: dict[str, Any]) -> Optional[float]:
 def collect_case(case: str, entry: dict[str, Any], shard: str, folder: Path) -> CaseRecord:
     """One case's record from its status line and, for a finished case, the files beside it (a
     failed or pending case's files, if any, are an earlier run's and not shown)."""
-    record = CaseRecord(case=case, state=str(entry.get("state") or "unknown"), shard=shard,
-                        error=entry.get("error") or None)
+    record = CaseRecord(
+        case=case, state=str(entry.get("state") or "unknown"), shard=shard, error=entry.get("error") or None
+    )
     record.ct = find_file(entry.get("input"), folder)
     record.checks = _checks_from_status(entry.get("checks"))
     if record.state == "done":
@@ -179,7 +184,9 @@ def _read_outputs(record: CaseRecord, entry: dict[str, Any], folder: Path) -> No
         if problem:
             record.notes.append(problem)
         record.ct = record.ct or find_file(record.sidecar.get("input"), folder)
-        record.trust_map = find_file(_trust_map_entry(record.sidecar), folder, base=sidecar_path.parent, here_first=True)
+        record.trust_map = find_file(
+            _trust_map_entry(record.sidecar), folder, base=sidecar_path.parent, here_first=True
+        )
         checks = record.sidecar.get("checks")
         if isinstance(checks, list):
             record.checks = [c for c in checks if isinstance(c, dict)]
@@ -199,6 +206,8 @@ def collect(folder: Path) -> Cohort:
     folder = Path(folder)
     status = read_cohort_status(folder)
     latest = status.latest()
-    cases = [collect_case(case, entry, _shard_of(status, case, entry), folder) for case, entry in sorted(latest.items())]
+    cases = [
+        collect_case(case, entry, _shard_of(status, case, entry), folder) for case, entry in sorted(latest.items())
+    ]
     counts = sorted({int(label.split("-of-")[1]) for label in status.shards})
     return Cohort(folder, cases, status.missing_shards, counts)

@@ -14,10 +14,11 @@ import html
 import json
 import math
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any
 
 from .. import __version__
 from .collect import CaseRecord, Cohort
@@ -36,8 +37,10 @@ def _json_for_html(value: Any) -> str:
 
 
 def _image_block(block_id: str, mime: str, data: bytes) -> str:
-    return (f'<script type="text/plain" id="{block_id}" data-mime="{mime}">'
-            f"{base64.b64encode(data).decode('ascii')}</script>\n")
+    return (
+        f'<script type="text/plain" id="{block_id}" data-mime="{mime}">'
+        f"{base64.b64encode(data).decode('ascii')}</script>\n"
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -59,8 +62,10 @@ def case_entry(record: CaseRecord) -> dict[str, Any]:
         "state": record.state,
         "category": record.category,
         "shard": record.shard,
-        "checks": {str(c.get("name")): {k: c.get(k) for k in ("value", "threshold", "verdict", "message")}
-                   for c in record.checks},
+        "checks": {
+            str(c.get("name")): {k: c.get(k) for k in ("value", "threshold", "verdict", "message")}
+            for c in record.checks
+        },
         "pose": record.pose,
         "brain_ml": record.brain_volume_ml,
         "style_distance": record.style_distance,
@@ -77,7 +82,7 @@ def case_entry(record: CaseRecord) -> dict[str, Any]:
     }
 
 
-def _thresholds(cohort: Cohort) -> dict[str, Optional[str]]:
+def _thresholds(cohort: Cohort) -> dict[str, str | None]:
     """Each check's threshold when every case states the same one (shown in the table's header)."""
     found: dict[str, set[str]] = {}
     for record in cohort.cases:
@@ -108,11 +113,11 @@ def write_page(
     cohort: Cohort,
     out: IO[str],
     *,
-    ratings: Optional[dict[str, dict[str, str]]] = None,
+    ratings: dict[str, dict[str, str]] | None = None,
     ratings_time: float = 0.0,
     ratings_file: str = "ratings.csv",
     size: int = SLICE_SIZE,
-    on_case: Optional[Callable[[CaseRecord], None]] = None,
+    on_case: Callable[[CaseRecord], None] | None = None,
 ) -> int:
     """Write the report of ``cohort`` to ``out``; returns how many cases got a slice viewer.
 

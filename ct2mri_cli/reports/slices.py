@@ -42,8 +42,15 @@ class SliceStack:
     aspect: float  # physical height / width of a slice
 
     def meta(self) -> dict[str, object]:
-        return {"count": self.count, "columns": self.columns, "width": self.width, "height": self.height,
-                "cell_w": self.cell[1], "cell_h": self.cell[0], "aspect": round(self.aspect, 4)}
+        return {
+            "count": self.count,
+            "columns": self.columns,
+            "width": self.width,
+            "height": self.height,
+            "cell_w": self.cell[1],
+            "cell_h": self.cell[0],
+            "aspect": round(self.aspect, 4),
+        }
 
 
 def ras_array(volume: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -52,8 +59,9 @@ def ras_array(volume: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
     return np.asarray(ras.data), ras.spacing
 
 
-def brain_box(brain: np.ndarray, spacing: tuple[float, float, float],
-              margin_mm: float = BRAIN_MARGIN_MM) -> tuple[slice, slice, slice]:
+def brain_box(
+    brain: np.ndarray, spacing: tuple[float, float, float], margin_mm: float = BRAIN_MARGIN_MM
+) -> tuple[slice, slice, slice]:
     """The bounding box of ``brain`` (all voxels when it is empty), grown by ``margin_mm``."""
     if not brain.any():
         return tuple(slice(0, n) for n in brain.shape)  # type: ignore[return-value]
@@ -79,8 +87,9 @@ def _box_mean(array: np.ndarray, axis: int, bins: int) -> np.ndarray:
     return sums / widths.reshape(shape)
 
 
-def axial_slices(data: np.ndarray, spacing: tuple[float, float, float], box: tuple[slice, slice, slice],
-                 size: int) -> tuple[np.ndarray, float]:
+def axial_slices(
+    data: np.ndarray, spacing: tuple[float, float, float], box: tuple[slice, slice, slice], size: int
+) -> tuple[np.ndarray, float]:
     """(Z, rows, columns) float32 slices of the box, anterior up and patient's left on the left,
     at most ``size`` pixels on the longer side; and a slice's physical height / width."""
     crop = np.asarray(data[box], dtype=np.float32)
@@ -92,7 +101,9 @@ def axial_slices(data: np.ndarray, spacing: tuple[float, float, float], box: tup
     return np.ascontiguousarray(slices), height_mm / width_mm
 
 
-def sprite(slices_u8: np.ndarray, aspect: float, image_format: str = IMAGE_FORMAT, quality: int = QUALITY) -> SliceStack:
+def sprite(
+    slices_u8: np.ndarray, aspect: float, image_format: str = IMAGE_FORMAT, quality: int = QUALITY
+) -> SliceStack:
     """Tile (Z, H, W) uint8 slices into one near-square image."""
     from PIL import Image
 
@@ -103,7 +114,7 @@ def sprite(slices_u8: np.ndarray, aspect: float, image_format: str = IMAGE_FORMA
     sheet = np.zeros((rows * cell_h, columns * cell_w), dtype=np.uint8)
     for k in range(count):
         y, x = (k // columns) * cell_h, (k % columns) * cell_w
-        sheet[y:y + height, x:x + width] = slices_u8[k]
+        sheet[y : y + height, x : x + width] = slices_u8[k]
     buffer = io.BytesIO()
     options = {"WEBP": {"quality": quality, "method": 4}, "JPEG": {"quality": quality, "optimize": True}}
     Image.fromarray(sheet).save(buffer, format=image_format, **options.get(image_format, {}))

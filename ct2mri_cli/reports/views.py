@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -31,7 +30,7 @@ class CaseViews:
     notes: list[str] = field(default_factory=list)
 
 
-def _read(path: Optional[Path], what: str, notes: list[str]) -> Optional[Volume]:
+def _read(path: Path | None, what: str, notes: list[str]) -> Volume | None:
     if path is None:
         return None
     try:

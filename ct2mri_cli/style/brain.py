@@ -35,11 +35,14 @@ BRIGHT_SHELL_MAX = 0.03
 REGISTRATION_MM = 2.0
 REGISTRATION_SMOOTHING_MM = REGISTRATION_MM / 2.5
 # Mattes mutual information on 20 % of the voxels, one thread: the same brain on any machine
-TEMPLATE_REGISTRATION = RegistrationSettings(histogram_bins=32, sampling_fraction=0.2, iterations=300, gradient_tolerance=1e-4,
-                                             seed=1, threads=1)
+TEMPLATE_REGISTRATION = RegistrationSettings(
+    histogram_bins=32, sampling_fraction=0.2, iterations=300, gradient_tolerance=1e-4, seed=1, threads=1
+)
 RIM_MM = 8.0  # the outer band of a registered brain mask, where scalp fat can lie
 HEAD_SHARE = (0.3, 0.85)  # of a whole head's volume, the brain's: 0.46-0.74 on the heads measured
-T1_RATIO_MAX = 1.06  # ventricles / white matter at the template's places: 0.34-1.02 in the T1s measured, 1.12 PD, 2.4 T2
+T1_RATIO_MAX = (
+    1.06  # ventricles / white matter at the template's places: 0.34-1.02 in the T1s measured, 1.12 PD, 2.4 T2
+)
 CORE_EROSION_MM = 4.0  # intensities are normalised on the brain's core: robust to a mask's edge
 
 
@@ -48,7 +51,7 @@ def template_paths() -> tuple:
     return folder / TEMPLATE_T1, folder / TEMPLATE_MASK
 
 
-def _register(fixed, moving):  # noqa: ANN001, ANN202
+def _register(fixed, moving):
     """Rigid transform from the template (moving) to the MRI (fixed), starting from the images'
     centres of mass."""
     import SimpleITK as sitk
@@ -83,7 +86,9 @@ def _without_bright_rim(data: np.ndarray, mask: np.ndarray, affine: np.ndarray) 
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
     grown = sitk.BinaryDilate(sitk_from_array(bright.astype(np.uint8), affine), [int(round(2.0 / s)) for s in spacing])
     kept = mask & ~(array_from_sitk(grown) > 0)
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(sitk_from_array(kept.astype(np.uint8), affine)), sortByObjectSize=True)
+    labels = sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk_from_array(kept.astype(np.uint8), affine)), sortByObjectSize=True
+    )
     return array_from_sitk(labels) == 1
 
 
@@ -97,7 +102,7 @@ def _has_scalp(data: np.ndarray, nonzero: np.ndarray, affine: np.ndarray) -> boo
     return float(np.mean(data[shell] > np.percentile(data[inside], 90.0))) > BRIGHT_SHELL_MAX
 
 
-def _ventricle_to_wm(data: np.ndarray, affine: np.ndarray, template, template_mask, transform) -> float | None:  # noqa: ANN001
+def _ventricle_to_wm(data: np.ndarray, affine: np.ndarray, template, template_mask, transform) -> float | None:
     """Median MRI intensity where the registered template shows ventricles (its darkest 3 % inside
     the brain eroded by 10 mm), over the median where it shows white matter (its brightest 25 %)."""
     import SimpleITK as sitk
@@ -123,37 +128,50 @@ def find_brain(volume: Volume) -> StyleBrain:
 
     data = np.asarray(volume.data, dtype=np.float32)
     nonzero = data != 0
-    if nonzero.sum() * np.prod(volume.spacing) / 1000.0 < BRAIN_ONLY_ML and not _has_scalp(data, nonzero, volume.affine):
+    if nonzero.sum() * np.prod(volume.spacing) / 1000.0 < BRAIN_ONLY_ML and not _has_scalp(
+        data, nonzero, volume.affine
+    ):
         return StyleBrain(nonzero, "brain-only image")
     t1_path, mask_path = template_paths()
     if not (t1_path.is_file() and mask_path.is_file()):
-        raise Ct2mriError(f"{volume.name}: a whole-head MRI needs the bundled template {t1_path} to find its brain "
-                          "(or give its brain with --style-mask)")
+        raise Ct2mriError(
+            f"{volume.name}: a whole-head MRI needs the bundled template {t1_path} to find its brain "
+            "(or give its brain with --style-mask)"
+        )
     image = sitk_from_array(data, volume.affine)
     template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
     template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
     try:
         transform = _register(smoothed_to_spacing(image, REGISTRATION_MM, REGISTRATION_SMOOTHING_MM), template)
     except RuntimeError as exc:
-        raise Ct2mriError(f"{volume.name}: could not register the MRI to the brain template ({exc}); "
-                          "give its brain with --style-mask") from None
+        raise Ct2mriError(
+            f"{volume.name}: could not register the MRI to the brain template ({exc}); give its brain with --style-mask"
+        ) from None
     registered = resample_onto_grid(template_mask, volume.shape, volume.affine, transform, "linear", 0.0) > 0.5
     if not registered.any():
-        raise Ct2mriError(f"{volume.name}: the brain template does not overlap the MRI; give its brain with --style-mask")
+        raise Ct2mriError(
+            f"{volume.name}: the brain template does not overlap the MRI; give its brain with --style-mask"
+        )
     mask = _without_bright_rim(data, registered, volume.affine)
-    found = StyleBrain(mask, "registered to the MNI template", _ventricle_to_wm(data, volume.affine, template, template_mask, transform))
+    found = StyleBrain(
+        mask,
+        "registered to the MNI template",
+        _ventricle_to_wm(data, volume.affine, template, template_mask, transform),
+    )
     head = array_from_sitk(sitk.BinaryFillhole(sitk.OtsuThreshold(image, 0, 1, 128))) > 0
-    share = float(mask.sum()) / float(max(1, np.count_nonzero(head | mask)))
+    share = float(mask.sum()) / float(max(1, int(np.count_nonzero(head | mask))))
     if not HEAD_SHARE[0] <= share <= HEAD_SHARE[1]:
         found.warnings.append(
             f"{volume.name}: style_brain: the brain found fills {100 * share:.0f}% of the head (a brain fills "
             f"{100 * HEAD_SHARE[0]:.0f}-{100 * HEAD_SHARE[1]:.0f}%): the key may not describe this brain; "
-            "check the header's voxel size, or give the brain with --style-mask")
+            "check the header's voxel size, or give the brain with --style-mask"
+        )
     if found.ventricle_to_wm is not None and found.ventricle_to_wm > T1_RATIO_MAX:
         found.warnings.append(
             f"{volume.name}: style_contrast: the ventricles are {found.ventricle_to_wm:.2f} times as bright as white "
             f"matter (a T1 has them darker, below {T1_RATIO_MAX:g}): this looks like a T2, PD or FLAIR, whose key "
-            "will not give a T1-like style")
+            "will not give a T1-like style"
+        )
     return found
 
 

@@ -14,8 +14,8 @@ keys of networks trained that way.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -126,7 +126,7 @@ def save_style_key(path: str | os.PathLike, key: torch.Tensor, metadata: dict[st
 
     from ..io.atomic import atomic_output
 
-    meta = {"format": KEY_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {"format": KEY_FORMAT, "created": datetime.now(UTC).isoformat(timespec="seconds")}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     tensor = validate_style_key(key).contiguous()
     with atomic_output(path) as tmp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ..io.volumes import Volume
 
 
-def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike] = None, normalise: str = "auto") -> torch.Tensor:
+def mri_style_key(
+    path: str | os.PathLike, mask_path: str | os.PathLike | None = None, normalise: str = "auto"
+) -> torch.Tensor:
     """Read an MRI (and optional brain mask), bring it to [0, 1] as asked and return its key.
 
     The key is taken over the brain: the mask given, a brain-only image's non-zero voxels, or the
@@ -42,7 +44,9 @@ def mri_style_key(path: str | os.PathLike, mask_path: Optional[str | os.PathLike
     found = find_brain(volume)
     for message in found.warnings:
         warn(message)
-    info(f"{path}: style key over its brain ({found.how}, {found.mask.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)")
+    info(
+        f"{path}: style key over its brain ({found.how}, {found.mask.sum() * np.prod(volume.spacing) / 1000.0:.0f} mL)"
+    )
     if found.how == "brain-only image":
         return _key_over(volume, found.mask, found.mask, None, normalise)
     return found_brain_key(volume, found.mask, normalise)
@@ -63,8 +67,9 @@ def _check_normalise(normalise: str) -> None:
         raise Ct2mriError(f"normalisation must be auto, robust or none, not {normalise!r}")
 
 
-def _key_over(volume: Volume, region: np.ndarray, core: np.ndarray, mask: Optional[np.ndarray],
-              normalise: str) -> torch.Tensor:
+def _key_over(
+    volume: Volume, region: np.ndarray, core: np.ndarray, mask: np.ndarray | None, normalise: str
+) -> torch.Tensor:
     """The key of ``volume`` over ``region``, normalised (as ``normalise`` says) on ``core``;
     ``mask`` is what the histogram counts (None: every voxel in (0.001, 1])."""
     from ..preprocessing.intensity import mri_percentile_range
@@ -87,8 +92,10 @@ def refuse_ct_as_mri(data: np.ndarray, source: str) -> None:
     "brain" and its key would describe CT numbers, and every output made from them would be wrong."""
     below = float(np.mean(np.asarray(data) < -500.0))
     if below > CT_AIR_SHARE:
-        raise Ct2mriError(f"{source}: {100 * below:.0f}% of voxels lie below -500, as air does in a CT in Hounsfield "
-                          "units; an MRI is needed here, not a CT")
+        raise Ct2mriError(
+            f"{source}: {100 * below:.0f}% of voxels lie below -500, as air does in a CT in Hounsfield "
+            "units; an MRI is needed here, not a CT"
+        )
 
 
 # How far (W1, in [0, 1] intensity units) a key may lie from a model's default key before it is
@@ -101,13 +108,15 @@ def check_style_distance(key: torch.Tensor, default_key: torch.Tensor, source: s
     """The key's distance from the model's default key; a warning when it is far from it."""
     distance = key_distance(key, default_key)
     if distance > STYLE_FAR:
-        warn(f"{source}: the style key lies {distance:.3f} from the model's default key (W1; training keys lie within "
-             f"about 0.05): the model never saw such a style, and the output may be off")
+        warn(
+            f"{source}: the style key lies {distance:.3f} from the model's default key (W1; training keys lie within "
+            f"about 0.05): the model never saw such a style, and the output may be off"
+        )
     return distance
 
 
 def resolve_style(
-    spec: Optional[str], default_key: torch.Tensor, mask_path: Optional[str | os.PathLike] = None
+    spec: str | None, default_key: torch.Tensor, mask_path: str | os.PathLike | None = None
 ) -> tuple[torch.Tensor, str]:
     """The key named by a ``--style`` value and a description of its source.
 

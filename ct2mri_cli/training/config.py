@@ -12,9 +12,10 @@ import dataclasses
 import json
 import math
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from ..device import check_device_spec
 from ..errors import Ct2mriError
@@ -129,7 +130,7 @@ class TrainConfig(SettingsMixin):
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return config_from_dict(data)
 
 
@@ -140,6 +141,7 @@ _NETWORK_DEFAULTS = UNetConfig()
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """``value`` converted to the type of ``default`` or a one-line error naming the setting."""
+
     def bad(expected: str) -> Ct2mriError:
         return Ct2mriError(f"setting {name} = {value!r}: expected {expected}")
 
@@ -212,8 +214,11 @@ def network_settings_of(weights: str | Path) -> dict[str, Any]:
     preset = bundle.provenance.get("preset")
     preset = preset if preset in PRESETS else "small"
     base = PRESETS[preset]
-    overrides = {f.name: getattr(found, f.name) for f in dataclasses.fields(found)
-                 if getattr(found, f.name) != getattr(base, f.name) and f.name not in FIXED_NETWORK_FIELDS}
+    overrides = {
+        f.name: getattr(found, f.name)
+        for f in dataclasses.fields(found)
+        if getattr(found, f.name) != getattr(base, f.name) and f.name not in FIXED_NETWORK_FIELDS
+    }
     return {"preset": preset, "network": overrides}
 
 
@@ -278,15 +283,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 def settings_from_options(
     data_dir: str | Path,
     *,
-    config_file: Optional[Path] = None,
-    init: Optional[Path] = None,
-    preset: Optional[str] = None,
-    steps: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    device: Optional[str] = None,
+    config_file: Path | None = None,
+    init: Path | None = None,
+    preset: str | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
     overrides: Sequence[str] = (),
     no_validation: bool = False,
-    resumed_config: Optional[Path] = None,
+    resumed_config: Path | None = None,
 ) -> TrainConfig:
     """The settings of ``ct2mri train``'s options, later ones winning: the defaults (with ``init``:
     the weights file's network, unless a preset or network settings are named anywhere), the
@@ -297,8 +302,12 @@ def settings_from_options(
     if init is not None:
         if not init.is_file():
             raise Ct2mriError(f"--init {init}: no such file")
-        own_network = (preset is not None or "network" in requested or "preset" in requested
-                       or any(o.startswith(("network.", "preset=")) for o in overrides))
+        own_network = (
+            preset is not None
+            or "network" in requested
+            or "preset" in requested
+            or any(o.startswith(("network.", "preset=")) for o in overrides)
+        )
         requested = {**({} if own_network else network_settings_of(init)), **requested, "init": str(init)}
     for key, value in (("preset", preset), ("steps", steps), ("batch_size", batch_size), ("device", device)):
         if value is not None:
@@ -318,27 +327,52 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
         raise Ct2mriError(f"setting {name} = {value!r}: {rule}")
 
 
-def check_config(c: TrainConfig) -> None:
-    """Raise a one-line :class:`Ct2mriError` for the first invalid value."""
+def _check_network(c: TrainConfig) -> None:
+    """The preset and the network settings, the first things :func:`check_config` checks."""
     _check(c.preset in PRESETS, "preset", c.preset, f"expected one of {', '.join(sorted(PRESETS))}")
     for name in FIXED_NETWORK_FIELDS:
         if name in c.network:
-            _check(c.network[name] == getattr(_NETWORK_DEFAULTS, name), f"network.{name}", c.network[name],
-                   f"fixed by the method at {getattr(_NETWORK_DEFAULTS, name)}")
+            _check(
+                c.network[name] == getattr(_NETWORK_DEFAULTS, name),
+                f"network.{name}",
+                c.network[name],
+                f"fixed by the method at {getattr(_NETWORK_DEFAULTS, name)}",
+            )
     net = c.network_config()
     _check(net.base_channels >= 1, "network.base_channels", net.base_channels, "must be >= 1")
-    _check(len(net.channel_mult) >= 1 and all(m >= 1 for m in net.channel_mult), "network.channel_mult",
-           net.channel_mult, "must be a non-empty list of positive integers")
+    _check(
+        len(net.channel_mult) >= 1 and all(m >= 1 for m in net.channel_mult),
+        "network.channel_mult",
+        net.channel_mult,
+        "must be a non-empty list of positive integers",
+    )
     _check(net.num_res_blocks >= 1, "network.num_res_blocks", net.num_res_blocks, "must be >= 1")
-    _check(all(0 <= lv < len(net.channel_mult) for lv in net.attention_levels), "network.attention_levels",
-           net.attention_levels, f"levels run from 0 to {len(net.channel_mult) - 1}")
+    _check(
+        all(0 <= lv < len(net.channel_mult) for lv in net.attention_levels),
+        "network.attention_levels",
+        net.attention_levels,
+        f"levels run from 0 to {len(net.channel_mult) - 1}",
+    )
     _check(0.0 <= net.dropout < 1.0, "network.dropout", net.dropout, "must be in [0, 1)")
-    _check(net.head_channels >= 1 and net.norm_groups >= 1 and net.transformer_depth >= 1, "network",
-           c.network, "head_channels, norm_groups and transformer_depth must be >= 1")
+    _check(
+        net.head_channels >= 1 and net.norm_groups >= 1 and net.transformer_depth >= 1,
+        "network",
+        c.network,
+        "head_channels, norm_groups and transformer_depth must be >= 1",
+    )
+
+
+def check_config(c: TrainConfig) -> None:
+    """Raise a one-line :class:`Ct2mriError` for the first invalid value."""
+    _check_network(c)
     _check(c.batch_size >= 1, "batch_size", c.batch_size, "must be >= 1")
-    factor = net.downsampling_factor
-    _check(c.crop == (0, 0) or all(n > 0 and n % factor == 0 for n in c.crop), "crop", list(c.crop),
-           f"must be [0, 0] (whole slices) or two positive multiples of {factor} (the network's downsampling)")
+    factor = c.network_config().downsampling_factor
+    _check(
+        c.crop == (0, 0) or all(n > 0 and n % factor == 0 for n in c.crop),
+        "crop",
+        list(c.crop),
+        f"must be [0, 0] (whole slices) or two positive multiples of {factor} (the network's downsampling)",
+    )
     _check(c.lr > 0, "lr", c.lr, "must be > 0")
     _check(c.lr_schedule in LR_SCHEDULES, "lr_schedule", c.lr_schedule, f"expected one of {', '.join(LR_SCHEDULES)}")
     _check(c.warmup_steps >= 0, "warmup_steps", c.warmup_steps, "must be >= 0")
@@ -362,8 +396,12 @@ def check_config(c: TrainConfig) -> None:
     _check(c.val_steps >= 2, "val_steps", c.val_steps, "must be >= 2")
     _check(c.val_corrections >= 0, "val_corrections", c.val_corrections, "must be >= 0")
     _check(c.val_step_size >= 0, "val_step_size", c.val_step_size, "must be >= 0")
-    _check(c.val_correction_norm in CORRECTION_NORMS, "val_correction_norm", c.val_correction_norm,
-           f"expected one of {', '.join(CORRECTION_NORMS)}")
+    _check(
+        c.val_correction_norm in CORRECTION_NORMS,
+        "val_correction_norm",
+        c.val_correction_norm,
+        f"expected one of {', '.join(CORRECTION_NORMS)}",
+    )
     _check(c.val_batch_size >= 0, "val_batch_size", c.val_batch_size, "must be >= 0")
     _check(c.val_slices >= 0, "val_slices", c.val_slices, "must be >= 0 (0: whole volumes)")
     _check(c.num_threads >= 0, "num_threads", c.num_threads, "must be >= 0")

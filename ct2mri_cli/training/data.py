@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class WindowSet:
     def batch(
         self,
         indices: torch.Tensor,
-        flips: Optional[torch.Tensor] = None,
+        flips: torch.Tensor | None = None,
         device: torch.device | str = "cpu",
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(MRI windows, CT windows) as (B, 3, H, W) float32 in [-1, 1] and styles (B, 3, 128).
@@ -122,14 +123,18 @@ def open_dataset(data_dir: str | Path) -> Manifest:
         raise Ct2mriError(f"{path}: the manifest lists no cases")
     seen: set[str] = set()
     for i, entry in enumerate(cases):
-        fields_ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("case", "ct", "mri", "mask"))
+        fields_ok = isinstance(entry, dict) and all(
+            isinstance(entry.get(k), str) for k in ("case", "ct", "mri", "mask")
+        )
         shape = entry.get("shape") if isinstance(entry, dict) else None
         if not fields_ok or not (isinstance(shape, list) and len(shape) == 3):
             raise Ct2mriError(f"{path}: case entry {i} lacks one of case, ct, mri, mask, shape")
         if entry["case"] in seen:
             raise Ct2mriError(f"{path}: case {entry['case']!r} is listed twice")
         seen.add(entry["case"])
-    return Manifest(folder=folder, preprocess=preprocess, cases=cases, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    return Manifest(
+        folder=folder, preprocess=preprocess, cases=cases, sha256=hashlib.sha256(path.read_bytes()).hexdigest()
+    )
 
 
 def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
@@ -176,15 +181,17 @@ class _WindowBuilder:
     """Accumulates cases in compact form (padded float16) and their brain windows, in memory or,
     with ``spill_to``, in two files on disk that the windows are then memory-mapped from."""
 
-    def __init__(self, min_brain_voxels: int, spill_to: Optional[Path] = None) -> None:
+    def __init__(self, min_brain_voxels: int, spill_to: Path | None = None) -> None:
         self.min_brain_voxels = min_brain_voxels
         self.spill_to = spill_to
         self.spill: dict[str, Any] = {}
         if spill_to is not None:
             spill_to.mkdir(parents=True, exist_ok=True)
-            self.spill = {kind: tempfile.NamedTemporaryFile(prefix=f".{kind}.", suffix=".f16", dir=spill_to, delete=False)
-                          for kind in ("ct", "mri")}
-        self.shape: Optional[tuple[int, int]] = None
+            self.spill = {
+                kind: tempfile.NamedTemporaryFile(prefix=f".{kind}.", suffix=".f16", dir=spill_to, delete=False)
+                for kind in ("ct", "mri")
+            }
+        self.shape: tuple[int, int] | None = None
         self.cts: list[np.ndarray] = []
         self.mris: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []
@@ -246,8 +253,8 @@ def _subject(entry: dict[str, Any]) -> str:
 def load_training_data(
     config: TrainConfig,
     divisor: int = 1,
-    on_case: Optional[Callable[[int, int], None]] = None,
-    spill_to: Optional[Path] = None,
+    on_case: Callable[[int, int], None] | None = None,
+    spill_to: Path | None = None,
 ) -> TrainingData:
     """Read the whole data folder, check it, split it by subject and build the training windows.
 
@@ -276,20 +283,22 @@ def _read_cases(
     manifest: Manifest,
     config: TrainConfig,
     held_out: set[str],
-    builder: "_WindowBuilder",
+    builder: _WindowBuilder,
     divisor: int,
-    on_case: Optional[Callable[[int, int], None]],
+    on_case: Callable[[int, int], None] | None,
 ) -> tuple[WindowSet, list[CaseVolumes]]:
     where = manifest.folder / PREPARED_MANIFEST
     validation: list[CaseVolumes] = []
-    in_plane: Optional[tuple[tuple[int, ...], str]] = None
+    in_plane: tuple[tuple[int, ...], str] | None = None
     for i, entry in enumerate(manifest.cases):
         case = load_case_volumes(manifest, entry)
         h, w = case.ct.shape[1:]
         if in_plane is None:
             in_plane = ((h, w), case.name)
             if h % divisor or w % divisor:
-                raise Ct2mriError(f"{where}: in-plane size {h}x{w} is not a multiple of {divisor}, which the network needs")
+                raise Ct2mriError(
+                    f"{where}: in-plane size {h}x{w} is not a multiple of {divisor}, which the network needs"
+                )
         elif (h, w) != in_plane[0]:
             raise Ct2mriError(
                 f"{where}: case {case.name!r} is {h}x{w} in-plane, case {in_plane[1]!r} is "

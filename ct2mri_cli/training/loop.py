@@ -16,7 +16,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 import torch
 from rich.console import Console
@@ -29,7 +29,6 @@ from ..network import UNet, count_parameters
 from ..preprocessing.config import PreprocessConfig
 from ..weights import ModelBundle, load_weights, read_metadata
 from . import distributed as ddp
-from .window_order import CROP_TAG, FLIP_TAG, WindowOrder, derive_seed
 from .checkpoint import (
     capture_rng,
     load_checkpoint,
@@ -46,6 +45,7 @@ from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .progress import write_progress_plot
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
 from .validation import validate_cases
+from .window_order import CROP_TAG, FLIP_TAG, WindowOrder, derive_seed
 
 NOISE_TAG = 2
 
@@ -56,8 +56,8 @@ class TrainResult:
 
     run_dir: Path
     steps: int
-    final_loss: Optional[float]
-    best: Optional[dict[str, Any]]
+    final_loss: float | None
+    best: dict[str, Any] | None
     parameters_sha256: str
     world_size: int = 1
 
@@ -88,8 +88,16 @@ def make_adam(network: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam
 class Trainer:
     """One process's part of a run (all of it without torchrun)."""
 
-    def __init__(self, config: TrainConfig, layout: RunLayout, data: TrainingData, device: torch.device,
-                 ctx: ddp.DistContext, console: Console, quiet: bool) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        layout: RunLayout,
+        data: TrainingData,
+        device: torch.device,
+        ctx: ddp.DistContext,
+        console: Console,
+        quiet: bool,
+    ) -> None:
         self.config = config
         self.layout = layout
         self.data = data
@@ -107,10 +115,10 @@ class Trainer:
         self.noise = torch.Generator(device=device).manual_seed(derive_seed(config.seed, ctx.rank, NOISE_TAG))
         self.window_order = WindowOrder(len(data.train), config.seed, ctx.rank, ctx.world_size, config.flip)
         self.step = 0
-        self.best: Optional[dict[str, Any]] = None
-        self.init_record: Optional[dict[str, Any]] = None
-        self.last_val: Optional[dict[str, Any]] = None
-        self.last_loss: Optional[float] = None
+        self.best: dict[str, Any] | None = None
+        self.init_record: dict[str, Any] | None = None
+        self.last_val: dict[str, Any] | None = None
+        self.last_loss: float | None = None
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.model: torch.nn.Module = DistributedDataParallel(self.network, device_ids=ids)
@@ -124,8 +132,11 @@ class Trainer:
         """Start a new run from a weights file's network (its EMA weights; the EMA starts there too)."""
         self.network.load_state_dict(bundle.network.state_dict())
         self.ema = EMA(self.network, self.config.ema_decay, self.config.ema_start)
-        self.init_record = {"file": Path(self.config.init).name, "sha256": bundle.sha256,
-                            "training_steps": bundle.provenance.get("training_steps")}
+        self.init_record = {
+            "file": Path(self.config.init).name,
+            "sha256": bundle.sha256,
+            "training_steps": bundle.provenance.get("training_steps"),
+        }
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         """Continue from ``checkpoint`` (already checked for compatible settings)."""
@@ -143,12 +154,16 @@ class Trainer:
             if self.ctx.is_main:
                 from ..reporting import warn
 
-                warn(f"the checkpoint was written by {len(states)} process(es), this run has {self.ctx.world_size}: "
-                     "the data order and noise continue from new seeds (not bit-identical)")
+                warn(
+                    f"the checkpoint was written by {len(states)} process(es), this run has {self.ctx.world_size}: "
+                    "the data order and noise continue from new seeds (not bit-identical)"
+                )
             order_state = dict(restore_rng(states[0], self.noise))
             order_state["position"] = int(order_state["position"]) * len(states) // self.ctx.world_size
             self.window_order.load_state_dict(order_state)
-            self.window_order.flip_generator.manual_seed(derive_seed(self.config.seed, self.ctx.rank, FLIP_TAG, self.step))
+            self.window_order.flip_generator.manual_seed(
+                derive_seed(self.config.seed, self.ctx.rank, FLIP_TAG, self.step)
+            )
             self.noise.manual_seed(derive_seed(self.config.seed, self.ctx.rank, NOISE_TAG, self.step))
         self.log = JsonLog(self.layout.log, enabled=self.ctx.is_main, keep_until_step=self.step)
 
@@ -193,8 +208,11 @@ class Trainer:
             target = self.schedule.target(x0, y, t, noise)
             self.timer.mark("data")
             last = micro == c.grad_accumulation - 1
-            no_sync = (cast(DistributedDataParallel, self.model).no_sync() if (self.ctx.enabled and not last)
-                       else contextlib.nullcontext())
+            no_sync = (
+                cast(DistributedDataParallel, self.model).no_sync()
+                if (self.ctx.enabled and not last)
+                else contextlib.nullcontext()
+            )
             with no_sync:
                 with self._autocast():
                     prediction = self.model(torch.cat([x_t, y], dim=1), t, style)
@@ -218,10 +236,12 @@ class Trainer:
         """The same random in-plane window of each MRI/CT pair; the offsets depend on the run's
         seed, the process, the step and the micro-batch alone, so a resumed run draws the same."""
         h, w = self.config.crop
-        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, self.ctx.rank, CROP_TAG, self.step, micro))
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.config.seed, self.ctx.rank, CROP_TAG, self.step, micro)
+        )
         tops = torch.randint(0, x0.shape[-2] - h + 1, (x0.shape[0],), generator=generator).tolist()
         lefts = torch.randint(0, x0.shape[-1] - w + 1, (x0.shape[0],), generator=generator).tolist()
-        pick = lambda images: torch.stack([im[:, t : t + h, s : s + w] for im, t, s in zip(images, tops, lefts)])  # noqa: E731
+        pick = lambda images: torch.stack([im[:, t : t + h, s : s + w] for im, t, s in zip(images, tops, lefts)])
         return pick(x0), pick(y)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -236,7 +256,12 @@ class Trainer:
             slab = f"{self.config.val_slices} middle slices" if self.config.val_slices else "whole volumes"
             progress.start_validation(f"validating {len(self.data.validation)} held-out case(s), {slab}")
             result = validate_cases(
-                self.ema.model, self.data.validation, self.config, self.device, self.schedule, self.autocast_dtype,
+                self.ema.model,
+                self.data.validation,
+                self.config,
+                self.device,
+                self.schedule,
+                self.autocast_dtype,
                 progress=progress.validation_progress,
             )
             progress.end_validation()
@@ -248,9 +273,11 @@ class Trainer:
                 self.export(self.layout.best)
             if not self.quiet:
                 mark = " (best)" if improved else ""
-                progress.print(f"step {self.step}: validation PSNR {result['psnr']:.2f} dB, "
-                               f"SSIM {result['ssim']:.4f}, MAE {result['mae']:.4f}{mark} "
-                               f"({result['slices']} slices, {result['seconds']:.1f} s)")
+                progress.print(
+                    f"step {self.step}: validation PSNR {result['psnr']:.2f} dB, "
+                    f"SSIM {result['ssim']:.4f}, MAE {result['mae']:.4f}{mark} "
+                    f"({result['slices']} slices, {result['seconds']:.1f} s)"
+                )
         ddp.barrier(self.ctx)
 
     def plot_progress(self) -> None:
@@ -355,9 +382,18 @@ class Trainer:
         if self.ctx.is_main:
             self.export(self.layout.model)
             identical = all(d == digests[0] for d in digests)
-            self.log.write({"kind": "end", "step": self.step, "steps_this_run": self.step - start_step,
-                            "final_loss": self.last_loss, "best": self.best, "world_size": self.ctx.world_size,
-                            "parameters_sha256": digests, "ranks_identical": identical})
+            self.log.write(
+                {
+                    "kind": "end",
+                    "step": self.step,
+                    "steps_this_run": self.step - start_step,
+                    "final_loss": self.last_loss,
+                    "best": self.best,
+                    "world_size": self.ctx.world_size,
+                    "parameters_sha256": digests,
+                    "ranks_identical": identical,
+                }
+            )
             if not identical:
                 from ..reporting import warn
 
@@ -368,7 +404,7 @@ class Trainer:
         return TrainResult(self.layout.root, self.step, self.last_loss, self.best, digest, self.ctx.world_size)
 
 
-def newer_best(recorded: Optional[dict[str, Any]], best_file: Path, step: int) -> Optional[dict[str, Any]]:
+def newer_best(recorded: dict[str, Any] | None, best_file: Path, step: int) -> dict[str, Any] | None:
     """The best validation so far: the checkpoint's record, or that of ``best.safetensors`` when
     the file was exported by a validation of the checkpoint's own step, after the checkpoint."""
     if not best_file.is_file():
@@ -389,10 +425,15 @@ def check_init(config: TrainConfig) -> ModelBundle:
     bundle = load_weights(config.init, device="cpu")
     wanted, found = config.network_config(), bundle.network.config
     if found != wanted:
-        differ = [f"{f.name} {getattr(found, f.name)} (run: {getattr(wanted, f.name)})"
-                  for f in dataclasses.fields(found) if getattr(found, f.name) != getattr(wanted, f.name)]
-        raise Ct2mriError(f"--init {config.init}: its network differs from the run's: {', '.join(differ)} "
-                          "(leave out --preset and network settings to take the file's)")
+        differ = [
+            f"{f.name} {getattr(found, f.name)} (run: {getattr(wanted, f.name)})"
+            for f in dataclasses.fields(found)
+            if getattr(found, f.name) != getattr(wanted, f.name)
+        ]
+        raise Ct2mriError(
+            f"--init {config.init}: its network differs from the run's: {', '.join(differ)} "
+            "(leave out --preset and network settings to take the file's)"
+        )
     if bundle.bridge != BridgeSchedule().config:
         raise Ct2mriError(f"--init {config.init}: trained with another bridge schedule ({bundle.bridge})")
     return bundle
@@ -403,8 +444,27 @@ def check_init_data(config: TrainConfig, bundle: ModelBundle, preprocess: Prepro
     if bundle.preprocess != preprocess:
         mine, theirs = bundle.preprocess.to_dict(), preprocess.to_dict()
         differ = [f"{k} {mine[k]} (data: {theirs.get(k)})" for k in mine if mine[k] != theirs.get(k)]
-        raise Ct2mriError(f"--init {config.init}: the weights were trained on data preprocessed otherwise: "
-                          f"{', '.join(differ)}; preprocess with the same settings")
+        raise Ct2mriError(
+            f"--init {config.init}: the weights were trained on data preprocessed otherwise: "
+            f"{', '.join(differ)}; preprocess with the same settings"
+        )
+
+
+def _checkpoint_to_resume(layout: RunLayout, config: TrainConfig) -> dict[str, Any]:
+    """The run's last checkpoint, refused when ``config`` changes what a run in progress cannot."""
+    checkpoint = load_checkpoint(layout.last)
+    try:
+        saved = TrainConfig.from_dict(checkpoint["config"])
+    except Ct2mriError as exc:
+        raise Ct2mriError(f"{layout.last}: {exc}") from None
+    conflicts = resume_conflicts(saved, config)
+    if conflicts:
+        raise Ct2mriError(f"--resume: cannot change {', '.join(conflicts)} of a run in progress; start a new run")
+    if int(checkpoint["step"]) >= config.steps:
+        raise Ct2mriError(
+            f"{layout.last}: the run already has {checkpoint['step']} steps; pass --steps above that to continue"
+        )
+    return checkpoint
 
 
 def train(
@@ -414,7 +474,7 @@ def train(
     resume: bool = False,
     force: bool = False,
     quiet: bool = False,
-    console: Optional[Console] = None,
+    console: Console | None = None,
 ) -> TrainResult:
     """Train (or continue) a run in ``run_dir``; every check that can fail does so before training.
 
@@ -427,20 +487,7 @@ def train(
     ctx = ddp.context_from_env()
     layout = RunLayout(Path(run_dir))
     check_run_dir(layout, resume, force)
-    checkpoint = None
-    if resume:
-        checkpoint = load_checkpoint(layout.last)
-        try:
-            saved = TrainConfig.from_dict(checkpoint["config"])
-        except Ct2mriError as exc:
-            raise Ct2mriError(f"{layout.last}: {exc}") from None
-        conflicts = resume_conflicts(saved, config)
-        if conflicts:
-            raise Ct2mriError(f"--resume: cannot change {', '.join(conflicts)} of a run in progress; start a new run")
-        if int(checkpoint["step"]) >= config.steps:
-            raise Ct2mriError(
-                f"{layout.last}: the run already has {checkpoint['step']} steps; pass --steps above that to continue"
-            )
+    checkpoint = _checkpoint_to_resume(layout, config) if resume else None
     initial = check_init(config) if config.init and checkpoint is None else None
     device = ddp.training_device(config.device, ctx)
     if config.num_threads:

@@ -6,7 +6,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -58,7 +58,7 @@ class PhaseTimer:
 class JsonLog:
     """Appends one JSON object per line to ``log.jsonl``; a no-op when disabled (ranks > 0)."""
 
-    def __init__(self, path: Path, enabled: bool = True, keep_until_step: Optional[int] = None) -> None:
+    def __init__(self, path: Path, enabled: bool = True, keep_until_step: int | None = None) -> None:
         self.path = path
         self.enabled = enabled
         if enabled and keep_until_step is not None and path.exists():
@@ -121,19 +121,19 @@ class ProgressDisplay:
         self.loss = "-"
         self.speed = "-"
         self.task = self.progress.add_task("train", total=total, completed=completed, detail=self._detail())
-        self.validation_task: Optional[TaskID] = None
+        self.validation_task: TaskID | None = None
 
     def _detail(self) -> str:
         return f"loss {self.loss}  {self.speed} samples/s"
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def advance(self, step: int, loss: Optional[float] = None, speed: Optional[float] = None) -> None:
+    def advance(self, step: int, loss: float | None = None, speed: float | None = None) -> None:
         if loss is not None:
             self.loss = f"{loss:.4f}"
         if speed is not None:
@@ -164,12 +164,18 @@ class ReadingProgress:
 
     def __init__(self, console: Console, enabled: bool) -> None:
         self.progress = Progress(
-            TextColumn("[bold]reading[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("cases"),
-            TimeElapsedColumn(), console=console, disable=not enabled, transient=True,
+            TextColumn("[bold]reading[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("cases"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+            transient=True,
         )
         self.task = self.progress.add_task("read", total=None)
 
-    def __enter__(self) -> "ReadingProgress":
+    def __enter__(self) -> ReadingProgress:
         self.progress.start()
         return self
 

@@ -1,11 +1,11 @@
 """The run folder: its fixed layout, and the checks done before anything is written there.
 
-    RUN_DIR/config.json            effective configuration (valid input for --config)
-    RUN_DIR/log.jsonl              one JSON record per logged step, validation and event
-    RUN_DIR/checkpoints/last.pt    the newest checkpoint (+ step_XXXXXXXX.pt periodic ones)
-    RUN_DIR/model.safetensors      final EMA weights for ``ct2mri translate``
-    RUN_DIR/best.safetensors       EMA weights with the best validation PSNR
-    RUN_DIR/progress.png           loss, validation scores and learning rate against steps
+RUN_DIR/config.json            effective configuration (valid input for --config)
+RUN_DIR/log.jsonl              one JSON record per logged step, validation and event
+RUN_DIR/checkpoints/last.pt    the newest checkpoint (+ step_XXXXXXXX.pt periodic ones)
+RUN_DIR/model.safetensors      final EMA weights for ``ct2mri translate``
+RUN_DIR/best.safetensors       EMA weights with the best validation PSNR
+RUN_DIR/progress.png           loss, validation scores and learning rate against steps
 """
 
 from __future__ import annotations

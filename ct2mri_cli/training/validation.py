@@ -13,7 +13,8 @@ is fixed by the setting, not by the size of the held-out scans.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,8 +52,8 @@ def validate_cases(
     config: TrainConfig,
     device: torch.device,
     schedule: BridgeSchedule,
-    autocast_dtype: Optional[torch.dtype] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
+    autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Scores per case and their means: ``{"psnr", "ssim", "mae", "seconds", "slices", "cases": [...]}``.
 
@@ -74,8 +75,14 @@ def validate_cases(
                 progress(before + round(depth * windows_done / max(windows_total, 1)), total)
 
         pred = sample_model_space(
-            denoiser, ct, case.key, sampling, device, schedule,
-            batch_size=config.val_batch_size or None, progress=report,
+            denoiser,
+            ct,
+            case.key,
+            sampling,
+            device,
+            schedule,
+            batch_size=config.val_batch_size or None,
+            progress=report,
         )
         done += depth
         region = mask if mask.any() else None

@@ -9,7 +9,7 @@ state is (epoch, position, flip generator), which a checkpoint stores to resume 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ class WindowOrder:
         self.epoch = 0
         self.position = 0
         self.flip_generator = torch.Generator().manual_seed(derive_seed(seed, rank, FLIP_TAG))
-        self._shard: Optional[torch.Tensor] = None
+        self._shard: torch.Tensor | None = None
         self._shard_epoch = -1
 
     def shard(self, epoch: int) -> torch.Tensor:
@@ -55,7 +55,7 @@ class WindowOrder:
         assert self._shard is not None
         return self._shard
 
-    def next(self, batch_size: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next ``batch_size`` indices (crossing into the next epoch as needed) and flip flags."""
         parts = []
         needed = batch_size

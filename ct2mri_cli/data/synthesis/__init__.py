@@ -55,7 +55,6 @@ from .physics import (
     mri_appearance,
 )
 from .subject import VARIETIES, SubjectParams, sample_subject
-from .variation import cut_coverage, subject_anatomy
 from .tissue import (
     BRAIN_CLASSES,
     CLASSES,
@@ -63,6 +62,7 @@ from .tissue import (
     partial_volume_memberships,
     sharpen_gm_wm,
 )
+from .variation import cut_coverage, subject_anatomy
 
 # The public API of the package.
 __all__ = [
@@ -160,7 +160,8 @@ def generate_pair(
     rng = np.random.default_rng(seed)
     params = sample_subject(rng, source, variety=variety)
     if anatomy.size_factor != 1.0:  # a head of real size: the scale ranges are for MNI space
-        params = replace(params, scale=tuple(float(v * anatomy.size_factor) for v in params.scale))
+        sx, sy, sz = (float(v * anatomy.size_factor) for v in params.scale)
+        params = replace(params, scale=(sx, sy, sz))
     if turn is not None:
         params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
     return synthesize_pair(anatomy, params, rng, spacing_mm, seed)

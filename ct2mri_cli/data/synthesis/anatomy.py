@@ -40,7 +40,6 @@ from .tissue import (
     sharpen_gm_wm,
 )
 
-
 MNI_SPACE_ICV_ML = 1950.0  # intracranial volume of the MNI-space sources (FSL 1930, ICBM 2009c 2008 ml)
 
 
@@ -109,7 +108,9 @@ def _ventricle_pull(csf: np.ndarray, icv: np.ndarray, affine: np.ndarray) -> tup
     deep = _morph(icv, affine, "erode", 14.0)
     ventricles = (csf > 0.5) & deep
     min_voxels = int(math.ceil(1000.0 / float(np.prod(_spacing(affine)))))  # 1 ml: drop deep sulci
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(sitk_from_array(ventricles.astype(np.uint8), affine)), min_voxels)
+    labels = sitk.RelabelComponent(
+        sitk.ConnectedComponent(sitk_from_array(ventricles.astype(np.uint8), affine)), min_voxels
+    )
     ventricles = array_from_sitk(labels) > 0
     step = max(1, int(round(2.0 / float(_spacing(affine).min()))))
     coarse = ventricles[::step, ::step, ::step].astype(np.float32)
@@ -126,7 +127,7 @@ def _brain_levels(t1: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
     return means, float(means[2])
 
 
-def _itk_pull(transform: sitk.Transform) -> np.ndarray:
+def _itk_pull(transform: sitk.AffineTransform) -> np.ndarray:
     """A SimpleITK affine-type transform (LPS) as a 4x4 RAS pull-back matrix."""
     matrix = np.array(transform.GetMatrix()).reshape(3, 3)
     centre = np.array(transform.GetCenter())
@@ -155,7 +156,7 @@ def _register_to_template(t1: np.ndarray, affine: np.ndarray) -> tuple[np.ndarra
 
 def _into_mni_frame(
     t1: np.ndarray, affine: np.ndarray, brain: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The head resampled (linear, 1 mm) onto an axis-aligned grid in MNI orientation, so that
     every source shares the template's frame (the subject sampler turns heads about it).
 
@@ -180,7 +181,9 @@ def _into_mni_frame(
     mask_image = sitk.ReadImage(str(template_paths()[1]), sitk.sitkFloat32)
     mask = array_from_sitk(mask_image)
     mask_affine = affine_from_sitk(mask_image)
-    template_brain = _resample_onto(mask, mask_affine, shape, new_affine, np.linalg.inv(full) @ rigid, "linear", 0.0) > 0.5
+    template_brain = (
+        _resample_onto(mask, mask_affine, shape, new_affine, np.linalg.inv(full) @ rigid, "linear", 0.0) > 0.5
+    )
     return t1_new, new_affine, _refine_brain(t1_new, new_affine, template_brain)
 
 
@@ -202,7 +205,7 @@ def _refine_brain(t1: np.ndarray, affine: np.ndarray, registered: np.ndarray) ->
     return _fill_holes(_morph(brain, affine, "close", 2.0), affine)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _head_parts(name: str) -> dict[str, Any]:
     """A whole-head source prepared once per process: brain fractions, head labels, normalised T1.
 
@@ -326,6 +329,7 @@ def _prepare_mni() -> Anatomy:
 
     colin = _head_parts("colin27")
     pull = _moment_fit(colin["icv"], colin["affine"], icv, affine)
+
     def onto_mni(array: np.ndarray, interpolation: Interpolation, default: float) -> np.ndarray:
         return _resample_onto(array, colin["affine"], icv.shape, affine, pull, interpolation, default)
 
@@ -349,7 +353,7 @@ def _prepare_mni() -> Anatomy:
     return make_anatomy("mni", affine, brain_fr, labels, icv, head_t1, levels, mni_license_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prepare_anatomy(source: str) -> Anatomy:
     """The prepared anatomy of a registry source (cached per process).  The MNI 2009a brain,
     which has no head, is placed in Colin27's; every other source is a whole head."""

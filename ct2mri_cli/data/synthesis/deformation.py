@@ -49,8 +49,11 @@ def _rotation(degrees: tuple[float, float, float]) -> np.ndarray:
 def turned_rotation(degrees: tuple[float, float, float], turn: np.ndarray) -> tuple[float, float, float]:
     """The rotation angles (as ``SubjectParams.rotation_deg``) of ``turn`` (3 x 3, RAS) after ``degrees``."""
     m = np.asarray(turn, dtype=np.float64) @ _rotation(degrees)
-    return (math.degrees(math.atan2(m[2, 1], m[2, 2])), math.degrees(-math.asin(float(np.clip(m[2, 0], -1.0, 1.0)))),
-            math.degrees(math.atan2(m[1, 0], m[0, 0])))
+    return (
+        math.degrees(math.atan2(m[2, 1], m[2, 2])),
+        math.degrees(-math.asin(float(np.clip(m[2, 0], -1.0, 1.0)))),
+        math.degrees(math.atan2(m[1, 0], m[0, 0])),
+    )
 
 
 def _coarse_grid(
@@ -150,7 +153,9 @@ def warp_onto(
     return resample_onto_grid(src, shape, affine, transform, "linear", default)
 
 
-def upsample_coarse(coarse: np.ndarray, caffine: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+def upsample_coarse(
+    coarse: np.ndarray, caffine: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray
+) -> np.ndarray:
     """Linear interpolation of a coarse field onto a fine grid with the same axis directions.
 
     Separable (one axis at a time), which is much cheaper than a general resampling.

@@ -52,7 +52,7 @@ def ct_from_hu(
     ``ct_noise_fwhm_mm``.  Returns int16 HU.
     """
     bone = np.maximum(hu - np.float32(100.0), 0.0)
-    variation = correlated_noise(rng, hu.shape, affine, params.bone_texture_sd, (2.0, 2.0))  # type: ignore[arg-type]
+    variation = correlated_noise(rng, hu.shape, affine, params.bone_texture_sd, (2.0, 2.0))
     if density is not None:
         variation += density * np.float32(params.bone_density_sd)
     ct = hu + bone * variation
@@ -65,7 +65,7 @@ def ct_from_hu(
     ct = gaussian_blur(ct, affine, (blur[0], blur[0], blur[1]))
     if params.kernel_sharpness > 0:
         ct += np.float32(KERNEL_GAIN * params.kernel_sharpness) * (ct - gaussian_blur(ct, affine, (1.5, 1.5, 0.0)))
-    ct += correlated_noise(rng, ct.shape, affine, params.ct_noise_sd, params.ct_noise_fwhm_mm)  # type: ignore[arg-type]
+    ct += correlated_noise(rng, ct.shape, affine, params.ct_noise_sd, params.ct_noise_fwhm_mm)
     return np.clip(np.rint(ct), HU_MIN, HU_MAX).astype(np.int16)
 
 

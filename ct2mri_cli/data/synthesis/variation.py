@@ -27,7 +27,9 @@ def _to_world(idx: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return idx @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _ball(shape: tuple[int, int, int], affine: np.ndarray, centre: np.ndarray, radius: float) -> tuple[tuple[slice, ...], np.ndarray]:
+def _ball(
+    shape: tuple[int, int, int], affine: np.ndarray, centre: np.ndarray, radius: float
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """The voxels of a ball (a bounding-box slice and the boolean ball inside it)."""
     inverse = np.linalg.inv(affine)
     middle = inverse[:3, :3] @ centre + inverse[:3, 3]
@@ -93,7 +95,9 @@ def subject_anatomy(anatomy: Anatomy, params: SubjectParams) -> tuple[np.ndarray
     return hu, t1
 
 
-def cut_coverage(arrays: list[np.ndarray], affine: np.ndarray, cut_mm: tuple[float, float]) -> tuple[list[np.ndarray], np.ndarray]:
+def cut_coverage(
+    arrays: list[np.ndarray], affine: np.ndarray, cut_mm: tuple[float, float]
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Drop ``cut_mm`` (bottom, top) of slices along the last (inferior-superior) axis."""
     spacing = float(_spacing(affine)[2])
     n = arrays[0].shape[2]
