@@ -1,5 +1,7 @@
 """ct2mri: brain CT to synthetic T1 MRI with a 2D Brownian-bridge diffusion model.
 
+The package ``ct2mri_cli`` holds both the library (everything importable here and in its
+subpackages) and the ``ct2mri`` command (``ct2mri_cli.cli``, which only parses and prints).
 The public Python API is re-exported here lazily so that ``import ct2mri_cli`` (and the CLI's
 ``--version``) stays fast; torch is imported on first use of a torch-backed name.
 """

@@ -1,3 +1,4 @@
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,22 @@ def test_the_version_is_written_once():
     assert "version" not in project and "version" in project["dynamic"]
     assert version("ct2mri") == ct2mri_cli.__version__
     assert (Path(ct2mri_cli.__file__).parent / "py.typed").is_file()
+
+
+def _body_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines from a function's first statement after its docstring to its end (a command's
+    signature declares one option per line and is not counted)."""
+    body = function.body
+    has_docstring = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+    first = body[1] if has_docstring and len(body) > 1 else body[0]
+    return (function.end_lineno or first.lineno) - first.lineno + 1
+
+
+def test_no_function_body_runs_over_60_lines():
+    package = Path(ct2mri_cli.__file__).parent
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _body_lines(node) >= 60:
+                long.append(f"{path.relative_to(package)}:{node.lineno} {node.name} ({_body_lines(node)} lines)")
+    assert not long, "split these into named parts: " + "; ".join(long)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..errors import Ct2mriError
 from ..preprocessing.config import PreprocessConfig
 from . import common
+
+if TYPE_CHECKING:
+    from ..preprocessing.pairs import CasePair
 
 _DEFAULTS = PreprocessConfig()
 
@@ -30,7 +34,7 @@ def preprocess(
         _DEFAULTS.ct_window_hu, "--ct-window", help="CT window LO HI in HU -> [0, 1]."
     ),
     frame: str = typer.Option(
-        "canonical",
+        _DEFAULTS.frame,
         "--frame",
         help="canonical: slices cut in the head's canonical frame (pose found by registration); native: along the MRI's world axes.",
     ),
@@ -51,8 +55,7 @@ def preprocess(
     """Register, brain-mask, normalise and crop CT/MRI pairs onto the model grid for training."""
     import SimpleITK as sitk
 
-    from ..io.cases import case_name
-    from ..preprocessing.pairs import CasePair, pairs_from_csv, pairs_from_dirs, preprocess_batch
+    from ..preprocessing.pairs import preprocess_batch
     from ..threads import cpu_budget
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(cpu_budget(threads)[0])  # registration and resampling run in ITK
@@ -60,35 +63,8 @@ def preprocess(
     modes = int(single) + int(csv_file is not None) + int(ct_dir is not None or mri_dir is not None)
     if modes != 1:
         raise Ct2mriError("give exactly one input: --ct CT --mri MRI, --csv FILE, or --ct-dir DIR --mri-dir DIR")
-    if spacing <= 0 or min(size) < 8:
-        raise Ct2mriError(f"--spacing must be positive and --size at least 8 8 (got {spacing:g}, {size[0]} {size[1]})")
-    if frame not in ("canonical", "native"):
-        raise Ct2mriError(f"--frame must be canonical or native, got {frame!r}")
-    if not ct_window[1] > ct_window[0]:
-        raise Ct2mriError(f"--ct-window needs LO < HI (got {ct_window[0]:g} {ct_window[1]:g})")
-    config = PreprocessConfig(
-        spacing_mm=float(spacing),
-        in_plane=(int(size[0]), int(size[1])),
-        margin_mm=float(margin),
-        ct_window_hu=(float(ct_window[0]), float(ct_window[1])),
-        mri_percentiles=_DEFAULTS.mri_percentiles,
-        frame=frame,
-    )
-
-    unmatched: list[tuple[str, str]] = []
-    if single:
-        if ct is None or mri is None:
-            raise Ct2mriError("--ct and --mri go together")
-        for path in (ct, mri):
-            if not path.exists():
-                raise Ct2mriError(f"{path}: no such file or folder")
-        pairs = [CasePair(case or case_name(ct), ct, mri)]
-    elif csv_file is not None:
-        pairs = pairs_from_csv(csv_file)
-    else:
-        if ct_dir is None or mri_dir is None:
-            raise Ct2mriError("--ct-dir and --mri-dir go together")
-        pairs, unmatched = pairs_from_dirs(ct_dir, mri_dir)
+    config = _config_of(spacing, size, margin, ct_window, frame)
+    pairs, unmatched = _pairs_of(ct, mri, case, csv_file, ct_dir, mri_dir)
 
     progress = common.progress_bar()
     failures_seen: list[str] = []
@@ -134,3 +110,52 @@ def preprocess(
         return 1
     common.info(summary)
     return 0
+
+
+def _config_of(
+    spacing: float, size: tuple[int, int], margin: float, ct_window: tuple[float, float], frame: str
+) -> PreprocessConfig:
+    """The preprocessing settings of the options, each checked."""
+    if spacing <= 0 or min(size) < 8:
+        raise Ct2mriError(f"--spacing must be positive and --size at least 8 8 (got {spacing:g}, {size[0]} {size[1]})")
+    if frame not in ("canonical", "native"):
+        raise Ct2mriError(f"--frame must be canonical or native, got {frame!r}")
+    if not ct_window[1] > ct_window[0]:
+        raise Ct2mriError(f"--ct-window needs LO < HI (got {ct_window[0]:g} {ct_window[1]:g})")
+    return PreprocessConfig(
+        spacing_mm=float(spacing),
+        in_plane=(int(size[0]), int(size[1])),
+        margin_mm=float(margin),
+        ct_window_hu=(float(ct_window[0]), float(ct_window[1])),
+        mri_percentiles=_DEFAULTS.mri_percentiles,
+        frame=frame,
+    )
+
+
+def _pairs_of(
+    ct: Path | None,
+    mri: Path | None,
+    case: str | None,
+    csv_file: Path | None,
+    ct_dir: Path | None,
+    mri_dir: Path | None,
+) -> tuple[list[CasePair], list[tuple[str, str]]]:
+    """The CT/MRI pairs the options name, and the files of two folders that found no partner."""
+    from ..io.cases import case_name
+    from ..preprocessing.pairs import CasePair, pairs_from_csv, pairs_from_dirs
+
+    unmatched: list[tuple[str, str]] = []
+    if ct is not None or mri is not None:
+        if ct is None or mri is None:
+            raise Ct2mriError("--ct and --mri go together")
+        for path in (ct, mri):
+            if not path.exists():
+                raise Ct2mriError(f"{path}: no such file or folder")
+        pairs = [CasePair(case or case_name(ct), ct, mri)]
+    elif csv_file is not None:
+        pairs = pairs_from_csv(csv_file)
+    else:
+        if ct_dir is None or mri_dir is None:
+            raise Ct2mriError("--ct-dir and --mri-dir go together")
+        pairs, unmatched = pairs_from_dirs(ct_dir, mri_dir)
+    return pairs, unmatched

@@ -12,7 +12,9 @@ from ..errors import Ct2mriError
 from . import common
 
 if TYPE_CHECKING:
+    from ..inference.cohort import CohortResult
     from ..inference.jobs import Job
+    from ..inference.plan import TranslationPlan
     from ..inference.translator import Translation
     from ..shards import Shard
 
@@ -123,7 +125,7 @@ def translate(
             raise Ct2mriError("--status reads an output folder; give no inputs with it")
         _print_status(status)
         return
-    from ..inference.plan import TranslateRequest, plan_translation, run_translation
+    from ..inference.plan import TranslateRequest, plan_translation
 
     request = TranslateRequest(
         inputs=list(inputs or []),
@@ -159,6 +161,23 @@ def translate(
     )
     plan = plan_translation(request, on_share=_print_share)
 
+    result = _run_with_progress(plan)
+    _print_summary(plan, result)
+    if report and plan.cohort_folder is not None:
+        from ..reports import write_report
+
+        written = write_report(plan.cohort_folder, force=True)
+        common.info(
+            f"wrote {written.path} ({written.size_bytes / 1e6:.1f} MB; shards still running are shown as they stand)"
+        )
+    if result.outcome.failures:
+        raise typer.Exit(code=1)
+
+
+def _run_with_progress(plan: TranslationPlan) -> CohortResult:
+    """Run the plan with a progress bar per case, saying each case's outcome and notes."""
+    from ..inference.plan import run_translation
+
     def on_event(case: str, kind: str, message: str) -> None:
         if kind in ("done", "skipped"):
             common.info(message)
@@ -176,29 +195,25 @@ def translate(
             common.warn(note)
 
     with bar:
-        result = run_translation(plan, on_event=on_event, on_result=on_result, progress=progress)
-    outcome, chosen = result.outcome, plan.shard
-    if len(plan.jobs) > 1:
-        with_checks = {case: names for case, names in result.flagged.items() if names}
-        common.info(
-            f"{len(outcome.done)} translated ({len(with_checks)} with scan-check warnings or corrections), "
-            f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(plan.mine)}"
-            + (f" (shard {chosen.index + 1} of {chosen.count})" if chosen.count > 1 else "")
-            + f"; {result.wall_seconds:.1f} s, {100 * result.sampling_seconds / max(result.wall_seconds, 1e-9):.0f}% sampling"
-        )
-        for case, names in with_checks.items():
-            common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
-        for case, message in outcome.failures:
-            common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
-    if report and plan.cohort_folder is not None:
-        from ..reports import write_report
+        return run_translation(plan, on_event=on_event, on_result=on_result, progress=progress)
 
-        written = write_report(plan.cohort_folder, force=True)
-        common.info(
-            f"wrote {written.path} ({written.size_bytes / 1e6:.1f} MB; shards still running are shown as they stand)"
-        )
-    if outcome.failures:
-        raise typer.Exit(code=1)
+
+def _print_summary(plan: TranslationPlan, result: CohortResult) -> None:
+    """The counts of a run of several cases, then the cases with checks and the failures."""
+    outcome, chosen = result.outcome, plan.shard
+    if len(plan.jobs) <= 1:
+        return
+    with_checks = {case: names for case, names in result.flagged.items() if names}
+    common.info(
+        f"{len(outcome.done)} translated ({len(with_checks)} with scan-check warnings or corrections), "
+        f"{len(outcome.skipped)} skipped, {len(outcome.failures)} failed of {len(plan.mine)}"
+        + (f" (shard {chosen.index + 1} of {chosen.count})" if chosen.count > 1 else "")
+        + f"; {result.wall_seconds:.1f} s, {100 * result.sampling_seconds / max(result.wall_seconds, 1e-9):.0f}% sampling"
+    )
+    for case, names in with_checks.items():
+        common.console.print(f"  [yellow]checks[/yellow] {case}: {', '.join(names)}", soft_wrap=True)
+    for case, message in outcome.failures:
+        common.console.print(f"  [red]failed[/red] {case}: {message}", soft_wrap=True)
 
 
 def _print_share(shard: Shard, mine: list[Job], jobs: list[Job]) -> None:

@@ -144,23 +144,14 @@ def _translate(
 
     def prepare(job: Job) -> ReadCase:
         if claims is not None:
-            holder = claims.take(job.case)
-            if holder is not None:
-                left_to_others.add(job.case)
-                raise SkipCase(f"{job.case}: being translated by another run ({holder}); left to it")
-            if job.finished and (job.case in elsewhere or job.case not in finished_before):
-                left_to_others.add(job.case)
-                raise SkipCase(f"{job.case}: translated by another run meanwhile ({job.output}); left as it is")
-        if skip_existing and job.finished:
-            extras = job.missing_extras
-            raise SkipCase(
-                f"{job.case}: finished earlier ({job.sidecar}), skipped"
-                + (
-                    f"; {', '.join(map(str, extras))} not made (a finished case is not redone: --force redoes it)"
-                    if extras
-                    else ""
-                )
+            taken_by_other = _taken_by_another_run(
+                job, claims, job.case in elsewhere or job.case not in finished_before
             )
+            if taken_by_other is not None:
+                left_to_others.add(job.case)
+                raise SkipCase(taken_by_other)
+        if skip_existing and job.finished:
+            raise SkipCase(_finished_earlier(job))
         styles.key_for(job.style)  # a bad style fails the case before it is sampled
         return read_job(job, translator, series_uid)
 
@@ -178,28 +169,14 @@ def _translate(
         if on_result is not None:
             on_result(job, result)
         if status is not None:
-            status.record(
-                _status_line(
-                    job,
-                    "done",
-                    checks=flagged[job.case],
-                    seconds=round(sum(v for k, v in seconds.items() if k != "load_model"), 3),
-                )
-            )
-        return (
-            f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, "
-            + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-            + ")"
-        )
+            case_seconds = round(sum(v for k, v in seconds.items() if k != "load_model"), 3)
+            status.record(_status_line(job, "done", checks=flagged[job.case], seconds=case_seconds))
+        timings = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+        return f"{job.case}: wrote {job.output} ({result.evaluations} window evaluations, {timings})"
 
     def record_event(case: str, kind: str, message: str) -> None:
         if status is not None and kind in ("failed", "skipped") and case not in left_to_others:
-            job = by_case[case]
-            previous = status.previous(case)
-            if kind == "failed":
-                status.record(_status_line(job, "failed", checks=[], error=message))
-            elif previous is None or previous.get("state") != "done":  # finished earlier, its line lost
-                status.record(_status_line(job, "done"))
+            _record_failed_or_skipped(status, by_case[case], kind == "failed", message)
         if on_event is not None:
             on_event(case, kind, message)
 
@@ -207,6 +184,32 @@ def _translate(
         jobs, lambda job: job.case, prepare, process, finish, record_event, isolate=isolate, pipelined=pipelined
     )
     return CohortResult(outcome, flagged, sampling[0], time.perf_counter() - started)
+
+
+def _record_failed_or_skipped(status: StatusFile, job: Job, failed: bool, message: str) -> None:
+    """A failure's status line, or a skipped case's "done" line when a finished case lost its own."""
+    if failed:
+        status.record(_status_line(job, "failed", checks=[], error=message))
+    elif (previous := status.previous(job.case)) is None or previous.get("state") != "done":
+        status.record(_status_line(job, "done"))
+
+
+def _taken_by_another_run(job: Job, claims: CaseClaims, not_ours: bool) -> str | None:
+    """Why another run sharing the folder has this case (``not_ours``: its finished output was not
+    there when this run started, or another run held it then), or None when it is this run's."""
+    holder = claims.take(job.case)
+    if holder is not None:
+        return f"{job.case}: being translated by another run ({holder}); left to it"
+    if job.finished and not_ours:
+        return f"{job.case}: translated by another run meanwhile ({job.output}); left as it is"
+    return None
+
+
+def _finished_earlier(job: Job) -> str:
+    """Why ``--skip-existing`` skips a finished case, and which of the asked-for extras it lacks."""
+    extras = job.missing_extras
+    missing = f"; {', '.join(map(str, extras))} not made (a finished case is not redone: --force redoes it)"
+    return f"{job.case}: finished earlier ({job.sidecar}), skipped" + (missing if extras else "")
 
 
 def refuse_existing(jobs: list[Job], *, force: bool, skip_existing: bool, explicitly_named: bool) -> None:

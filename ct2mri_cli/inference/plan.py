@@ -138,22 +138,7 @@ def plan_translation(
     ).check()
     cpu_budget(request.threads)
     output = request.output
-    jobs = plan_jobs(
-        _case_specs(request), output, request.save_mask, request.qc, request.output_format, request.trust_map
-    )
-    style_file = [Path(request.style)] if request.style is not None and Path(request.style).is_file() else []
-    given_inputs = (
-        ([request.mask] if request.mask is not None else [])
-        + style_file
-        + ([request.weights] if request.weights else [])
-    )
-    check_outputs(jobs, given_inputs)
-    if request.mask is not None:
-        if len(jobs) > 1:
-            raise Ct2mriError("--mask applies to one input only")
-        jobs[0].mask_in = request.mask
-    for folder in sorted({target.parent for job in jobs for target in job.targets}):
-        check_folder_possible(folder)
+    jobs = _checked_jobs(request)
     named_file = len(jobs) == 1 and (output is None or jobs[0].output == output)
     if request.report and named_file:
         raise Ct2mriError("--report writes the QC page of an output folder: give the inputs with -o OUTDIR")
@@ -207,6 +192,28 @@ def plan_translation(
         load_seconds,
         pipelined,
     )
+
+
+def _checked_jobs(request: TranslateRequest) -> list[Job]:
+    """The request's jobs, refused when an output would overwrite an input or another output, or
+    lies in a folder that cannot be written."""
+    jobs = plan_jobs(
+        _case_specs(request), request.output, request.save_mask, request.qc, request.output_format, request.trust_map
+    )
+    style_file = [Path(request.style)] if request.style is not None and Path(request.style).is_file() else []
+    given_inputs = (
+        ([request.mask] if request.mask is not None else [])
+        + style_file
+        + ([request.weights] if request.weights else [])
+    )
+    check_outputs(jobs, given_inputs)
+    if request.mask is not None:
+        if len(jobs) > 1:
+            raise Ct2mriError("--mask applies to one input only")
+        jobs[0].mask_in = request.mask
+    for folder in sorted({target.parent for job in jobs for target in job.targets}):
+        check_folder_possible(folder)
+    return jobs
 
 
 def run_translation(

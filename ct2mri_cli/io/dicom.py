@@ -269,6 +269,22 @@ def synthetic_series_tags(reference: Volume, description: str, comments: str, so
     return tags
 
 
+def _replace_folder(folder: Path, staging: Path) -> None:
+    """Put the folder ``staging`` in the place of ``folder``; the earlier one comes back on failure."""
+    if not folder.exists():
+        os.replace(staging, folder)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+    os.replace(folder, old / folder.name)
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        os.replace(old / folder.name, folder)  # the earlier series comes back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_dicom_series(
     values01: np.ndarray, reference: Volume, folder: Path, description: str, comments: str, software: str
 ) -> Path:
@@ -319,18 +335,7 @@ def write_dicom_series(
             image.SetMetaData("0020|1041", f"{position[2]:.6g}")
             writer.SetFileName(str(staging / f"{k + 1:05d}.dcm"))
             writer.Execute(image)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            try:
-                os.replace(staging, folder)
-            except BaseException:
-                os.replace(old / folder.name, folder)  # the earlier series comes back
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
+        _replace_folder(folder, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

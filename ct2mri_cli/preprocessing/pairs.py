@@ -152,7 +152,6 @@ def write_prepared_case(
     """Write a prepared case into ``out_dir/case/`` (all files appear together) and return its manifest entry."""
     from ..evaluation.qc import pair_montage, pose_caption, write_png
     from ..style.key import save_style_key
-    from .registration import transform_to_dict
 
     check_case_name(case, str(pair.ct))
     reference = model_reference(prepared.record)
@@ -198,6 +197,13 @@ def write_prepared_case(
             os.replace(staging / name, final / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return _manifest_entry(case, pair, prepared, config)
+
+
+def _manifest_entry(case: str, pair: CasePair, prepared: PreparedCase, config: PreprocessConfig) -> dict[str, Any]:
+    """What the manifest records of a written case: its files, grid, registration and sources."""
+    from .registration import transform_to_dict
+
     return {
         "case": case,
         **{key: f"{case}/{name}" for key, name in CASE_FILES.items()},

@@ -24,10 +24,9 @@ from ..diffusion.bridge import to_bridge_range
 from ..diffusion.sampler import WINDOW
 from ..errors import Ct2mriError
 from ..preprocessing.config import PreprocessConfig
+from ..preprocessing.pairs import MANIFEST_NAME
 from ..style.key import average_style_keys, load_style_key, style_key
 from .config import TrainConfig
-
-PREPARED_MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -113,7 +112,7 @@ def open_dataset(data_dir: str | Path) -> Manifest:
     if not folder.is_dir():
         raise Ct2mriError(f"{folder}: data folder not found")
     manifest = read_manifest(folder)
-    path = folder / PREPARED_MANIFEST
+    path = folder / MANIFEST_NAME
     try:
         preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
     except (ValueError, TypeError) as exc:
@@ -143,7 +142,7 @@ def load_case_volumes(manifest: Manifest, entry: dict[str, Any]) -> CaseVolumes:
 
     name = entry["case"]
     ct, mri, mask = load_case(manifest.folder, entry)
-    where = f"{manifest.folder / PREPARED_MANIFEST}: case {name!r}"
+    where = f"{manifest.folder / MANIFEST_NAME}: case {name!r}"
     if ct.shape != mri.shape:
         raise Ct2mriError(f"{where}: CT shape {ct.shape} differs from MRI shape {mri.shape}")
     if mask.shape != ct.shape:
@@ -287,7 +286,7 @@ def _read_cases(
     divisor: int,
     on_case: Callable[[int, int], None] | None,
 ) -> tuple[WindowSet, list[CaseVolumes]]:
-    where = manifest.folder / PREPARED_MANIFEST
+    where = manifest.folder / MANIFEST_NAME
     validation: list[CaseVolumes] = []
     in_plane: tuple[tuple[int, ...], str] | None = None
     for i, entry in enumerate(manifest.cases):
