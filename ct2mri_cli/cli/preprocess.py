@@ -67,7 +67,6 @@ def preprocess(
     pairs, unmatched = _pairs_of(ct, mri, case, csv_file, ct_dir, mri_dir)
 
     progress = common.progress_bar()
-    failures_seen: list[str] = []
 
     def on_event(name: str, kind: str, message: str) -> None:
         if kind == "start":
@@ -75,7 +74,6 @@ def preprocess(
         elif kind == "note":
             common.warn(message)
         elif kind == "failed":
-            failures_seen.append(name)
             if not single:
                 common.console.print(f"[red]failed[/red] {name}: {message}", soft_wrap=True)
             progress.advance(task)
