@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import overload
 
 from .errors import Ct2mriError
 
@@ -43,6 +44,10 @@ class SlurmArrayTask:
     count: int
 
 
+@overload
+def _integer(env: Mapping[str, str], name: str) -> int | None: ...
+@overload
+def _integer(env: Mapping[str, str], name: str, default: int) -> int: ...
 def _integer(env: Mapping[str, str], name: str, default: int | None = None) -> int | None:
     """A variable's integer value; unset or empty gives ``default``."""
     value = env.get(name)
@@ -66,9 +71,9 @@ def torchrun_process(env: Mapping[str, str] = os.environ) -> TorchrunProcess | N
     if world is None:
         return None
     rank = _integer(env, "RANK", 0)
-    if world < 1 or not 0 <= rank < world:  # type: ignore[operator]
+    if world < 1 or not 0 <= rank < world:
         raise Ct2mriError(f"RANK={rank} does not fit WORLD_SIZE={world}")
-    return TorchrunProcess(rank, world, local_rank(env))  # type: ignore[arg-type]
+    return TorchrunProcess(rank, world, local_rank(env))
 
 
 def process_group_member(env: Mapping[str, str] = os.environ) -> TorchrunProcess | None:
@@ -103,8 +108,8 @@ def slurm_array_task(env: Mapping[str, str] = os.environ) -> SlurmArrayTask | No
         raise Ct2mriError("SLURM_ARRAY_TASK_ID is set without SLURM_ARRAY_TASK_COUNT")
     first = _integer(env, "SLURM_ARRAY_TASK_MIN", 0)
     step = _integer(env, "SLURM_ARRAY_TASK_STEP", 1) or 1
-    index = (task - first) // step  # type: ignore[operator]
-    if not 0 <= index < count or (task - first) % step:  # type: ignore[operator]
+    index = (task - first) // step
+    if not 0 <= index < count or (task - first) % step:
         raise Ct2mriError(f"SLURM array task {task} does not fit an array of {count} from {first} in steps of {step}")
     return SlurmArrayTask(task, index, count)
 
