@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.images import array_from_sitk, sitk_from_voxels
+from ..io.images import smoothed_array
 
 CSF_BELOW_HU = 18.0  # halfway between CSF (about 8 HU) and white matter (about 28 HU)
 SMOOTHING_MM = 1.0
@@ -39,12 +39,7 @@ def ct_csf(
     ct_hu: np.ndarray, brain: np.ndarray, spacing: Sequence[float], smoothing_mm: float = SMOOTHING_MM
 ) -> np.ndarray:
     """The brain's voxels that the CT, smoothed by a Gaussian of ``smoothing_mm``, shows as CSF."""
-    import SimpleITK as sitk
-
-    smoothed = np.asarray(ct_hu, dtype=np.float32)
-    if smoothing_mm > 0:
-        image = sitk_from_voxels(smoothed, spacing)
-        smoothed = array_from_sitk(sitk.SmoothingRecursiveGaussian(image, float(smoothing_mm)))
+    smoothed = smoothed_array(np.asarray(ct_hu, dtype=np.float32), spacing, smoothing_mm)
     return np.asarray(brain, dtype=bool) & (smoothed < CSF_BELOW_HU)
 
 

@@ -139,6 +139,18 @@ def resample_onto_grid(
     return array_from_sitk(out)
 
 
+def smoothed_array(data: np.ndarray, spacing: Sequence[float], sigma_mm: float) -> np.ndarray:
+    """A 3D array (voxel size ``spacing`` in mm) smoothed by an isotropic Gaussian of ``sigma_mm``
+    (float32; unchanged when ``sigma_mm`` <= 0).  A discrete kernel stays exact where sigma is
+    below the voxel size (thick slices), where the recursive filter does not."""
+    import SimpleITK as sitk
+
+    if sigma_mm <= 0:
+        return data
+    image = sitk_from_voxels(np.asarray(data, dtype=np.float32), spacing)
+    return array_from_sitk(sitk.DiscreteGaussian(image, [sigma_mm**2] * 3, 32, 0.01, True))
+
+
 def smoothed_to_spacing(image: Any, mm: float, sigma_mm: float) -> Any:
     """``image`` smoothed by a Gaussian of ``sigma_mm`` and resampled (linear, float32) onto voxels
     of ``mm`` over the same origin, axes and field of view: a coarse copy to register."""

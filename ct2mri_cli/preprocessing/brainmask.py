@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Ct2mriError
-from ..io.images import array_from_sitk, canonical_order, sitk_from_voxels, storage_order
+from ..io.images import array_from_sitk, canonical_order, sitk_from_voxels, smoothed_array, storage_order
 from ..io.volumes import Volume
 
 
@@ -97,16 +97,6 @@ def _image(mask: np.ndarray, spacing: tuple[float, float, float]) -> Any:
 
 def _array(image: Any) -> np.ndarray:
     return array_from_sitk(image).astype(bool)
-
-
-def _smoothed(hu: np.ndarray, spacing: tuple[float, float, float], sigma_mm: float) -> np.ndarray:
-    import SimpleITK as sitk
-
-    if sigma_mm <= 0:
-        return hu
-    image = sitk_from_voxels(np.asarray(hu, dtype=np.float32), spacing)
-    # a discrete kernel stays exact where sigma is below the voxel size (thick slices)
-    return array_from_sitk(sitk.DiscreteGaussian(image, [sigma_mm**2] * 3, 32, 0.01, True))
 
 
 def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
@@ -226,7 +216,7 @@ def _extract_ras(hu: np.ndarray, spacing: tuple[float, float, float], params: Br
     enclosed = hull & enclosed_by_bone(head & (hu > params.wall_hu), spacing, params.reach_mm)
     inside = enclosed & ~bone & head
     # noise scatters single voxels out of the soft-tissue range: judge tissue on a smoothed copy
-    smooth = _smoothed(hu, spacing, params.smoothing_mm)
+    smooth = smoothed_array(hu, spacing, params.smoothing_mm)
     soft = inside & (smooth >= params.soft_hu[0]) & (smooth <= params.soft_hu[1])
     if not soft.any():
         raise Ct2mriError(
