@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ct2mri_cli.cli.app import main
-from ct2mri_cli.data import synthesis, synthetic_set
+from ct2mri_cli.data import projection, synthesis, synthetic_set
 from ct2mri_cli.data.sources import source_missing
 from ct2mri_cli.data.synthesis import anatomy
 
@@ -32,6 +32,24 @@ def generated(tmp_path_factory):
     return out
 
 
+def test_the_projection_ct_model_images_the_same_subjects(generated, tmp_path):
+    """Same seed, other CT model: the same T1s and masks, other CTs, each scan's scanner recorded."""
+    out = tmp_path / "projection"
+    assert main(["-q", "synthesize", "-o", str(out), "-n", "2", "--seed", "3", "--ct-model", "projection", *FAST]) == 0
+    manifest = json.loads((out / "synthesis.json").read_text())
+    assert manifest["settings"]["ct_model"] == "projection"
+    for entry in manifest["cases"]:
+        rng = np.random.default_rng([entry["seed"], synthesis.SCANNER_STREAM])
+        assert entry["scanner"] == projection.sample_scanner(rng, "wide").to_dict()
+        for key in ("mri", "mask"):
+            ours = np.asanyarray(nib.load(str(out / entry[key])).dataobj)
+            assert np.array_equal(ours, np.asanyarray(nib.load(str(generated / entry[key])).dataobj))
+        ct = np.asanyarray(nib.load(str(out / entry["ct"])).dataobj)
+        assert not np.array_equal(ct, np.asanyarray(nib.load(str(generated / entry["ct"])).dataobj))
+        mask = np.asanyarray(nib.load(str(out / entry["mask"])).dataobj).astype(bool)
+        assert 0 < np.median(ct[mask]) < 60 and ct.max() > 1000
+
+
 @pytest.mark.realdata
 def test_writes_pairs_csv_manifest_and_licence(generated):
     with open(generated / "pairs.csv", newline="") as handle:
@@ -44,6 +62,7 @@ def test_writes_pairs_csv_manifest_and_licence(generated):
     manifest = json.loads((generated / "synthesis.json").read_text())
     assert manifest["format"] == "ct2mri-synthetic-pairs" and manifest["settings"]["seed"] == 3
     assert manifest["settings"]["variety"] == "wide"  # the default
+    assert manifest["settings"]["ct_model"] == "mixing"  # the default
     assert manifest["settings"]["licence"] == "MNI_LICENSE.txt"
     assert "McConnell Brain Imaging Centre" in (generated / "MNI_LICENSE.txt").read_text()
     for row, entry in zip(rows, manifest["cases"]):
@@ -155,6 +174,7 @@ def test_model_space_is_training_ready(tmp_path):
         (["-n", "1", "--source", "brainz"], "--source 'brainz': choose from mni, colin27, s1, fsl152"),
         (["-n", "1", "--source", "mni", "--exclude", "mni"], "leaves no source brain"),
         (["-n", "1", "--variety", "odd"], "--variety 'odd': choose from calibrated, wide"),
+        (["-n", "1", "--ct-model", "xray"], "--ct-model 'xray': choose from mixing, projection"),
         (["-n", "1", "--spacing", "0"], "--spacing 0: use a voxel size between 0.25 and 8 mm"),
     ],
 )

@@ -34,7 +34,7 @@ from ..errors import Ct2mriError
 from ..io.atomic import atomic_output, check_folder_possible, ensure_folder
 from ..io.volumes import Volume, write_nifti
 from .sources import SOURCES, get_source, source_notice
-from .synthesis import VARIETIES, case_seed, generate_pair, prepare_anatomy
+from .synthesis import CT_MODELS, VARIETIES, case_seed, generate_pair, prepare_anatomy
 
 SOURCE_GROUPS = {"both": ("mni", "colin27"), "all": SOURCES}
 SYNTHETIC_CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
@@ -163,6 +163,7 @@ def write_synthetic_case(out_dir: Path, case: str, pair: Any) -> dict[str, Any]:
         "spacing_mm": [round(float(s), 6) for s in spacing],
         "intracranial_ml": round(float(pair.mask.sum() * np.prod(spacing) / 1000.0), 3),
         "params": pair.params.to_dict(),
+        **({} if pair.scanner is None else {"scanner": pair.scanner.to_dict()}),
     }
 
 
@@ -174,6 +175,7 @@ def check_request(
     force: bool,
     exclude: str = "",
     variety: str = "wide",
+    ct_model: str = "mixing",
 ) -> list[str]:
     """Validate a request before any work; returns the source of each case."""
     if n < 1:
@@ -182,6 +184,8 @@ def check_request(
         raise Ct2mriError(f"--spacing {spacing_mm:g}: use a voxel size between 0.25 and 8 mm")
     if variety not in VARIETIES:
         raise Ct2mriError(f"--variety {variety!r}: choose from {', '.join(VARIETIES)}")
+    if ct_model not in CT_MODELS:
+        raise Ct2mriError(f"--ct-model {ct_model!r}: choose from {', '.join(CT_MODELS)}")
     plan = sources_for(source, n, exclude)
     if out_dir.exists() and not out_dir.is_dir():
         raise Ct2mriError(f"{out_dir}: exists and is not a folder")
@@ -206,17 +210,19 @@ def write_pairs(
     on_event: EventCallback | None = None,
     exclude: str = "",
     variety: str = "wide",
+    ct_model: str = "mixing",
 ) -> list[dict[str, Any]]:
     """Generate ``n`` pairs into ``out_dir``; returns the manifest entries.
 
     ``source`` and ``exclude`` are comma-separated source names or groups
-    (:func:`parse_sources`); ``variety`` the ranges subjects are drawn from.
+    (:func:`parse_sources`); ``variety`` the ranges subjects are drawn from; ``ct_model`` how the
+    CTs are made (the same seed gives the same subjects, T1s and masks with either).
     ``on_event(case, kind, message)`` gets kind "prepare" (a source's anatomy is being built),
     "start" and "done".  Refuses to replace existing outputs unless ``force``.
     """
 
     emit = on_event or (lambda case, kind, message: None)
-    plan = check_request(out_dir, n, source, spacing_mm, force, exclude, variety)
+    plan = check_request(out_dir, n, source, spacing_mm, force, exclude, variety, ct_model)
     for name in sorted(set(plan)):  # fail early (missing templates) before writing anything
         emit(name, "prepare", "")
         prepare_anatomy(name)
@@ -228,6 +234,7 @@ def write_pairs(
         "source": source,
         "exclude": exclude,
         "variety": variety,
+        "ct_model": ct_model,
         "spacing_mm": spacing_mm,
         "files": dict(SYNTHETIC_CASE_FILES),
     }
@@ -246,7 +253,7 @@ def write_pairs(
         case = synthetic_case_name(index)
         emit(case, "start", name)
         started = time.perf_counter()
-        pair = generate_pair(name, case_seed(seed, index), spacing_mm, variety=variety)
+        pair = generate_pair(name, case_seed(seed, index), spacing_mm, variety=variety, ct_model=ct_model)
         entries.append(write_synthetic_case(out_dir, case, pair))
         _write_text(out_dir / PAIRS_CSV, _pairs_csv(entries))
         _write_text(out_dir / SYNTHESIS_RECORD, _manifest(settings, entries))

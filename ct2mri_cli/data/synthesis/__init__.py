@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..projection import ScannerParams, render_ct, sample_scanner
 from .anatomy import Anatomy, make_anatomy, prepare_anatomy
 from .deformation import (
     COARSE_MM,
@@ -62,13 +63,19 @@ from .tissue import (
     partial_volume_memberships,
     sharpen_gm_wm,
 )
-from .variation import cut_coverage, subject_anatomy
+from .variation import cut_coverage, subject_anatomy, subject_fractions
+
+# How a pair's CT is made from its anatomy: this package's partial-volume mixing and image-domain
+# physics, or the independent scanner model of :mod:`ct2mri_cli.data.projection`.
+CT_MODELS = ("mixing", "projection")
+SCANNER_STREAM = 1  # second word of the projection model's seed, beside the subject's seed
 
 # The public API of the package.
 __all__ = [
     "BRAIN_CLASSES",
     "CLASSES",
     "COARSE_MM",
+    "CT_MODELS",
     "HU_MAX",
     "HU_MIN",
     "Anatomy",
@@ -98,7 +105,8 @@ __all__ = [
 
 @dataclass
 class SyntheticPair:
-    """One aligned pair on one grid: CT in HU (int16), T1 (int16), intracranial mask (uint8)."""
+    """One aligned pair on one grid: CT in HU (int16), T1 (int16), intracranial mask (uint8);
+    ``scanner`` is set when the projection CT model made the CT."""
 
     ct: np.ndarray
     t1: np.ndarray
@@ -106,6 +114,7 @@ class SyntheticPair:
     affine: np.ndarray
     params: SubjectParams
     seed: int
+    scanner: ScannerParams | None = None
 
 
 def synthesize_pair(
@@ -114,13 +123,18 @@ def synthesize_pair(
     rng: np.random.Generator,
     spacing_mm: float | None = None,
     seed: int = -1,
+    scanner: tuple[ScannerParams, np.random.Generator] | None = None,
 ) -> SyntheticPair:
-    """Make one aligned CT/T1/mask triple of subject ``params`` from ``anatomy``."""
+    """Make one aligned CT/T1/mask triple of subject ``params`` from ``anatomy``.
+
+    With ``scanner`` (its parameters and its own random stream) the projection CT model renders
+    the CT; the T1 and mask are then those of the same subject with the mixing model."""
     shape, affine = output_grid(anatomy, spacing_mm)
     points, caffine = pullback_field(anatomy, params, rng, shape, affine)
     transform = displacement_transform(points, caffine)
     hu_source, t1_source = subject_anatomy(anatomy, params)
-    hu = warp_onto(hu_source, anatomy.affine, transform, shape, affine, params.hu["air"])
+    if scanner is None:
+        hu = warp_onto(hu_source, anatomy.affine, transform, shape, affine, params.hu["air"])
     t1n = warp_onto(t1_source, anatomy.affine, transform, shape, affine, 0.0)
     mask = warp_onto(anatomy.icv.astype(np.float32), anatomy.affine, transform, shape, affine, 0.0) > 0.5
 
@@ -130,10 +144,31 @@ def synthesize_pair(
     bias = np.exp(upsample_coarse(low[1] * np.float32(params.mri_bias_sd), caffine, shape, affine))
     density = upsample_coarse(smooth_random_field(rng, cshape, caffine, 15.0)[0], caffine, shape, affine)
 
-    ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density, brain=mask)
+    if scanner is None:
+        ct = ct_from_hu(hu, affine, params, rng, inhomogeneity, density, brain=mask)
+    else:
+        fractions = subject_fractions(anatomy, params)
+        warped = np.stack(
+            [
+                warp_onto(f, anatomy.affine, transform, shape, affine, float(k == CLASSES.index("air")))
+                for k, f in enumerate(fractions)
+            ]
+        )
+        del fractions
+        ct = render_ct(warped, affine, scanner[0], scanner[1])
+        for _ in range(2):  # the mixing model's two noise draws, so that the T1 is the same subject's
+            rng.standard_normal(shape, dtype=np.float32)
     t1 = mri_appearance(t1n, params, rng, bias)
     (ct, t1, mask), affine = cut_coverage([ct, t1, mask], affine, params.coverage_cut_mm)
-    return SyntheticPair(ct=ct, t1=t1, mask=mask.astype(np.uint8), affine=affine, params=params, seed=seed)
+    return SyntheticPair(
+        ct=ct,
+        t1=t1,
+        mask=mask.astype(np.uint8),
+        affine=affine,
+        params=params,
+        seed=seed,
+        scanner=None if scanner is None else scanner[0],
+    )
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -147,6 +182,7 @@ def generate_pair(
     spacing_mm: float | None = None,
     turn: np.ndarray | None = None,
     variety: str = "calibrated",
+    ct_model: str = "mixing",
 ) -> SyntheticPair:
     """Draw a subject from ``seed`` and synthesise its pair from source ``source``.
 
@@ -155,7 +191,12 @@ def generate_pair(
 
     ``turn`` (3 x 3 rotation, RAS) turns the subject's head about its brain centre on top of its
     own pose: the same seed with and without it gives the same subject, resampled once either
-    way, in two head poses on the same grid."""
+    way, in two head poses on the same grid.
+
+    ``ct_model`` (:data:`CT_MODELS`) picks how the CT is made; the subject, its T1 and its mask do
+    not depend on it, and the projection model's scanner is drawn from its own stream of ``seed``."""
+    if ct_model not in CT_MODELS:
+        raise ValueError(f"ct_model must be one of {CT_MODELS}, got {ct_model!r}")
     anatomy = prepare_anatomy(source)
     rng = np.random.default_rng(seed)
     params = sample_subject(rng, source, variety=variety)
@@ -164,4 +205,8 @@ def generate_pair(
         params = replace(params, scale=(sx, sy, sz))
     if turn is not None:
         params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
-    return synthesize_pair(anatomy, params, rng, spacing_mm, seed)
+    scanner = None
+    if ct_model == "projection":
+        scanner_rng = np.random.default_rng([int(seed), SCANNER_STREAM])
+        scanner = (sample_scanner(scanner_rng, variety), scanner_rng)
+    return synthesize_pair(anatomy, params, rng, spacing_mm, seed, scanner)

@@ -95,6 +95,27 @@ def subject_anatomy(anatomy: Anatomy, params: SubjectParams) -> tuple[np.ndarray
     return hu, t1
 
 
+def subject_fractions(anatomy: Anatomy, params: SubjectParams) -> np.ndarray:
+    """The tissue fractions of subject ``params`` on the source grid, for a CT model that renders
+    its own HU: CLASSES and a last map of calcification, with the same atrophy and calcified
+    sites as :func:`subject_anatomy` (float32, (len(CLASSES) + 1, X, Y, Z))."""
+    fractions = np.concatenate([anatomy.fractions(), np.zeros((1,) + anatomy.shape, dtype=np.float32)])
+    if params.atrophy > 0:
+        csf, gm = BRAIN_CLASSES.index("csf"), BRAIN_CLASSES.index("gm")
+        lost = fractions[gm] * np.float32(params.atrophy) * _csf_nearby(anatomy)
+        fractions[gm] -= lost
+        fractions[csf] += lost
+    for kind, value in params.calcifications.items():
+        if value <= 0:
+            continue
+        for site in calcification_sites(anatomy, kind):
+            box, inside = _ball(anatomy.shape, anatomy.affine, site, CALCIFICATION_RADIUS_MM[kind])
+            region = fractions[(slice(None), *box)]  # a view: every map within the ball's box
+            region[:, inside] = 0.0
+            region[-1, inside] = 1.0
+    return fractions
+
+
 def cut_coverage(
     arrays: list[np.ndarray], affine: np.ndarray, cut_mm: tuple[float, float]
 ) -> tuple[list[np.ndarray], np.ndarray]:
