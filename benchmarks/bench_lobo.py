@@ -27,6 +27,7 @@ import argparse
 import csv
 import functools
 import hashlib
+import itertools
 import math
 import platform
 import time
@@ -92,20 +93,24 @@ class EvaluationPair:
 def generator_fingerprint() -> str:
     """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
     digest = hashlib.sha256()
-    for path in sorted(Path(synthesis.__file__).parent.glob("*.py")) + [
-        Path(synthesis.__file__).parents[1] / "sources.py"
-    ]:
+    data = Path(synthesis.__file__).parents[1]
+    for path in (
+        sorted((data / "synthesis").glob("*.py")) + sorted((data / "projection").glob("*")) + [data / "sources.py"]
+    ):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def evaluation_pair(brain: str, seed: int, variety: str, cache: Path | None) -> EvaluationPair:
+def evaluation_pair(
+    brain: str, seed: int, variety: str, cache: Path | None, ct_model: str = "mixing"
+) -> EvaluationPair:
     """``generate_pair(brain, seed)`` at 1 mm, kept in ``cache`` (when given) and read back from there."""
-    path = None if cache is None else cache / f"{brain}_{variety}_{seed}_{generator_fingerprint()}.npz"
+    tag = variety if ct_model == "mixing" else f"{variety}_{ct_model}"
+    path = None if cache is None else cache / f"{brain}_{tag}_{seed}_{generator_fingerprint()}.npz"
     if path is not None and path.exists():
         with np.load(path) as stored:
             return EvaluationPair(**{name: stored[name] for name in ("ct", "t1", "mask", "affine")})
-    made = generate_pair(brain, seed, None, variety=variety)
+    made = generate_pair(brain, seed, None, variety=variety, ct_model=ct_model)
     pair = EvaluationPair(ct=made.ct, t1=made.t1, mask=made.mask, affine=made.affine)
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -161,6 +166,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--variety", default="calibrated")
     parser.add_argument(
+        "--ct-model",
+        default="mixing",
+        help="CT appearance models of the evaluation CTs, comma-separated (mixing, projection): "
+        "the same subjects imaged by each",
+    )
+    parser.add_argument(
         "--sampler",
         action="append",
         type=parse_sampler,
@@ -209,64 +220,71 @@ def main() -> None:
 
     first = next(iter(models.values()))
     table = CsvRows(args.csv)
-    for brain_name, kind in brains:
-        for i in range(args.cases):
-            seed = case_seed(EVALUATION_SEED, i)
-            pair = evaluation_pair(brain_name, seed, args.variety, args.pairs_cache)
-            ct = Volume(data=pair.ct.astype(np.float32), affine=pair.affine, description=f"{brain_name} {seed}")
-            brain = pair.mask.astype(bool)
-            axis = slice_axis(pair.affine)
-            t1 = normalize_mri(pair.t1.astype(np.float32), brain, first.preprocess.mri_percentiles)
-            own_key = style_key(t1, brain) if args.key == "own" else None
-            outputs, views = {}, {}
-            for (name, sampler), translator in translators.items():
+    ct_models = [m for m in args.ct_model.split(",") if m]
+    for ct_model, (brain_name, kind), i in itertools.product(ct_models, brains, range(args.cases)):
+        seed = case_seed(EVALUATION_SEED, i)
+        pair = evaluation_pair(brain_name, seed, args.variety, args.pairs_cache, ct_model)
+        ct = Volume(data=pair.ct.astype(np.float32), affine=pair.affine, description=f"{brain_name} {seed}")
+        brain = pair.mask.astype(bool)
+        axis = slice_axis(pair.affine)
+        t1 = normalize_mri(pair.t1.astype(np.float32), brain, first.preprocess.mri_percentiles)
+        own_key = style_key(t1, brain) if args.key == "own" else None
+        outputs, views = {}, {}
+        for (name, sampler), translator in translators.items():
+            start = time.perf_counter()
+            if name not in views:  # checks, brain, pose and model grid: once per model and case
+                views[name] = (translator.prepare(ct), time.perf_counter() - start)
                 start = time.perf_counter()
-                if name not in views:  # checks, brain, pose and model grid: once per model and case
-                    views[name] = (translator.prepare(ct), time.perf_counter() - start)
-                    start = time.perf_counter()
-                view, prepare_seconds = views[name]
-                key = own_key if own_key is not None else models[name].default_style_key
-                out = translator.translate_view(view, key)
-                used = translator.sampling
-                evaluations = network_evaluations(1, used.steps, used.corrections, used.mode, used.step_size)
-                outputs[method_name(name, sampler)] = (out, prepare_seconds + time.perf_counter() - start, evaluations)
-            scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
-            base = baseline_translation(
-                pair.ct, pair.affine, scored, own_key if own_key is not None else first.default_style_key
+            view, prepare_seconds = views[name]
+            key = own_key if own_key is not None else models[name].default_style_key
+            out = translator.translate_view(view, key)
+            used = translator.sampling
+            evaluations = network_evaluations(1, used.steps, used.corrections, used.mode, used.step_size)
+            outputs[method_name(name, sampler)] = (out, prepare_seconds + time.perf_counter() - start, evaluations)
+        scored = brain & np.logical_and.reduce([o.mask for o, _, _ in outputs.values()])
+        base = baseline_translation(
+            pair.ct, pair.affine, scored, own_key if own_key is not None else first.default_style_key
+        )
+        outputs[BASELINE] = (None, 0.0, 0)
+        line = []
+        for method, (out, seconds, evaluations) in outputs.items():
+            metrics = score(base if out is None else out.mri01, t1, scored, axis)
+            table.add(
+                {
+                    "brain": brain_name,
+                    "kind": kind,
+                    "ct_model": ct_model,
+                    "case": i,
+                    "seed": seed,
+                    "method": method,
+                    "key": args.key,
+                    **metrics,
+                    "evaluations_per_slice": evaluations,
+                    "seconds": round(seconds, 1),
+                }
             )
-            outputs[BASELINE] = (None, 0.0, 0)
-            line = []
-            for method, (out, seconds, evaluations) in outputs.items():
-                metrics = score(base if out is None else out.mri01, t1, scored, axis)
-                table.add(
-                    {
-                        "brain": brain_name,
-                        "kind": kind,
-                        "case": i,
-                        "seed": seed,
-                        "method": method,
-                        "key": args.key,
-                        **metrics,
-                        "evaluations_per_slice": evaluations,
-                        "seconds": round(seconds, 1),
-                    }
-                )
-                line.append(f"{method} {metrics['psnr']:.2f} dB / {metrics['ssim']:.3f}")
-            print(f"{brain_name} case {i}: " + ", ".join(line), flush=True)
+            line.append(f"{method} {metrics['psnr']:.2f} dB / {metrics['ssim']:.3f}")
+        print(f"{brain_name} ({ct_model} CT) case {i}: " + ", ".join(line), flush=True)
 
     print(
         f"\n{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{args.cases} case(s) per brain, variety {args.variety}, {args.key} style key\n"
     )
-    print("| brain | kind | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | seconds per case |")
-    print("|---|---|---|---|---|---|---|---|")
-    for brain_name, kind in brains:
+    print(
+        "| brain | kind | CT model | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | seconds per case |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for ct_model, (brain_name, kind) in itertools.product(ct_models, brains):
         for method in [method_name(n, s) for n, s in methods] + [BASELINE]:
-            sel = [r for r in table.rows if r["brain"] == brain_name and r["method"] == method]
+            sel = [
+                r
+                for r in table.rows
+                if r["brain"] == brain_name and r["method"] == method and r["ct_model"] == ct_model
+            ]
             mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker", "seconds")}
             print(
-                f"| {brain_name} | {kind} | {method} | {sel[0]['evaluations_per_slice']} | {mean['psnr']:.2f} | "
-                f"{mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |"
+                f"| {brain_name} | {kind} | {ct_model} | {method} | {sel[0]['evaluations_per_slice']} | "
+                f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |"
             )
 
 

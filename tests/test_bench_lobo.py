@@ -45,8 +45,8 @@ def test_cached_pairs_are_the_generated_ones_and_are_made_once(tmp_path, monkeyp
 
     calls = []
 
-    def fake_generate_pair(source, seed, spacing_mm=None, variety="calibrated"):
-        calls.append((source, seed, variety))
+    def fake_generate_pair(source, seed, spacing_mm=None, variety="calibrated", ct_model="mixing"):
+        calls.append((source, seed, variety, ct_model))
         rng = np.random.default_rng(seed)
         affine = np.diag([1.0, 1.0, 1.0, 1.0])
         affine[:3, 3] = rng.normal(size=3)
@@ -61,7 +61,12 @@ def test_cached_pairs_are_the_generated_ones_and_are_made_once(tmp_path, monkeyp
     made = bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path)
     again = bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path)
     other = bench_lobo.evaluation_pair("colin27", 12, "wide", tmp_path)
-    assert calls == [("colin27", 11, "wide"), ("colin27", 12, "wide")]
+    bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path, "projection")  # another file
+    assert calls == [
+        ("colin27", 11, "wide", "mixing"),
+        ("colin27", 12, "wide", "mixing"),
+        ("colin27", 11, "wide", "projection"),
+    ]
     for name in ("ct", "t1", "mask", "affine"):
         np.testing.assert_array_equal(getattr(again, name), getattr(made, name))
         assert getattr(again, name).dtype == getattr(made, name).dtype
@@ -69,8 +74,9 @@ def test_cached_pairs_are_the_generated_ones_and_are_made_once(tmp_path, monkeyp
     assert sorted(p.name.split("_")[:3] for p in tmp_path.iterdir()) == [
         ["colin27", "wide", "11"],
         ["colin27", "wide", "12"],
+        ["colin27", "wide", "projection"],
     ]
     # another generator (its source files changed) does not read this generator's pairs
     monkeypatch.setattr(bench_lobo, "generator_fingerprint", lambda: "0" * 12)
     bench_lobo.evaluation_pair("colin27", 11, "wide", tmp_path)
-    assert len(calls) == 3
+    assert len(calls) == 4
