@@ -74,6 +74,8 @@ class TrainConfig(SettingsMixin):
     steps: int = 10000  # optimiser steps in total
     seed: int = 0
     flip: bool = True  # random left-right flips of training windows
+    restyle: float = 0.0  # share of training windows whose MRI and key get a random contrast curve
+    restyle_strength: float = 0.5  # the curve's slopes lie within 1 +- this (training.restyle)
     crop: tuple[int, int] = (0, 0)  # random in-plane crops (H, W) of training windows; (0, 0): whole slices
     memory_map: bool = False  # training windows in files under RUN/windows/, memory-mapped, not in memory
     min_brain_voxels: int = 1  # a window's centre slice needs this many brain voxels
@@ -373,6 +375,8 @@ def check_config(c: TrainConfig) -> None:
         list(c.crop),
         f"must be [0, 0] (whole slices) or two positive multiples of {factor} (the network's downsampling)",
     )
+    _check(0.0 <= c.restyle <= 1.0, "restyle", c.restyle, "must be in [0, 1] (a share of the training windows)")
+    _check(0.0 <= c.restyle_strength < 1.0, "restyle_strength", c.restyle_strength, "must be in [0, 1)")
     _check(c.lr > 0, "lr", c.lr, "must be > 0")
     _check(c.lr_schedule in LR_SCHEDULES, "lr_schedule", c.lr_schedule, f"expected one of {', '.join(LR_SCHEDULES)}")
     _check(c.warmup_steps >= 0, "warmup_steps", c.warmup_steps, "must be >= 0")

@@ -26,6 +26,7 @@ from ..errors import Ct2mriError
 from ..preprocessing.config import PreprocessConfig
 from ..preprocessing.pairs import MANIFEST_NAME
 from ..style.key import average_style_keys, load_style_key, style_key
+from .restyle import apply_curves, restyled_keys, value_counts
 from .config import TrainConfig
 
 
@@ -61,6 +62,7 @@ class WindowSet:
     case_of: torch.Tensor  # (N,) index into ``keys`` / ``case_names``
     keys: torch.Tensor  # (cases, 3, 128)
     case_names: list[str]
+    counts: torch.Tensor | None = None  # (cases, restyle.FINE_BINS): brain intensities, for restyled keys
 
     def __len__(self) -> int:
         return int(self.starts.numel())
@@ -70,20 +72,31 @@ class WindowSet:
         indices: torch.Tensor,
         flips: torch.Tensor | None = None,
         device: torch.device | str = "cpu",
+        curves: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(MRI windows, CT windows) as (B, 3, H, W) float32 in [-1, 1] and styles (B, 3, 128).
 
         The windows are gathered in float16 and converted on ``device`` (half the transfer).
-        ``flips`` (B,) bool mirrors the chosen windows left-right (both images together).
+        ``flips`` (B,) bool mirrors the chosen windows left-right (both images together);
+        ``curves`` (B, restyle.SEGMENTS + 1) restyles each MRI window and its key
+        (:mod:`.restyle`).
         """
         rows = self.starts[indices][:, None] + torch.arange(WINDOW)
-        x0 = to_bridge_range(self.mri[rows].to(device, non_blocking=True).float())
+        mri = self.mri[rows].to(device, non_blocking=True).float()
+        if curves is not None:
+            if self.counts is None:
+                raise ValueError("restyling needs the cases' intensity counts")
+            mri = apply_curves(mri, curves.to(device))
+            keys = restyled_keys(self.counts[self.case_of[indices]], curves).to(device)
+        else:
+            keys = self.keys[self.case_of[indices]].to(device)
+        x0 = to_bridge_range(mri)
         y = to_bridge_range(self.ct[rows].to(device, non_blocking=True).float())
         if flips is not None and bool(flips.any()):
             f = flips.to(device)[:, None, None, None]
             x0 = torch.where(f, x0.flip(-1), x0)
             y = torch.where(f, y.flip(-1), y)
-        return x0, y, self.keys[self.case_of[indices]].to(device)
+        return x0, y, keys
 
 
 @dataclass
@@ -196,6 +209,7 @@ class _WindowBuilder:
         self.starts: list[np.ndarray] = []
         self.case_of: list[np.ndarray] = []
         self.keys: list[torch.Tensor] = []
+        self.counts: list[np.ndarray] = []
         self.names: list[str] = []
         self.offset = 0
 
@@ -214,6 +228,7 @@ class _WindowBuilder:
         self.starts.append(self.offset + centres)  # the window centred on slice c starts at padded index c
         self.case_of.append(np.full(centres.size, len(self.names)))
         self.keys.append(case.key)
+        self.counts.append(value_counts(case.mri, case.mask))
         self.names.append(case.name)
         self.offset += z + 2
 
@@ -242,6 +257,7 @@ class _WindowBuilder:
             case_of=torch.from_numpy(np.concatenate(self.case_of).astype(np.int64)),
             keys=torch.stack(self.keys),
             case_names=list(self.names),
+            counts=torch.from_numpy(np.stack(self.counts)),
         )
 
 

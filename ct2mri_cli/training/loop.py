@@ -45,7 +45,8 @@ from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .progress import write_progress_plot
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
 from .validation import validate_cases
-from .window_order import CROP_TAG, FLIP_TAG, WindowOrder, derive_seed
+from .restyle import draw_curves
+from .window_order import CROP_TAG, FLIP_TAG, RESTYLE_TAG, WindowOrder, derive_seed
 
 NOISE_TAG = 2
 
@@ -199,7 +200,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for micro in range(c.grad_accumulation):
             indices, flips = self.window_order.next(c.batch_size)
-            x0, y, style = self.data.train.batch(indices, flips, self.device)
+            x0, y, style = self.data.train.batch(indices, flips, self.device, self._restyle_curves(micro))
             if c.crop != (0, 0):
                 x0, y = self._crop(x0, y, micro)
             t = torch.randint(0, self.schedule.num_timesteps, (c.batch_size,), generator=self.noise, device=self.device)
@@ -231,6 +232,15 @@ class Trainer:
             self.ema.update(self.network, self.step)
         self.timer.mark("ema")
         return total / c.grad_accumulation
+
+    def _restyle_curves(self, micro: int) -> torch.Tensor | None:
+        """The contrast curves of this micro-batch's windows (a function of the run's seed, the
+        process, the step and the micro-batch alone, like the crops), or None without restyling."""
+        c = self.config
+        if c.restyle <= 0:
+            return None
+        generator = torch.Generator().manual_seed(derive_seed(c.seed, self.ctx.rank, RESTYLE_TAG, self.step, micro))
+        return draw_curves(generator, c.batch_size, c.restyle, c.restyle_strength)
 
     def _crop(self, x0: torch.Tensor, y: torch.Tensor, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random in-plane window of each MRI/CT pair; the offsets depend on the run's

@@ -23,6 +23,7 @@ def derive_seed(*parts: int) -> int:
 
 FLIP_TAG = 1
 CROP_TAG = 2
+RESTYLE_TAG = 3
 
 
 class WindowOrder:
