@@ -26,8 +26,8 @@ from ..errors import Ct2mriError
 from ..preprocessing.config import PreprocessConfig
 from ..preprocessing.pairs import MANIFEST_NAME
 from ..style.key import average_style_keys, load_style_key, style_key
-from .restyle import apply_curves, restyled_keys, value_counts
 from .config import TrainConfig
+from .restyle import apply_curves, restyled_keys, value_counts
 
 
 @dataclass

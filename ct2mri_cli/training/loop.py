@@ -43,9 +43,9 @@ from .ema import EMA
 from .export import export_weights
 from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .progress import write_progress_plot
+from .restyle import draw_curves
 from .rundir import RunLayout, check_run_dir, prepare_run_dir, write_config
 from .validation import validate_cases
-from .restyle import draw_curves
 from .window_order import CROP_TAG, FLIP_TAG, RESTYLE_TAG, WindowOrder, derive_seed
 
 NOISE_TAG = 2
