@@ -11,7 +11,8 @@ the preparation done once per model and shared by its sampler settings) with eac
 setting and the model's average style key (``--key own``: the key of the case's own T1, for
 models and baseline alike, which takes the style out of the comparison), and the output is
 scored on the CT's grid inside the brain (the pair's intracranial mask and the translation's own brain mask) against the pair's T1,
-robust min-max normalised like training data: PSNR, SSIM and slice flicker.
+robust min-max normalised like training data: PSNR, SSIM, slice flicker and the CSF agreement
+(:mod:`ct2mri_cli.evaluation.csf`: does the output show the CSF its CT shows).
 
 The baseline needs no training: the CT's brain is split into CSF, grey and white matter by a
 3-class Gaussian mixture on its soft-tissue HU (smoothed by 2 mm), each voxel gets its class posteriors'
@@ -40,6 +41,7 @@ import torch
 from ct2mri_cli.data import synthesis
 from ct2mri_cli.data.synthesis import case_seed, fit_gmm_1d, gaussian_blur, generate_pair
 from ct2mri_cli.diffusion.sampler import network_evaluations
+from ct2mri_cli.evaluation.csf import csf_agreement
 from ct2mri_cli.evaluation.metrics import psnr, slice_flicker, ssim
 from ct2mri_cli.inference.translator import Translator
 from ct2mri_cli.io.volumes import Volume, slice_axis
@@ -248,7 +250,9 @@ def main() -> None:
         outputs[BASELINE] = (None, 0.0, 0)
         line = []
         for method, (out, seconds, evaluations) in outputs.items():
-            metrics = score(base if out is None else out.mri01, t1, scored, axis)
+            picture = base if out is None else out.mri01
+            metrics = score(picture, t1, scored, axis)
+            metrics["csf_dice"] = csf_agreement(pair.ct, picture, scored, ct.spacing).dice
             table.add(
                 {
                     "brain": brain_name,
@@ -271,9 +275,10 @@ def main() -> None:
         f"{args.cases} case(s) per brain, variety {args.variety}, {args.key} style key\n"
     )
     print(
-        "| brain | kind | CT model | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | seconds per case |"
+        "| brain | kind | CT model | method | network evaluations per slice | PSNR (dB) | SSIM | flicker | CSF agreement "
+        "| seconds per case |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for ct_model, (brain_name, kind) in itertools.product(ct_models, brains):
         for method in [method_name(n, s) for n, s in methods] + [BASELINE]:
             sel = [
@@ -281,10 +286,11 @@ def main() -> None:
                 for r in table.rows
                 if r["brain"] == brain_name and r["method"] == method and r["ct_model"] == ct_model
             ]
-            mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker", "seconds")}
+            mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "flicker", "csf_dice", "seconds")}
             print(
                 f"| {brain_name} | {kind} | {ct_model} | {method} | {sel[0]['evaluations_per_slice']} | "
-                f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['seconds']:.0f} |"
+                f"{mean['psnr']:.2f} | {mean['ssim']:.4f} | {mean['flicker']:.4f} | {mean['csf_dice']:.3f} | "
+                f"{mean['seconds']:.0f} |"
             )
 
 
