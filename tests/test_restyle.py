@@ -84,3 +84,21 @@ def test_restyled_batches_carry_the_restyled_key(tmp_path):
 def test_restyle_settings_out_of_range_are_refused(tmp_path, setting, value):
     with pytest.raises(Ct2mriError, match=setting):
         config_from_dict({"data_dir": str(tmp_path), "preset": "tiny", setting: value})
+
+
+def test_training_restyles_its_windows_the_same_way_each_run(tmp_path):
+    from ct2mri_cli.training import train
+    from ct2mri_cli.training.monitor import read_log
+
+    folder = write_dataset(tmp_path / "pairs", n_cases=2)
+    base = {"preset": "tiny", "device": "cpu", "num_threads": 1, "batch_size": 3, "data_dir": str(folder)}
+    base |= {"val_subjects": 0, "steps": 2, "log_every": 1, "checkpoint_every": 0}
+
+    def losses(name, **settings):
+        train(config_from_dict({**base, **settings}), tmp_path / name, quiet=True)
+        return [r["loss"] for r in read_log(tmp_path / name / "log.jsonl") if r["kind"] == "train"]
+
+    plain = losses("plain")
+    restyled = losses("restyled", restyle=1.0, restyle_strength=0.9)
+    assert restyled == losses("again", restyle=1.0, restyle_strength=0.9)
+    assert restyled[0] != plain[0]  # the first batch's MRI windows and keys were restyled
