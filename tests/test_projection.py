@@ -154,6 +154,17 @@ def test_noise_and_streaks_come_at_the_size_asked_for():
     assert float((streaked - quiet)[core].mean()) < float((streaked - quiet)[inside & ~core].mean())
 
 
+def test_a_head_without_brain_gets_the_noise_asked_for():
+    fractions, affine, r = _phantom(depth=8)
+    order = {t: i for i, t in enumerate(P.TISSUES)}
+    fractions[order["soft"]] += fractions[order["wm"]] + fractions[order["gm"]]
+    fractions[order["wm"]] = fractions[order["gm"]] = 0.0
+    scanner = _scanner(noise_sd_hu=5.0, noise_nonuniformity=1.0)
+    ct = P.render_ct(fractions, affine, scanner, np.random.default_rng(0)).astype(np.float32)
+    core = np.broadcast_to((r < 28)[..., None], fractions.shape[1:])
+    assert 3.0 < float(ct[core].std()) < 8.0  # normalised over the head: near 5 HU, not runaway
+
+
 def test_bad_fraction_maps_and_pixels_are_refused():
     fractions, affine, _ = _phantom()
     with pytest.raises(ValueError, match="need 9 fraction maps"):

@@ -105,12 +105,14 @@ def render_ct(fractions: np.ndarray, affine: np.ndarray, params: ScannerParams, 
     hu = apply_kernel(hu, pixel, params.kernel_cutoff_per_mm, params.kernel_boost)
 
     artefact, variance = projection_effects(fractions, params, pixel, depth)
-    intracranial = fractions[:3].sum(axis=0) > 0.5
-    if intracranial.any():
-        artefact -= np.float32(np.median(artefact[intracranial]))
-        spread = float(np.percentile(np.abs(artefact[intracranial]), 95))
+    reference = fractions[:3].sum(axis=0) > 0.5  # the intracranial volume, or else the whole head
+    if not reference.any():
+        reference = fractions[TISSUES.index("air")] < 0.5
+    if reference.any():
+        artefact -= np.float32(np.median(artefact[reference]))
+        spread = float(np.percentile(np.abs(artefact[reference]), 95))
         artefact *= np.float32(params.streak_hu / max(spread, 1e-12))
-        variance /= np.float32(max(float(np.median(variance[intracranial])), 1e-12))
+        variance /= np.float32(max(float(np.median(variance[reference])), 1e-12))
     hu += artefact
     hu = slice_profile_average(hu, params.slice_mm, depth)
 
