@@ -57,10 +57,16 @@ def style_key(
         counts, _ = np.histogram(values, bins=NUM_BINS, range=(LOWER_EDGE, UPPER_EDGE))
     else:
         counts = _interval_counts(values, float(quantum))
-    hist = HIST_SCALE * counts / counts.sum()
-    cumulative = np.cumsum(hist)
-    differential = HIST_SCALE * np.diff(hist, prepend=0.0)
-    return torch.from_numpy(np.stack([hist, cumulative, differential]).astype(np.float32))
+    return key_from_counts(counts)
+
+
+def key_from_counts(counts: np.ndarray) -> torch.Tensor:
+    """Keys (..., 3, NUM_BINS) float32 of bin counts (..., NUM_BINS): histogram, cumulative, differential."""
+    counts = np.asarray(counts, dtype=np.float64)
+    hist = HIST_SCALE * counts / np.maximum(counts.sum(axis=-1, keepdims=True), 1e-12)
+    cumulative = np.cumsum(hist, axis=-1)
+    differential = HIST_SCALE * np.diff(hist, axis=-1, prepend=0.0)
+    return torch.from_numpy(np.stack([hist, cumulative, differential], axis=-2).astype(np.float32))
 
 
 def _interval_counts(values: np.ndarray, quantum: float) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..style.key import HIST_SCALE, LOWER_EDGE, NUM_BINS, UPPER_EDGE
+from ..style.key import LOWER_EDGE, NUM_BINS, UPPER_EDGE, key_from_counts
 
 SEGMENTS = 6
 FINE_PER_BIN = 8
@@ -62,6 +62,4 @@ def restyled_keys(counts: torch.Tensor, curves: torch.Tensor) -> torch.Tensor:
     bins = bins.clamp(0, NUM_BINS - 1)
     hist = torch.zeros((counts.shape[0], NUM_BINS), dtype=torch.float64)
     hist.scatter_add_(1, bins, torch.where(inside, counts.double(), 0.0))
-    hist = HIST_SCALE * hist / hist.sum(dim=1, keepdim=True).clamp(min=1e-12)
-    differential = HIST_SCALE * torch.diff(hist, dim=1, prepend=torch.zeros((counts.shape[0], 1), dtype=torch.float64))
-    return torch.stack([hist, torch.cumsum(hist, dim=1), differential], dim=1).float()
+    return key_from_counts(hist.numpy())
