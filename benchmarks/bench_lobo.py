@@ -96,8 +96,11 @@ def generator_fingerprint() -> str:
     """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
     digest = hashlib.sha256()
     data = Path(synthesis.__file__).parents[1]
+    registration = data.parent / "preprocessing" / "registration.py"  # the anatomies of whole-head sources
     for path in (
-        sorted((data / "synthesis").glob("*.py")) + sorted((data / "projection").glob("*")) + [data / "sources.py"]
+        sorted((data / "synthesis").glob("*.py"))
+        + sorted((data / "projection").glob("*"))
+        + [data / "sources.py", registration]
     ):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -99,3 +99,34 @@ def test_affine_registration_also_aligns(moved_pair):
     result = register_ct_to_mri(ct, t1, affine=True)
     assert result.kind == "affine"
     assert mean_displacement_mm(result.transform, motion.GetInverse(), brain_points) < 1.5
+
+
+REPEAT_SCRIPT = """
+import numpy as np, SimpleITK as sitk
+from ct2mri_cli.io.images import sitk_from_array
+from ct2mri_cli.preprocessing.registration import centred_by_moments, run_registration
+from ct2mri_cli.style.brain import TEMPLATE_REGISTRATION
+grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 72)] * 3, indexing="ij"))
+noise = np.random.default_rng(7).normal(size=(72, 72, 72))
+head = (np.sum((grid / [[[[0.8]]], [[[0.7]]], [[[0.6]]]]) ** 2, axis=0) < 1) * 100.0
+image = sitk.SmoothingRecursiveGaussian(sitk_from_array((head + 20 * noise).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), 3.0)
+motion = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.1, -0.05, 0.08, (4.0, -3.0, 2.0))
+moved = sitk.Resample(image, image, motion, sitk.sitkLinear, 0.0)
+rigid = centred_by_moments(image, moved, sitk.Euler3DTransform())
+run_registration(image, moved, rigid, TEMPLATE_REGISTRATION, in_place=True)
+print(repr(rigid.GetParameters()))
+"""
+
+
+def test_a_one_thread_registration_repeats_exactly_in_another_process():
+    """Synthetic anatomies and style brains rest on one-thread registrations: a second process
+    must find the same transform to the last bit (ITK's shared thread pool once changed it)."""
+    import subprocess
+    import sys
+
+    runs = [
+        subprocess.run([sys.executable, "-c", REPEAT_SCRIPT], capture_output=True, text=True, check=True, timeout=600)
+        for _ in range(3)
+    ]
+    found = {run.stdout.strip() for run in runs}
+    assert len(found) == 1, found

@@ -37,8 +37,8 @@ class RegistrationSettings:
 
     ``metric`` is Mattes mutual information (``histogram_bins``) or mean squares; the metric
     samples ``sampling_fraction`` of the fixed voxels at random (seeded), every voxel when None.
-    ``threads`` (None: ITK's default) fixes how the metric's sums are split: one thread gives
-    the same result on any machine."""
+    ``threads`` (None: ITK's default) fixes how the metric's sums and the pyramid's filters are
+    split: one thread gives the same result in every process on any machine."""
 
     metric: Literal["mattes", "mean_squares"] = "mattes"
     shrink_factors: tuple[int, ...] = (4, 2, 1)
@@ -123,9 +123,18 @@ def run_registration(
     method.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=in_place)
-    if settings.threads is not None:
-        method.SetNumberOfThreads(settings.threads)
-    result = method.Execute(fixed, moving)
+    if settings.threads is None:
+        result = method.Execute(fixed, moving)
+        return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
+    method.SetNumberOfThreads(settings.threads)
+    # the method's own setting leaves its image pyramid to ITK's global thread pool, whose split of
+    # the work changes the result from one process to the next (1e-2 mm in an affine's shift)
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(settings.threads)
+    try:
+        result = method.Execute(fixed, moving)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
 
 
