@@ -1,9 +1,9 @@
 """Does the output show the CSF the CT shows?  The CSF agreement of ``translate``, no MRI needed.
 
-    python benchmarks/bench_csf.py DATA_DIR [--cases N] [--real] [--csv docs/csf_agreement.csv]
+    python benchmarks/bench_csf.py DATA_DIR [--cases N] [--real] [--weights FILE] [--csv docs/csf_agreement.csv]
 
 DATA_DIR is a ``ct2mri synthesize`` folder of a brain the bundled model never saw (SRI24).  Each
-CT is translated by the bundled model (default sampler, the case's own T1 key) and the Dice of
+CT is translated by the bundled model or ``--weights`` (default sampler, the case's own T1 key) and the Dice of
 the CT's CSF with the output's darkest voxels of the same share is taken inside the true brain
 (:mod:`ct2mri_cli.evaluation.csf`); the same for the true T1 (what a perfect output scores), the
 non-learned baseline of ``bench_lobo`` (the CT's tissue classes, histogram-matched to the key)
@@ -38,8 +38,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=None)
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--weights", type=Path, default=None, help="the model (default: the bundled one)")
     args = parser.parse_args()
-    bundle = load_weights(default_weights())
+    bundle = load_weights(args.weights or default_weights())
     translator = Translator(bundle, torch.device("cpu"), bundle.sampling)
     print(f"{platform.machine()}, torch {torch.__version__}, {translator.threads['count']} threads")
     print(f"{'case':12s} {'share':>6s} {'model':>6s} {'true T1':>7s} {'baseline':>8s}")
