@@ -2,7 +2,7 @@
 
     python benchmarks/bench_csf.py DATA_DIR [--cases N] [--real] [--weights FILE] [--csv docs/csf_agreement.csv]
 
-DATA_DIR is a ``ct2mri synthesize`` folder of a brain the bundled model never saw (SRI24).  Each
+DATA_DIR is a ``ct2mri synthesize`` folder of a brain the model never saw (SRI24 for the bundled one).  Each
 CT is translated by the bundled model or ``--weights`` (default sampler, the case's own T1 key) and the Dice of
 the CT's CSF with the output's darkest voxels of the same share is taken inside the true brain
 (:mod:`ct2mri_cli.evaluation.csf`); the same for the true T1 (what a perfect output scores), the
@@ -42,7 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     bundle = load_weights(args.weights or default_weights())
     translator = Translator(bundle, torch.device("cpu"), bundle.sampling)
-    print(f"{platform.machine()}, torch {torch.__version__}, {translator.threads['count']} threads")
+    print(
+        f"{args.weights or default_weights()}; {platform.machine()}, torch {torch.__version__}, {translator.threads['count']} threads"
+    )
     print(f"{'case':12s} {'share':>6s} {'model':>6s} {'true T1':>7s} {'baseline':>8s}")
     rows = []
     for pair in read_pairs(args.data, args.cases):
@@ -64,6 +66,7 @@ def main() -> None:
             "case": pair["case"],
             "source": pair["source"],
             "csf_share": scores["model"].csf_share,
+            "weights": bundle.sha256[:12] if bundle.sha256 else "",
             **{name: score.dice for name, score in scores.items()},
         }
         rows.append(row)
@@ -91,6 +94,7 @@ def main() -> None:
                 "case": "real head CT",
                 "source": "invesalius",
                 "csf_share": model.csf_share,
+                "weights": bundle.sha256[:12] if bundle.sha256 else "",
                 "model": model.dice,
                 "true_t1": float("nan"),
                 "baseline": base.dice,

@@ -96,11 +96,12 @@ def generator_fingerprint() -> str:
     """A digest of the pair generator's source files: a cached pair is reused only by the same generator."""
     digest = hashlib.sha256()
     data = Path(synthesis.__file__).parents[1]
-    registration = data.parent / "preprocessing" / "registration.py"  # the anatomies of whole-head sources
+    package = data.parent
+    whole_heads = [package / "preprocessing" / "registration.py", package / "style" / "brain.py"]  # their anatomies
     for path in (
         sorted((data / "synthesis").glob("*.py"))
-        + sorted((data / "projection").glob("*"))
-        + [data / "sources.py", registration]
+        + sorted(p for p in (data / "projection").glob("*") if p.is_file())
+        + [data / "sources.py", *whole_heads]
     ):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.io.images import array_from_sitk, sitk_from_array
 from ct2mri_cli.io.volumes import Volume
-from ct2mri_cli.preprocessing.registration import register_ct_to_mri
+from ct2mri_cli.preprocessing.registration import RegistrationSettings, register_ct_to_mri, run_registration
 from tests.helpers import mean_displacement_mm, resample_to_reference, transform_points_ras
 
 
@@ -102,10 +105,12 @@ def test_affine_registration_also_aligns(moved_pair):
 
 
 REPEAT_SCRIPT = """
+import sys
 import numpy as np, SimpleITK as sitk
 from ct2mri_cli.io.images import sitk_from_array
 from ct2mri_cli.preprocessing.registration import centred_by_moments, run_registration
 from ct2mri_cli.style.brain import TEMPLATE_REGISTRATION
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(sys.argv[1]))
 grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 72)] * 3, indexing="ij"))
 noise = np.random.default_rng(7).normal(size=(72, 72, 72))
 head = (np.sum((grid / [[[[0.8]]], [[[0.7]]], [[[0.6]]]]) ** 2, axis=0) < 1) * 100.0
@@ -118,15 +123,33 @@ print(repr(rigid.GetParameters()))
 """
 
 
-def test_a_one_thread_registration_repeats_exactly_in_another_process():
-    """Synthetic anatomies and style brains rest on one-thread registrations: a second process
-    must find the same transform to the last bit (ITK's shared thread pool once changed it)."""
-    import subprocess
-    import sys
-
+def test_a_one_thread_registration_repeats_exactly_whatever_the_process_thread_count():
+    """Synthetic anatomies and style brains rest on one-thread registrations: a process whose ITK
+    pool has 1, 2 or 4 threads must find the same transform to the last bit."""
     runs = [
-        subprocess.run([sys.executable, "-c", REPEAT_SCRIPT], capture_output=True, text=True, check=True, timeout=600)
-        for _ in range(3)
+        subprocess.run(
+            [sys.executable, "-c", REPEAT_SCRIPT, str(threads)], capture_output=True, text=True, check=True, timeout=600
+        )
+        for threads in (1, 2, 4)
     ]
     found = {run.stdout.strip() for run in runs}
     assert len(found) == 1, found
+
+
+def test_a_registration_gives_the_process_its_thread_count_back_even_when_it_fails():
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 24)] * 3, indexing="ij"))
+    blob = (100.0 * np.exp(-4.0 * np.sum(grid**2, axis=0))).astype(np.float32)
+    fixed = sitk_from_array(blob, np.diag([2.0, 2.0, 2.0, 1.0]))
+    settings = RegistrationSettings(threads=1, shrink_factors=(1,), smoothing_mm=(0.0,), iterations=5)
+    far = np.diag([2.0, 2.0, 2.0, 1.0])
+    far[:3, 3] = 5000.0  # no overlap: ITK refuses
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+        run_registration(fixed, fixed, sitk.Euler3DTransform(), settings)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+        with pytest.raises(RuntimeError):
+            run_registration(fixed, sitk_from_array(blob, far), sitk.Euler3DTransform(), settings)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)

@@ -17,7 +17,9 @@ runs repeat up to the rounding of multithreaded sums (about 1e-6 in the paramete
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +30,7 @@ from ..io.images import sitk_from_array
 from ..io.volumes import Volume
 
 CT_METRIC_WINDOW_HU = (-150.0, 150.0)
+_ITK_POOL = threading.Lock()  # ITK's global thread count is one setting for the whole process
 
 
 @dataclass(frozen=True)
@@ -123,19 +126,34 @@ def run_registration(
     method.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=in_place)
-    if settings.threads is None:
+    with _itk_pool_held_at(settings.threads):
+        if settings.threads is not None:
+            method.SetNumberOfThreads(settings.threads)
         result = method.Execute(fixed, moving)
-        return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
-    method.SetNumberOfThreads(settings.threads)
-    # the method's own setting leaves its image pyramid to ITK's global thread pool, whose split of
-    # the work changes the result from one process to the next (1e-2 mm in an affine's shift)
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(settings.threads)
-    try:
-        result = method.Execute(fixed, moving)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
     return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
+
+
+@contextmanager
+def _itk_pool_held_at(threads: int | None) -> Iterator[None]:
+    """ITK's global thread count held at ``threads`` (None: left as it is) for the block.
+
+    A registration's own thread setting leaves its image pyramid to ITK's shared pool, whose split
+    of the work changed the result from one process to the next (1e-2 mm in an affine's shift).
+    The count is process-wide, so registrations that hold it run one at a time, and other ITK
+    filters running meanwhile in other threads get the same count.
+    """
+    if threads is None:
+        yield
+        return
+    import SimpleITK as sitk
+
+    with _ITK_POOL:
+        previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
 def _metric_image(volume: Volume, clip: tuple[float, float] | None) -> Any:
