@@ -40,11 +40,11 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=None)
     parser.add_argument("--weights", type=Path, default=None, help="the model (default: the bundled one)")
     args = parser.parse_args()
-    bundle = load_weights(args.weights or default_weights())
+    weights = args.weights or default_weights()
+    bundle = load_weights(weights)
+    digest = bundle.sha256[:12] if bundle.sha256 else ""
     translator = Translator(bundle, torch.device("cpu"), bundle.sampling)
-    print(
-        f"{args.weights or default_weights()}; {platform.machine()}, torch {torch.__version__}, {translator.threads['count']} threads"
-    )
+    print(f"{weights}; {platform.machine()}, torch {torch.__version__}, {translator.threads['count']} threads")
     print(f"{'case':12s} {'share':>6s} {'model':>6s} {'true T1':>7s} {'baseline':>8s}")
     rows = []
     for pair in read_pairs(args.data, args.cases):
@@ -66,7 +66,7 @@ def main() -> None:
             "case": pair["case"],
             "source": pair["source"],
             "csf_share": scores["model"].csf_share,
-            "weights": bundle.sha256[:12] if bundle.sha256 else "",
+            "weights": digest,
             **{name: score.dice for name, score in scores.items()},
         }
         rows.append(row)
@@ -94,7 +94,7 @@ def main() -> None:
                 "case": "real head CT",
                 "source": "invesalius",
                 "csf_share": model.csf_share,
-                "weights": bundle.sha256[:12] if bundle.sha256 else "",
+                "weights": digest,
                 "model": model.dice,
                 "true_t1": float("nan"),
                 "baseline": base.dice,

@@ -126,9 +126,9 @@ def run_registration(
     method.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(initial, inPlace=in_place)
+    if settings.threads is not None:
+        method.SetNumberOfThreads(settings.threads)
     with _itk_pool_held_at(settings.threads):
-        if settings.threads is not None:
-            method.SetNumberOfThreads(settings.threads)
         result = method.Execute(fixed, moving)
     return result, float(method.GetMetricValue()), method.GetOptimizerStopConditionDescription()
 
