@@ -9,6 +9,10 @@ skull-stripped T1, the ICBM 2009c and FSL MNI152 masks).  For each head: W1 betw
 brain)``; the "floor" W1 of the same head key recipe run over the true brain (what a perfect
 brain finder would still differ by); the found brain's Dice and volume; seconds.  Only W1, no
 translation (``bench_inputs.py`` carries keys through ``translate``).
+
+``--oracle-scale`` asks what the right size alone would give: the rigidly registered template
+brain is scaled about its centre to the true brain's volume (known here, not to a user) before
+the bright rim is cut, then keyed the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 from bench_brainmask import read_pairs, write_rows  # benchmarks/ is on the path when run as a script
 
-from ct2mri_cli.io.volumes import read_volume
+from ct2mri_cli.io.volumes import Volume, read_volume
 from ct2mri_cli.style.brain import find_brain
 from ct2mri_cli.style.key import key_distance
 from ct2mri_cli.style.sources import found_brain_key, mri_style_key
@@ -49,11 +53,41 @@ def source_heads(names: list[str], folder: Path) -> list[tuple[str, Path, Path]]
     return heads
 
 
-def score(name: str, head: Path, mask: Path) -> dict:
+def brain_scaled_to(volume: Volume, true_ml: float) -> np.ndarray:
+    """The style brain's rigid registration, its template brain scaled about its centre to
+    ``true_ml`` (the volume before the rim cut), less the bright rim."""
+    import SimpleITK as sitk
+
+    from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array, smoothed_to_spacing
+    from ct2mri_cli.style import brain
+
+    data = np.asarray(volume.data, dtype=np.float32)
+    t1_path, mask_path = brain.template_paths()
+    template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
+    template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
+    fixed = smoothed_to_spacing(
+        sitk_from_array(data, volume.affine), brain.REGISTRATION_MM, brain.REGISTRATION_SMOOTHING_MM
+    )
+    rigid = brain._register(fixed, template)
+    registered = resample_onto_grid(template_mask, volume.shape, volume.affine, rigid, "linear", 0.0) > 0.5
+    factor = (true_ml / (float(registered.sum()) * float(np.prod(volume.spacing)) / 1000.0)) ** (1.0 / 3.0)
+    centre_ras = (np.asarray(volume.affine) @ np.append(np.argwhere(registered).mean(axis=0), 1.0))[:3]
+    scaling = sitk.ScaleTransform(3, [1.0 / factor] * 3)
+    scaling.SetCenter([float(v) for v in centre_ras * np.array([-1.0, -1.0, 1.0])])  # ITK points are LPS
+    both = sitk.CompositeTransform(rigid)
+    both.AddTransform(scaling)  # applied first: a grid point is scaled, then mapped into the template
+    scaled = resample_onto_grid(template_mask, volume.shape, volume.affine, both, "linear", 0.0) > 0.5
+    return brain._without_bright_rim(data, scaled, volume.affine)
+
+
+def score(name: str, head: Path, mask: Path, oracle_scale: bool = False) -> dict:
     truth = np.asarray(read_volume(mask).data) > 0
     volume = read_volume(head)
     start = time.perf_counter()
-    found = find_brain(volume).mask
+    if oracle_scale:
+        found = brain_scaled_to(volume, float(truth.sum()) * float(np.prod(volume.spacing)) / 1000.0)
+    else:
+        found = find_brain(volume).mask
     head_key = found_brain_key(volume, found)
     seconds = time.perf_counter() - start
     brain_key = mri_style_key(head, mask)
@@ -75,6 +109,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=None)
     parser.add_argument("--sources", default=",".join(SOURCES_WITH_A_BRAIN))
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument("--oracle-scale", action="store_true", help="scale the rigid brain to the true volume")
     args = parser.parse_args()
     print(f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}")
     print(f"{'head':24s} {'W1':>7s} {'floor':>7s} {'dice':>6s} {'found mL':>9s} {'true mL':>8s} {'s':>6s}")
@@ -86,7 +121,7 @@ def main() -> None:
         ]
         heads += source_heads([s for s in args.sources.split(",") if s], Path(scratch))
         for name, head, mask in heads:
-            row = score(name, head, mask)
+            row = score(name, head, mask, args.oracle_scale)
             rows.append(row)
             print(
                 f"{name:24s} {row['w1_head_brain']:7.4f} {row['w1_floor']:7.4f} {row['dice']:6.3f} "
