@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from ct2mri_cli.errors import Ct2mriError
+from ct2mri_cli.evaluation.panels import grid_boxes
 from ct2mri_cli.evaluation.qc import (
     checkerboard,
     mask_centre,
@@ -82,18 +83,31 @@ def test_pair_montage_layout_content_and_mask_outline():
     mask[5:15, 6:18, 4:16] = True
     assert mask_centre(mask) == (9, 11, 9)
     out = pair_montage(first, second, mask, tiles=2)
-    gap = 2
-    assert out.dtype == np.uint8 and out.shape == (h + z + z + 2 * gap, 3 * max(w, h) + 2 * gap, 3)
+    gap, cell = 2, max(w, h)  # columns as wide as the sagittal panel (h); axial panels centred in them
+    assert out.dtype == np.uint8 and out.shape == (h + z + z + 2 * gap, 3 * cell + 2 * gap, 3)
+    left = [c * (cell + gap) + (cell - w) // 2 for c in range(3)]
     axial = planes(first, (9, 11, 9))[0]
-    shown = out[:h, :w]
+    shown = out[:h, left[0] : left[0] + w]
     assert _corr(shown[..., 1], to_uint8(axial)) > 0.95  # the first panel is the first volume's slice
-    assert np.abs(out[:h, w + gap : 2 * w + gap].astype(int) - round(0.8 * 255)).max() <= 1
-    tiles = out[:h, 2 * (w + gap) : 3 * w + 2 * gap, 1].astype(int)
+    assert np.abs(out[:h, left[1] : left[1] + w].astype(int) - round(0.8 * 255)).max() <= 1
+    tiles = out[:h, left[2] : left[2] + w, 1].astype(int)
     assert np.abs(tiles - round(0.8 * 255)).min() <= 1 and np.abs(tiles - to_uint8(axial)).min() <= 1
     red = (out[..., 0].astype(int) - out[..., 1]) > 60  # the mask's outline, on the first column only
-    ys, xs = np.nonzero(red[:h, :w])
+    outline = red[:h, left[0] : left[0] + w]
+    ys, xs = np.nonzero(outline)
     assert len(ys) > 20 and ys.min() >= 5 and ys.max() <= 18 and xs.min() >= 3 and xs.max() <= 16
-    assert not red[:, w:].any() and not red[:h, :w][8:15, 7:13].any()  # none elsewhere, none inside
+    assert not red[:, cell:].any() and not outline[8:15, 7:13].any()  # none elsewhere, none inside
+
+
+def test_each_column_lines_up_under_its_title():
+    axial, coronal, sagittal = (24, 22), (20, 22), (20, 30)  # (height, width): the sagittal panel is widest
+    boxes, width, height = grid_boxes([[axial] * 3, [coronal] * 3, [sagittal] * 3], factor=2, gap=2)
+    assert (width, height) == (3 * 60 + 2 * 2, 2 * (24 + 20 + 20) + 2 * 2)
+    for column in range(3):
+        centres = {x + w / 2 for x, _, w, _ in (row[column] for row in boxes)}
+        assert centres == {column * 62 + 30}, column  # one centre per column, whatever the plane
+    assert [row[1][0] for row in boxes] == [62 + 8, 62 + 8, 62]  # axial and coronal 44 px wide in 60
+    assert [row[0][1] for row in boxes] == [0, 50, 92]  # rows top-aligned below the tallest panel
 
 
 def test_write_png_round_trip_and_atomicity(tmp_path):
@@ -124,17 +138,20 @@ def test_labelled_montage_names_columns_and_planes():
     zoomed = np.kron(plain[:h, :w, 0], np.ones((factor, factor), np.uint8))
     assert _corr(big[: h * factor, : w * factor, 0], zoomed) > 0.99  # enlarged, not resampled
     ink = np.abs(labelled.astype(int) - big).max(axis=-1) > 40
-    panel_w, gap = w * factor, 2
+    panel_w, cell, gap = w * factor, h * factor, 2  # the sagittal panels (h wide) set the columns' width
     row_tops = [0, h * factor + gap, (h + z) * factor + 2 * gap]
     row_heights = [h * factor, z * factor, z * factor]
+    first_panels = [((cell - panel_w) // 2, panel_w), ((cell - panel_w) // 2, panel_w), (0, cell)]
     expected = np.zeros_like(ink)
     for column in range(3):  # a title at the top of each column
-        x0 = column * (panel_w + gap)
+        x0 = column * (cell + gap) + (cell - panel_w) // 2
         assert ink[: row_heights[0] // 4, x0 : x0 + panel_w].sum() > 20, column
         expected[: row_heights[0] // 4, x0 : x0 + panel_w] = True
-    for top, height in zip(row_tops, row_heights):  # a plane name at the bottom of each row's first panel
-        assert ink[top + 3 * height // 4 : top + height, :panel_w].sum() > 20
-        expected[top + 3 * height // 4 : top + height, :panel_w] = True
+    for top, height, (x0, width) in zip(
+        row_tops, row_heights, first_panels
+    ):  # a plane name under each row's first panel
+        assert ink[top + 3 * height // 4 : top + height, x0 : x0 + width].sum() > 20
+        expected[top + 3 * height // 4 : top + height, x0 : x0 + width] = True
     assert not (ink & ~expected).any()  # and no lettering elsewhere
     with pytest.raises(ValueError, match="3 column titles"):
         pair_montage(a, b, titles=("CT", "T1"))
@@ -168,12 +185,13 @@ def test_trust_map_gets_a_coloured_column_and_a_colour_bar():
     gap = 2
     factor = (without.shape[0] - 2 * gap) // (h + 2 * z)
     assert out.shape[0] == without.shape[0] and out.shape[1] > 4 * max(h, w) * factor + 3 * gap
+    cell = h * factor  # the columns are as wide as the sagittal panels
     for column in range(3):  # the first three columns are as they were
-        x0 = column * (w * factor + gap)
+        x0 = column * (cell + gap) + (cell - w * factor) // 2
         np.testing.assert_array_equal(
             out[: h * factor, x0 : x0 + w * factor], without[: h * factor, x0 : x0 + w * factor]
         )
-    x0 = 3 * (w * factor + gap)
+    x0 = 3 * (cell + gap) + (cell - w * factor) // 2
     panel = out[: h * factor, x0 : x0 + w * factor].astype(float)
     centre = mask_centre(mask)
     shown = planes(np.where(mask, trust, np.nan), centre)[0]
@@ -201,7 +219,8 @@ def test_the_caption_is_written_under_the_second_axial_panel():
     a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
     picture = pair_montage(a, b, caption="POSE P 18.6 R 0.4 Y -1.2")
     ink = np.abs(picture.astype(int) - pair_montage(a, b)).max(axis=-1) > 40
-    second = slice(w + 2, 2 * w + 2)
+    left = h + 2 + (h - w) // 2  # the second column, as wide as the sagittal panel (h), the axial one centred
+    second = slice(left, left + w)
     assert ink[3 * h // 4 : h, second].sum() > 20  # at the foot of the axial panel
     ink[3 * h // 4 : h, second] = False
     assert not ink.any()  # and nowhere else

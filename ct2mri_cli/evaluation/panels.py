@@ -1,8 +1,10 @@
 """A labelled grid of image panels drawn by matplotlib: the layout of the QC montages.
 
-Panels keep their voxels square and are enlarged by one integer factor (nearest-neighbour), rows
-are top-aligned and left-aligned with a few pixels between panels on a black ground, labels are
-text in dark boxes in the panels' corners, and an optional colour-mapped column gets a colour bar.
+Panels keep their voxels square and are enlarged by one integer factor (nearest-neighbour). Each
+column is as wide as its widest panel and each panel is centred in its column, so a column's
+title stands over every row's panel (a sagittal section is wider than an axial one); rows are
+top-aligned, a few pixels apart on a black ground. Labels are text in dark boxes in the panels'
+corners, and an optional colour-mapped column gets a colour bar.
 """
 
 from __future__ import annotations
@@ -38,18 +40,21 @@ class ColourColumn:
 
 
 def grid_boxes(shapes: Sequence[Sequence[tuple[int, int]]], factor: int, gap: int) -> tuple[list[list[Box]], int, int]:
-    """The box of each panel of (height, width) ``shapes`` enlarged ``factor`` times, and the
-    grid's width and height."""
-    boxes, y, width = [], 0, 0
+    """The box of each panel of (height, width) ``shapes`` enlarged ``factor`` times, centred in
+    its column, and the grid's width and height."""
+    columns = max(len(row) for row in shapes)
+    column_widths = [max(row[c][1] for row in shapes if c < len(row)) * factor for c in range(columns)]
+    lefts = np.concatenate([[0], np.cumsum(np.add(column_widths, gap))]).astype(int)
+    boxes, y = [], 0
     for row in shapes:
-        x, row_boxes = 0, []
-        for h, w in row:
-            row_boxes.append((x, y, w * factor, h * factor))
-            x += w * factor + gap
-        boxes.append(row_boxes)
-        width = max(width, x - gap)
+        boxes.append(
+            [
+                (int(lefts[c]) + (column_widths[c] - w * factor) // 2, y, w * factor, h * factor)
+                for c, (h, w) in enumerate(row)
+            ]
+        )
         y += max(h for h, _ in row) * factor + gap
-    return boxes, width, y - gap
+    return boxes, int(lefts[-1]) - gap, y - gap
 
 
 def enlargement(shapes: Sequence[Sequence[tuple[int, int]]], gap: int, min_side: int | None) -> int:
