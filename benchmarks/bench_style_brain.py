@@ -58,17 +58,11 @@ def brain_scaled_to(volume: Volume, true_ml: float) -> np.ndarray:
     ``true_ml`` (the volume before the rim cut), less the bright rim."""
     import SimpleITK as sitk
 
-    from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array, smoothed_to_spacing
-    from ct2mri_cli.style import brain
+    from ct2mri_cli.io.images import resample_onto_grid, sitk_from_array
+    from ct2mri_cli.style.brain import fit_template, without_bright_rim
 
     data = np.asarray(volume.data, dtype=np.float32)
-    t1_path, mask_path = brain.template_paths()
-    template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
-    template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
-    fixed = smoothed_to_spacing(
-        sitk_from_array(data, volume.affine), brain.REGISTRATION_MM, brain.REGISTRATION_SMOOTHING_MM
-    )
-    rigid = brain._register(fixed, template)
+    rigid, _, template_mask = fit_template(volume, sitk_from_array(data, volume.affine))
     registered = resample_onto_grid(template_mask, volume.shape, volume.affine, rigid, "linear", 0.0) > 0.5
     factor = (true_ml / (float(registered.sum()) * float(np.prod(volume.spacing)) / 1000.0)) ** (1.0 / 3.0)
     centre_ras = (np.asarray(volume.affine) @ np.append(np.argwhere(registered).mean(axis=0), 1.0))[:3]
@@ -77,21 +71,18 @@ def brain_scaled_to(volume: Volume, true_ml: float) -> np.ndarray:
     both = sitk.CompositeTransform(rigid)
     both.AddTransform(scaling)  # applied first: a grid point is scaled, then mapped into the template
     scaled = resample_onto_grid(template_mask, volume.shape, volume.affine, both, "linear", 0.0) > 0.5
-    return brain._without_bright_rim(data, scaled, volume.affine)
+    return without_bright_rim(data, scaled, volume.affine)
 
 
 def score(name: str, head: Path, mask: Path, oracle_scale: bool = False) -> dict:
     truth = np.asarray(read_volume(mask).data) > 0
     volume = read_volume(head)
+    ml = float(np.prod(volume.spacing)) / 1000.0
     start = time.perf_counter()
-    if oracle_scale:
-        found = brain_scaled_to(volume, float(truth.sum()) * float(np.prod(volume.spacing)) / 1000.0)
-    else:
-        found = find_brain(volume).mask
+    found = brain_scaled_to(volume, float(truth.sum()) * ml) if oracle_scale else find_brain(volume).mask
     head_key = found_brain_key(volume, found)
     seconds = time.perf_counter() - start
     brain_key = mri_style_key(head, mask)
-    ml = float(np.prod(volume.spacing)) / 1000.0
     return {
         "head": name,
         "w1_head_brain": key_distance(head_key, brain_key),

@@ -69,6 +69,11 @@ def _corr(x, y):
     return float(np.corrcoef(np.ravel(x).astype(float), np.ravel(y).astype(float))[0, 1])
 
 
+def _column_left(column, cell, panel, gap=2):
+    """Where a panel ``panel`` pixels wide starts: centred in columns ``cell`` wide, ``gap`` apart."""
+    return column * (cell + gap) + (cell - panel) // 2
+
+
 def _ellipsoid(z, h, w):
     zz, yy, xx = np.mgrid[:z, :h, :w]
     return ((zz - z / 2) / (z / 3)) ** 2 + ((yy - h / 2) / (h / 3)) ** 2 + ((xx - w / 2) / (w / 3)) ** 2 < 1
@@ -85,7 +90,7 @@ def test_pair_montage_layout_content_and_mask_outline():
     out = pair_montage(first, second, mask, tiles=2)
     gap, cell = 2, max(w, h)  # columns as wide as the sagittal panel (h); axial panels centred in them
     assert out.dtype == np.uint8 and out.shape == (h + z + z + 2 * gap, 3 * cell + 2 * gap, 3)
-    left = [c * (cell + gap) + (cell - w) // 2 for c in range(3)]
+    left = [_column_left(c, cell, w) for c in range(3)]
     axial = planes(first, (9, 11, 9))[0]
     shown = out[:h, left[0] : left[0] + w]
     assert _corr(shown[..., 1], to_uint8(axial)) > 0.95  # the first panel is the first volume's slice
@@ -141,15 +146,14 @@ def test_labelled_montage_names_columns_and_planes():
     panel_w, cell, gap = w * factor, h * factor, 2  # the sagittal panels (h wide) set the columns' width
     row_tops = [0, h * factor + gap, (h + z) * factor + 2 * gap]
     row_heights = [h * factor, z * factor, z * factor]
-    first_panels = [((cell - panel_w) // 2, panel_w), ((cell - panel_w) // 2, panel_w), (0, cell)]
+    first_panels = [(_column_left(0, cell, panel_w), panel_w)] * 2 + [(0, cell)]
     expected = np.zeros_like(ink)
     for column in range(3):  # a title at the top of each column
-        x0 = column * (cell + gap) + (cell - panel_w) // 2
+        x0 = _column_left(column, cell, panel_w)
         assert ink[: row_heights[0] // 4, x0 : x0 + panel_w].sum() > 20, column
         expected[: row_heights[0] // 4, x0 : x0 + panel_w] = True
-    for top, height, (x0, width) in zip(
-        row_tops, row_heights, first_panels
-    ):  # a plane name under each row's first panel
+    # a plane name at the bottom of each row's first panel
+    for top, height, (x0, width) in zip(row_tops, row_heights, first_panels):
         assert ink[top + 3 * height // 4 : top + height, x0 : x0 + width].sum() > 20
         expected[top + 3 * height // 4 : top + height, x0 : x0 + width] = True
     assert not (ink & ~expected).any()  # and no lettering elsewhere
@@ -187,11 +191,11 @@ def test_trust_map_gets_a_coloured_column_and_a_colour_bar():
     assert out.shape[0] == without.shape[0] and out.shape[1] > 4 * max(h, w) * factor + 3 * gap
     cell = h * factor  # the columns are as wide as the sagittal panels
     for column in range(3):  # the first three columns are as they were
-        x0 = column * (cell + gap) + (cell - w * factor) // 2
+        x0 = _column_left(column, cell, w * factor)
         np.testing.assert_array_equal(
             out[: h * factor, x0 : x0 + w * factor], without[: h * factor, x0 : x0 + w * factor]
         )
-    x0 = 3 * (cell + gap) + (cell - w * factor) // 2
+    x0 = _column_left(3, cell, w * factor)
     panel = out[: h * factor, x0 : x0 + w * factor].astype(float)
     centre = mask_centre(mask)
     shown = planes(np.where(mask, trust, np.nan), centre)[0]
@@ -219,7 +223,7 @@ def test_the_caption_is_written_under_the_second_axial_panel():
     a, b = rng.random((z, h, w)) * 0.5, rng.random((z, h, w)) * 0.5
     picture = pair_montage(a, b, caption="POSE P 18.6 R 0.4 Y -1.2")
     ink = np.abs(picture.astype(int) - pair_montage(a, b)).max(axis=-1) > 40
-    left = h + 2 + (h - w) // 2  # the second column, as wide as the sagittal panel (h), the axial one centred
+    left = _column_left(1, h, w)  # columns as wide as the sagittal panel (h), the axial one centred
     second = slice(left, left + w)
     assert ink[3 * h // 4 : h, second].sum() > 20  # at the foot of the axial panel
     ink[3 * h // 4 : h, second] = False

@@ -17,6 +17,7 @@ darker than its white matter in the MRI too; in T2, PD or FLAIR-like contrast th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class StyleBrain:
     warnings: list[str] = field(default_factory=list)
 
 
-def _without_bright_rim(data: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def without_bright_rim(data: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """``mask`` less what of its outer :data:`RIM_MM` is brighter than white matter by half the
     grey-white step (after a 2 mm smoothing), and less what that cut leaves disconnected."""
     import SimpleITK as sitk
@@ -122,6 +123,28 @@ def _ventricle_to_wm(data: np.ndarray, affine: np.ndarray, template, template_ma
     return float(np.median(ventricles) / np.median(white))
 
 
+def fit_template(volume: Volume, image: Any) -> tuple[Any, Any, Any]:
+    """(rigid transform, template T1, template brain mask): the bundled template registered to the
+    MRI (``image``, the volume as SimpleITK); the transform maps the MRI's points into the template."""
+    import SimpleITK as sitk
+
+    t1_path, mask_path = template_paths()
+    if not (t1_path.is_file() and mask_path.is_file()):
+        raise Ct2mriError(
+            f"{volume.name}: a whole-head MRI needs the bundled template {t1_path} to find its brain "
+            "(or give its brain with --style-mask)"
+        )
+    template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
+    template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
+    try:
+        transform = _register(smoothed_to_spacing(image, REGISTRATION_MM, REGISTRATION_SMOOTHING_MM), template)
+    except RuntimeError as exc:
+        raise Ct2mriError(
+            f"{volume.name}: could not register the MRI to the brain template ({exc}); give its brain with --style-mask"
+        ) from None
+    return transform, template, template_mask
+
+
 def find_brain(volume: Volume) -> StyleBrain:
     """The brain of a style MRI on its grid (see the module notes)."""
     import SimpleITK as sitk
@@ -132,27 +155,14 @@ def find_brain(volume: Volume) -> StyleBrain:
         data, nonzero, volume.affine
     ):
         return StyleBrain(nonzero, "brain-only image")
-    t1_path, mask_path = template_paths()
-    if not (t1_path.is_file() and mask_path.is_file()):
-        raise Ct2mriError(
-            f"{volume.name}: a whole-head MRI needs the bundled template {t1_path} to find its brain "
-            "(or give its brain with --style-mask)"
-        )
     image = sitk_from_array(data, volume.affine)
-    template = sitk.ReadImage(str(t1_path), sitk.sitkFloat32)
-    template_mask = sitk.ReadImage(str(mask_path), sitk.sitkFloat32)
-    try:
-        transform = _register(smoothed_to_spacing(image, REGISTRATION_MM, REGISTRATION_SMOOTHING_MM), template)
-    except RuntimeError as exc:
-        raise Ct2mriError(
-            f"{volume.name}: could not register the MRI to the brain template ({exc}); give its brain with --style-mask"
-        ) from None
+    transform, template, template_mask = fit_template(volume, image)
     registered = resample_onto_grid(template_mask, volume.shape, volume.affine, transform, "linear", 0.0) > 0.5
     if not registered.any():
         raise Ct2mriError(
             f"{volume.name}: the brain template does not overlap the MRI; give its brain with --style-mask"
         )
-    mask = _without_bright_rim(data, registered, volume.affine)
+    mask = without_bright_rim(data, registered, volume.affine)
     found = StyleBrain(
         mask,
         "registered to the MNI template",
