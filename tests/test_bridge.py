@@ -110,3 +110,23 @@ def test_the_score_is_the_gradient_of_the_bridge_log_density():
         free = x.clone().requires_grad_()
         (-(free - (1 - m) * x0 - m * y).pow(2).sum() / (2 * delta)).backward()
         torch.testing.assert_close(schedule.score(x, y, x - x0, n), free.grad)
+
+
+def test_pixel_weights_make_a_weighted_mean_per_sample(schedule):
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    weights = 1.0 + 4.0 * (torch.rand(2, 3, 4, 4, generator=g) > 0.7).float()
+    t = torch.tensor([10, 700])
+    error = (pred - target).abs().numpy().reshape(2, -1)
+    w = weights.numpy().reshape(2, -1)
+    expected = float(np.mean((w * error).sum(1) / w.sum(1)))
+    assert bridge_loss(pred, target, t, schedule, "l1", weights).item() == pytest.approx(expected, rel=1e-6)
+    # equal weights leave the loss as it was
+    flat = torch.full_like(weights, 3.0)
+    assert bridge_loss(pred, target, t, schedule, "l1", flat).item() == pytest.approx(
+        bridge_loss(pred, target, t, schedule).item(), rel=1e-6
+    )
+    c = schedule.loss_weight(t).numpy()
+    squared = ((pred - target) ** 2).numpy().reshape(2, -1)
+    expected_l2 = float(np.mean(c * (w * squared).sum(1) / w.sum(1)))
+    assert bridge_loss(pred, target, t, schedule, "weighted_l2", weights).item() == pytest.approx(expected_l2, rel=1e-5)

@@ -123,15 +123,27 @@ def bridge_loss(
     t: torch.Tensor,
     schedule: BridgeSchedule,
     kind: str = "l1",
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Loss between the network's prediction and the bridge target.
 
     ``"l1"`` (the released code's default) or ``"weighted_l2"`` (the paper's Eq. 2/3, each sample's
-    squared error weighted by c_eps,t).
+    squared error weighted by c_eps,t).  ``pixel_weights`` (broadcastable to the prediction) turn
+    each sample's mean error into a weighted mean, so the loss keeps its scale whatever the weights.
     """
     if kind == "l1":
-        return (prediction - target).abs().mean()
+        error = (prediction - target).abs()
+    elif kind == "weighted_l2":
+        error = (prediction - target).pow(2)
+    else:
+        raise ValueError(f"unknown loss {kind!r} (expected 'l1' or 'weighted_l2')")
+    if pixel_weights is None:
+        if kind == "l1":
+            return error.mean()
+        per_sample = error.flatten(1).mean(dim=1)
+    else:
+        weights = pixel_weights.to(error).expand_as(error).flatten(1)
+        per_sample = (weights * error.flatten(1)).sum(dim=1) / weights.sum(dim=1)
     if kind == "weighted_l2":
-        per_sample = (prediction - target).pow(2).flatten(1).mean(dim=1)
-        return (schedule.loss_weight(t).to(per_sample) * per_sample).mean()
-    raise ValueError(f"unknown loss {kind!r} (expected 'l1' or 'weighted_l2')")
+        per_sample = schedule.loss_weight(t).to(per_sample) * per_sample
+    return per_sample.mean()

@@ -71,6 +71,7 @@ class TrainConfig(SettingsMixin):
     grad_accumulation: int = 1
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     loss: str = "l1"  # "l1" (released code) or "weighted_l2" (the paper's Eq. 2)
+    csf_weight: float = 0.0  # extra loss weight on pixels the CT shows as CSF (training.loss_weights)
     steps: int = 10000  # optimiser steps in total
     seed: int = 0
     flip: bool = True  # random left-right flips of training windows
@@ -375,6 +376,7 @@ def check_config(c: TrainConfig) -> None:
         list(c.crop),
         f"must be [0, 0] (whole slices) or two positive multiples of {factor} (the network's downsampling)",
     )
+    _check(c.csf_weight >= 0.0, "csf_weight", c.csf_weight, "must be 0 or more")
     _check(0.0 <= c.restyle <= 1.0, "restyle", c.restyle, "must be in [0, 1] (a share of the training windows)")
     _check(0.0 <= c.restyle_strength < 1.0, "restyle_strength", c.restyle_strength, "must be in [0, 1)")
     _check(c.lr > 0, "lr", c.lr, "must be > 0")

@@ -41,6 +41,7 @@ from .config import TrainConfig, check_config, resume_conflicts
 from .data import TrainingData, load_training_data
 from .ema import EMA
 from .export import export_weights
+from .loss_weights import csf_pixel_weights
 from .monitor import JsonLog, PhaseTimer, ProgressDisplay, ReadingProgress
 from .progress import write_progress_plot
 from .restyle import draw_curves
@@ -217,7 +218,12 @@ class Trainer:
             with no_sync:
                 with self._autocast():
                     prediction = self.model(torch.cat([x_t, y], dim=1), t, style)
-                loss = bridge_loss(prediction.float(), target, t, self.schedule, c.loss)
+                weights = (
+                    csf_pixel_weights(y, self.data.manifest.preprocess.ct_window_hu, c.csf_weight)
+                    if c.csf_weight > 0
+                    else None
+                )
+                loss = bridge_loss(prediction.float(), target, t, self.schedule, c.loss, weights)
                 (loss / c.grad_accumulation).backward()
             total += loss.detach()
             self.timer.mark("network")
