@@ -50,6 +50,26 @@ def test_the_projection_ct_model_images_the_same_subjects(generated, tmp_path):
         assert 0 < np.median(ct[mask]) < 60 and ct.max() > 1000
 
 
+def test_a_fine_warp_moves_the_same_subjects_sulci(generated, tmp_path):
+    """Same seed with --fine-warp: the same subject drawn (its other parameters unchanged), its
+    anatomy moved a little (not a new brain), the fine warp recorded."""
+    out = tmp_path / "fine"
+    assert main(["-q", "synthesize", "-o", str(out), "-n", "2", "--seed", "3", "--fine-warp", "1.2", *FAST]) == 0
+    manifest = json.loads((out / "synthesis.json").read_text())
+    plain = json.loads((generated / "synthesis.json").read_text())
+    assert manifest["settings"]["fine_warp_mm"] == 1.2 and "fine_warp_mm" not in plain["settings"]
+    for entry, before in zip(manifest["cases"], plain["cases"]):
+        params = dict(entry["params"])
+        assert 0.6 <= params.pop("fine_warp_rms_mm") <= 1.2
+        assert 12.0 <= params.pop("fine_warp_fwhm_mm") <= 16.0
+        before = dict(before["params"])
+        assert (before.pop("fine_warp_rms_mm"), before.pop("fine_warp_fwhm_mm")) == (0.0, 0.0)
+        assert params == before
+        masks = [np.asanyarray(nib.load(str(d / entry["mask"])).dataobj).astype(bool) for d in (out, generated)]
+        overlap = 2 * (masks[0] & masks[1]).sum() / (masks[0].sum() + masks[1].sum())
+        assert 0.93 < overlap < 0.999
+
+
 @pytest.mark.realdata
 def test_writes_pairs_csv_manifest_and_licence(generated):
     with open(generated / "pairs.csv", newline="") as handle:
@@ -176,6 +196,8 @@ def test_model_space_is_training_ready(tmp_path):
         (["-n", "1", "--variety", "odd"], "--variety 'odd': choose from calibrated, wide"),
         (["-n", "1", "--ct-model", "xray"], "--ct-model 'xray': choose from mixing, projection"),
         (["-n", "1", "--spacing", "0"], "--spacing 0: use a voxel size between 0.25 and 8 mm"),
+        (["-n", "1", "--fine-warp", "2"], "--fine-warp 2: use an RMS between 0 and 1.2 mm"),
+        (["-n", "1", "--fine-warp", "-1"], "--fine-warp -1: use an RMS between 0 and 1.2 mm"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message):

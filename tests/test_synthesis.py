@@ -266,6 +266,47 @@ def test_random_warp_has_the_requested_size(toy):
     assert rms == pytest.approx(2.5, rel=0.01)
 
 
+def test_fine_warp_adds_a_finer_displacement_of_its_size_and_leaves_the_rest(toy):
+    coarse = quiet_params(warp_rms_mm=2.5, warp_fwhm_mm=30.0)
+    fine = dataclasses.replace(coarse, fine_warp_rms_mm=1.2, fine_warp_fwhm_mm=12.0)
+    plain_pts, caffine = S.pullback_field(toy, coarse, np.random.default_rng(3), toy.shape, toy.affine)
+    fine_pts, _ = S.pullback_field(toy, fine, np.random.default_rng(3), toy.shape, toy.affine, np.random.default_rng(9))
+    added = fine_pts - plain_pts  # the subject's own warp is drawn as before
+    assert math.sqrt(float((added**2).sum(axis=-1).mean())) == pytest.approx(1.2, rel=0.01)
+    nodes_disp = plain_pts - _grid_points(plain_pts.shape[:3], caffine)
+
+    def neighbour_correlation(field):  # of one component, between nodes 4 mm apart along x
+        a, b = field[:-1, :, :, 0].ravel(), field[1:, :, :, 0].ravel()
+        return float(np.corrcoef(a, b)[0, 1])
+
+    assert neighbour_correlation(added) < neighbour_correlation(nodes_disp) - 0.1
+    with pytest.raises(ValueError, match="fine_rng"):
+        S.pullback_field(toy, fine, np.random.default_rng(3), toy.shape, toy.affine)
+
+
+def test_with_fine_warp_draws_within_its_ranges_from_its_own_stream():
+    params = quiet_params()
+    drawn = [S.with_fine_warp(params, np.random.default_rng(seed), 1.2) for seed in range(20)]
+    assert all(0.6 <= p.fine_warp_rms_mm <= 1.2 and 12.0 <= p.fine_warp_fwhm_mm <= 16.0 for p in drawn)
+    assert len({p.fine_warp_rms_mm for p in drawn}) == 20
+    assert dataclasses.replace(drawn[0], fine_warp_rms_mm=0.0, fine_warp_fwhm_mm=0.0) == params
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_strongest_fine_warp_does_not_fold_tissue(seed):
+    """At the largest RMS and the smallest FWHM allowed, the deformation's Jacobian stays positive
+    (on the 4 mm control grid whose nodes the warp is interpolated between)."""
+    step = 4.0
+    field = S.smooth_random_field(
+        np.random.default_rng(seed), (40, 48, 40), np.diag([step, step, step, 1.0]), S.FINE_WARP_FWHM_MM[0], 3
+    ) * (S.MAX_FINE_WARP_MM / math.sqrt(3.0))
+    jacobian = np.empty((*field.shape[1:], 3, 3))
+    for i in range(3):
+        for j, derivative in enumerate(np.gradient(field[i], step)):
+            jacobian[..., i, j] = derivative + (i == j)
+    assert np.linalg.det(jacobian).min() > 0.0
+
+
 # ------------------------------------------------------------------------------------------
 # the pair
 

@@ -36,6 +36,12 @@ def synthesize(
         help="How CTs are made: mixing (partial-volume mixing, image-domain blur and noise) or projection "
         "(an independent scanner model: kernel, slice profile, beam-hardening streaks, a real CT's noise texture).",
     ),
+    fine_warp: float = typer.Option(
+        0.0,
+        "--fine-warp",
+        help="RMS in mm (at most 1.2) of a second, gyrus-scale warp per subject that moves the source brain's sulci "
+        "and ventricle walls against its overall shape (each subject draws between half and all of it).",
+    ),
     spacing: float | None = typer.Option(
         None, "--spacing", help="Voxel size in mm.", show_default="the source's 1 mm grid"
     ),
@@ -46,7 +52,7 @@ def synthesize(
     from ..data.synthesis import prepare_anatomy
     from ..data.synthetic_set import MODEL_DIR, PAIRS_CSV, check_request, write_pairs
 
-    plan = check_request(out, n, source, spacing, force, exclude, variety, ct_model)
+    plan = check_request(out, n, source, spacing, force, exclude, variety, ct_model, fine_warp)
     if model_space and not force and (out / MODEL_DIR).exists():
         raise Ct2mriError(f"{out / MODEL_DIR} exists (use --force to overwrite)")
     started = time.perf_counter()
@@ -69,7 +75,7 @@ def synthesize(
 
     with progress:
         task = progress.add_task("synthesize", total=n)
-        entries = write_pairs(out, n, seed, source, spacing, force, on_event, exclude, variety, ct_model)
+        entries = write_pairs(out, n, seed, source, spacing, force, on_event, exclude, variety, ct_model, fine_warp)
     common.info(f"wrote {len(entries)} pair(s) in {time.perf_counter() - started:.0f} s -> {out / PAIRS_CSV}")
     if model_space:
         return _to_model_space(out, entries, force)

@@ -34,7 +34,7 @@ from ..errors import Ct2mriError
 from ..io.atomic import atomic_output, check_folder_possible, ensure_folder
 from ..io.volumes import Volume, write_nifti
 from .sources import SOURCES, get_source, source_notice
-from .synthesis import CT_MODELS, VARIETIES, case_seed, generate_pair, prepare_anatomy
+from .synthesis import CT_MODELS, MAX_FINE_WARP_MM, VARIETIES, case_seed, generate_pair, prepare_anatomy
 
 SOURCE_GROUPS = {"both": ("mni", "colin27"), "all": SOURCES}
 SYNTHETIC_CASE_FILES = {"ct": "ct_hu.nii.gz", "mri": "t1.nii.gz", "mask": "brain_mask.nii.gz"}
@@ -176,6 +176,7 @@ def check_request(
     exclude: str = "",
     variety: str = "wide",
     ct_model: str = "mixing",
+    fine_warp_mm: float = 0.0,
 ) -> list[str]:
     """Validate a request before any work; returns the source of each case."""
     if n < 1:
@@ -186,6 +187,8 @@ def check_request(
         raise Ct2mriError(f"--variety {variety!r}: choose from {', '.join(VARIETIES)}")
     if ct_model not in CT_MODELS:
         raise Ct2mriError(f"--ct-model {ct_model!r}: choose from {', '.join(CT_MODELS)}")
+    if not 0.0 <= fine_warp_mm <= MAX_FINE_WARP_MM:
+        raise Ct2mriError(f"--fine-warp {fine_warp_mm:g}: use an RMS between 0 and {MAX_FINE_WARP_MM:g} mm")
     plan = sources_for(source, n, exclude)
     if out_dir.exists() and not out_dir.is_dir():
         raise Ct2mriError(f"{out_dir}: exists and is not a folder")
@@ -211,18 +214,20 @@ def write_pairs(
     exclude: str = "",
     variety: str = "wide",
     ct_model: str = "mixing",
+    fine_warp_mm: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Generate ``n`` pairs into ``out_dir``; returns the manifest entries.
 
     ``source`` and ``exclude`` are comma-separated source names or groups
     (:func:`parse_sources`); ``variety`` the ranges subjects are drawn from; ``ct_model`` how the
-    CTs are made (the same seed gives the same subjects, T1s and masks with either).
+    CTs are made (the same seed gives the same subjects, T1s and masks with either);
+    ``fine_warp_mm`` the largest RMS of each subject's fine warp (0: none).
     ``on_event(case, kind, message)`` gets kind "prepare" (a source's anatomy is being built),
     "start" and "done".  Refuses to replace existing outputs unless ``force``.
     """
 
     emit = on_event or (lambda case, kind, message: None)
-    plan = check_request(out_dir, n, source, spacing_mm, force, exclude, variety, ct_model)
+    plan = check_request(out_dir, n, source, spacing_mm, force, exclude, variety, ct_model, fine_warp_mm)
     for name in sorted(set(plan)):  # fail early (missing templates) before writing anything
         emit(name, "prepare", "")
         prepare_anatomy(name)
@@ -238,6 +243,8 @@ def write_pairs(
         "spacing_mm": spacing_mm,
         "files": dict(SYNTHETIC_CASE_FILES),
     }
+    if fine_warp_mm:
+        settings["fine_warp_mm"] = fine_warp_mm
     notices = {}
     for name in sorted(set(plan)):
         text = source_notice(name)
@@ -253,7 +260,9 @@ def write_pairs(
         case = synthetic_case_name(index)
         emit(case, "start", name)
         started = time.perf_counter()
-        pair = generate_pair(name, case_seed(seed, index), spacing_mm, variety=variety, ct_model=ct_model)
+        pair = generate_pair(
+            name, case_seed(seed, index), spacing_mm, variety=variety, ct_model=ct_model, fine_warp_mm=fine_warp_mm
+        )
         entries.append(write_synthetic_case(out_dir, case, pair))
         _write_text(out_dir / PAIRS_CSV, _pairs_csv(entries))
         _write_text(out_dir / SYNTHESIS_RECORD, _manifest(settings, entries))

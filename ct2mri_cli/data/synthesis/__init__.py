@@ -55,7 +55,7 @@ from .physics import (
     ct_statistics,
     mri_appearance,
 )
-from .subject import VARIETIES, SubjectParams, sample_subject
+from .subject import FINE_WARP_FWHM_MM, MAX_FINE_WARP_MM, VARIETIES, SubjectParams, sample_subject, with_fine_warp
 from .tissue import (
     BRAIN_CLASSES,
     CLASSES,
@@ -69,6 +69,7 @@ from .variation import cut_coverage, subject_anatomy, subject_fractions
 # physics, or the independent scanner model of :mod:`ct2mri_cli.data.projection`.
 CT_MODELS = ("mixing", "projection")
 SCANNER_STREAM = 1  # second word of the projection model's seed, beside the subject's seed
+FINE_WARP_STREAM = 2  # the fine warp's stream
 
 # The public API of the package.
 __all__ = [
@@ -80,6 +81,8 @@ __all__ = [
     "HU_MIN",
     "Anatomy",
     "SubjectParams",
+    "FINE_WARP_FWHM_MM",
+    "MAX_FINE_WARP_MM",
     "VARIETIES",
     "SyntheticPair",
     "case_seed",
@@ -96,6 +99,7 @@ __all__ = [
     "prepare_anatomy",
     "pullback_field",
     "sample_subject",
+    "with_fine_warp",
     "sharpen_gm_wm",
     "smooth_random_field",
     "synthesize_pair",
@@ -124,13 +128,15 @@ def synthesize_pair(
     spacing_mm: float | None = None,
     seed: int = -1,
     scanner: tuple[ScannerParams, np.random.Generator] | None = None,
+    fine_rng: np.random.Generator | None = None,
 ) -> SyntheticPair:
     """Make one aligned CT/T1/mask triple of subject ``params`` from ``anatomy``.
 
     With ``scanner`` (its parameters and its own random stream) the projection CT model renders
-    the CT; the T1 and mask are then those of the same subject with the mixing model."""
+    the CT; the T1 and mask are then those of the same subject with the mixing model.
+    ``fine_rng`` draws the fine warp of a subject that has one."""
     shape, affine = output_grid(anatomy, spacing_mm)
-    points, caffine = pullback_field(anatomy, params, rng, shape, affine)
+    points, caffine = pullback_field(anatomy, params, rng, shape, affine, fine_rng)
     transform = displacement_transform(points, caffine)
     hu_source, t1_source = subject_anatomy(anatomy, params)
     if scanner is None:
@@ -183,6 +189,7 @@ def generate_pair(
     turn: np.ndarray | None = None,
     variety: str = "calibrated",
     ct_model: str = "mixing",
+    fine_warp_mm: float = 0.0,
 ) -> SyntheticPair:
     """Draw a subject from ``seed`` and synthesise its pair from source ``source``.
 
@@ -194,7 +201,10 @@ def generate_pair(
     way, in two head poses on the same grid.
 
     ``ct_model`` (:data:`CT_MODELS`) picks how the CT is made; the subject, its T1 and its mask do
-    not depend on it, and the projection model's scanner is drawn from its own stream of ``seed``."""
+    not depend on it, and the projection model's scanner is drawn from its own stream of ``seed``.
+
+    ``fine_warp_mm`` > 0 adds a fine warp of up to that RMS (:func:`.subject.with_fine_warp`),
+    drawn from a third stream: the same seed gives the same subject with its sulci moved."""
     if ct_model not in CT_MODELS:
         raise ValueError(f"ct_model must be one of {CT_MODELS}, got {ct_model!r}")
     anatomy = prepare_anatomy(source)
@@ -205,8 +215,12 @@ def generate_pair(
         params = replace(params, scale=(sx, sy, sz))
     if turn is not None:
         params = replace(params, rotation_deg=turned_rotation(params.rotation_deg, turn))
+    fine_rng = None
+    if fine_warp_mm > 0:
+        fine_rng = np.random.default_rng([int(seed), FINE_WARP_STREAM])
+        params = with_fine_warp(params, fine_rng, fine_warp_mm)
     scanner = None
     if ct_model == "projection":
         scanner_rng = np.random.default_rng([int(seed), SCANNER_STREAM])
         scanner = (sample_scanner(scanner_rng, variety), scanner_rng)
-    return synthesize_pair(anatomy, params, rng, spacing_mm, seed, scanner)
+    return synthesize_pair(anatomy, params, rng, spacing_mm, seed, scanner, fine_rng)

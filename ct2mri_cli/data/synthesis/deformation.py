@@ -102,13 +102,15 @@ def pullback_field(
     rng: np.random.Generator,
     shape: tuple[int, int, int],
     affine: np.ndarray,
+    fine_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where each node of a coarse grid over the output samples the source (world mm, RAS).
 
     Returns (points (X, Y, Z, 3), coarse affine).  Composes, from output to source: the inverse
-    of a rotation/scaling/shift about the brain centre, a smooth random displacement and the
-    ventricle pull (negative: away from the ventricles, which shrinks them); a positive
-    ``asymmetry`` widens the right hemisphere and narrows the left.
+    of a rotation/scaling/shift about the brain centre, a smooth random displacement, the fine
+    warp (drawn from ``fine_rng``, needed when ``params`` has one) and the ventricle pull
+    (negative: away from the ventricles, which shrinks them); a positive ``asymmetry`` widens the
+    right hemisphere and narrows the left.
     """
     cshape, caffine = _coarse_grid(shape, affine)
     x = _grid_points(cshape, caffine)
@@ -125,6 +127,11 @@ def pullback_field(
         y = y + disp
     else:
         rng.standard_normal(3)  # keep the draw sequence independent of the warp setting
+    if params.fine_warp_rms_mm > 0:
+        if fine_rng is None:
+            raise ValueError("a fine warp needs its own random stream (fine_rng)")
+        fine = smooth_random_field(fine_rng, cshape, caffine, params.fine_warp_fwhm_mm, 3)
+        y = y + np.moveaxis(fine, 0, -1) * np.float32(params.fine_warp_rms_mm / math.sqrt(3.0))
     if params.ventricle_mm:
         pull = np.moveaxis(anatomy.ventricle_pull, 0, -1)
         y = y + params.ventricle_mm * trilinear(pull, anatomy.coarse_affine, y)

@@ -33,6 +33,10 @@ class SubjectParams:
     ``cupping_hu`` (beam-hardening rise of the brain's HU near the inner table),
     ``calcifications`` (HU of calcified choroid plexus and pineal gland; 0 when not calcified)
     and ``coverage_cut_mm`` (field of view missing at the bottom and top of the scan).
+
+    Fine warp (``synthesize --fine-warp``; zero otherwise): ``fine_warp_rms_mm`` and
+    ``fine_warp_fwhm_mm``, a second random displacement on the scale of gyri, which moves the
+    sulci and ventricle walls of the source brain against its overall shape.
     """
 
     source: str
@@ -62,6 +66,8 @@ class SubjectParams:
     cupping_hu: float = 0.0
     calcifications: dict[str, float] = field(default_factory=dict)
     coverage_cut_mm: tuple[float, float] = (0.0, 0.0)
+    fine_warp_rms_mm: float = 0.0
+    fine_warp_fwhm_mm: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters, rounded to what matters."""
@@ -79,6 +85,17 @@ class SubjectParams:
 
 
 VARIETIES = ("calibrated", "wide")
+FINE_WARP_FWHM_MM = (12.0, 16.0)  # gyri and sulci, resolved by the deformation's 4 mm control grid
+MAX_FINE_WARP_MM = 1.2  # at 1.5 mm RMS and 12-14 mm FWHM the warp folds tissue onto itself in places
+
+
+def with_fine_warp(params: SubjectParams, rng: np.random.Generator, rms_mm: float) -> SubjectParams:
+    """``params`` with a fine warp of RMS drawn in [rms_mm / 2, rms_mm] and a correlation FWHM in
+    :data:`FINE_WARP_FWHM_MM`, drawn from ``rng`` (a stream of its own, so the subject's other
+    draws do not change)."""
+    return replace(
+        params, fine_warp_rms_mm=rng.uniform(0.5 * rms_mm, rms_mm), fine_warp_fwhm_mm=rng.uniform(*FINE_WARP_FWHM_MM)
+    )
 
 
 def sample_subject(
