@@ -14,9 +14,10 @@ CARD = ROOT / "models" / "README.md"
 STAGES = ROOT / "models" / "stages"
 
 
-def stage_rows() -> list[list[str]]:
-    """The cells of the card's table of staged files (rows whose first cell names a weights file)."""
-    section = CARD.read_text().split("# Staged 1 mm models", 1)[1]
+def stage_rows(title: str = "# Staged 1 mm models") -> list[list[str]]:
+    """The cells of a card section's table of staged files (rows whose first cell names a weights
+    file), from the section's title to the next top-level title."""
+    section = CARD.read_text().split(title, 1)[1].split("\n# ", 1)[0]
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -42,6 +43,29 @@ def test_a_staged_file_matches_its_row(cells):
     assert round(bundle.provenance["validation"]["psnr"], 2) == last_validation
     assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
     assert (starts_from == "random") == (stage == "1")
+
+
+STAGES_2MM = STAGES / "2mm"
+TWO_MM_TITLE = "# 2 mm stages of the bundled model"
+
+
+def test_the_card_lists_every_2mm_stage():
+    listed = sorted(cells[0].strip("`") for cells in stage_rows(TWO_MM_TITLE))
+    assert listed and listed == sorted(p.name for p in STAGES_2MM.glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("cells", stage_rows(TWO_MM_TITLE), ids=lambda cells: cells[0].strip("`"))
+def test_a_2mm_stage_matches_its_row_and_continues_the_bundled_model(cells):
+    name, settings, digest, validation, final_loss, _sri24, _csf = cells
+    path = STAGES_2MM / name.strip("`")
+    assert file_sha256(path).startswith(digest.rstrip("."))
+    bundle = load_weights(path)
+    assert bundle.preprocess.spacing_mm == 2.0 and tuple(bundle.preprocess.in_plane) == (96, 80)
+    assert bundle.provenance["training_steps"] == 3000
+    assert bundle.provenance["init"]["sha256"] == file_sha256(default_weights())
+    assert round(bundle.provenance["validation"]["psnr"], 2) == float(validation)
+    assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
+    assert (bundle.sampling.mode, bundle.sampling.steps) == ("coprediction", 5)
 
 
 def bundled_card_row(label: str) -> str:
