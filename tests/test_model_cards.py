@@ -14,7 +14,7 @@ CARD = ROOT / "models" / "README.md"
 STAGES = ROOT / "models" / "stages"
 
 
-def stage_rows(title: str = "# Staged 1 mm models") -> list[list[str]]:
+def stage_rows(title: str) -> list[list[str]]:
     """The cells of a card section's table of staged files (rows whose first cell names a weights
     file), from the section's title to the next top-level title."""
     section = CARD.read_text().split(title, 1)[1].split("\n# ", 1)[0]
@@ -26,45 +26,42 @@ def stage_rows(title: str = "# Staged 1 mm models") -> list[list[str]]:
     return rows
 
 
-def test_the_card_lists_every_staged_file():
-    listed = sorted(cells[0].strip("`") for cells in stage_rows())
-    assert listed and listed == sorted(p.name for p in STAGES.glob("*.safetensors"))
-
-
-@pytest.mark.parametrize("cells", stage_rows(), ids=lambda cells: cells[0].strip("`"))
-def test_a_staged_file_matches_its_row(cells):
-    name, _trained_on, stage, starts_from, digest, validation, final_loss = cells
-    path = STAGES / name.strip("`")
-    assert file_sha256(path).startswith(digest.rstrip("."))
-    bundle = load_weights(path)
-    assert bundle.preprocess.spacing_mm == 1.0 and tuple(bundle.preprocess.in_plane) == (192, 160)
-    assert bundle.provenance["training_steps"] == 5000
-    last_validation = float(validation.split("/")[-1])
-    assert round(bundle.provenance["validation"]["psnr"], 2) == last_validation
-    assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
-    assert (starts_from == "random") == (stage == "1")
-
-
 STAGES_2MM = STAGES / "2mm"
+ONE_MM_TITLE = "# Staged 1 mm models"
 TWO_MM_TITLE = "# 2 mm stages of the bundled model"
 
 
-def test_the_card_lists_every_2mm_stage():
-    listed = sorted(cells[0].strip("`") for cells in stage_rows(TWO_MM_TITLE))
-    assert listed and listed == sorted(p.name for p in STAGES_2MM.glob("*.safetensors"))
+@pytest.mark.parametrize("title, folder", [(ONE_MM_TITLE, STAGES), (TWO_MM_TITLE, STAGES_2MM)], ids=["1mm", "2mm"])
+def test_the_card_lists_every_staged_file(title, folder):
+    listed = sorted(cells[0].strip("`") for cells in stage_rows(title))
+    assert listed and listed == sorted(p.name for p in folder.glob("*.safetensors"))
+
+
+def staged_file_as_listed(path: Path, digest: str, validation_psnr: str, final_loss: str):
+    """The weights at ``path``, once its digest, last validation PSNR and final loss are the row's."""
+    assert file_sha256(path).startswith(digest.rstrip("."))
+    bundle = load_weights(path)
+    assert round(bundle.provenance["validation"]["psnr"], 2) == float(validation_psnr)
+    assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
+    return bundle
+
+
+@pytest.mark.parametrize("cells", stage_rows(ONE_MM_TITLE), ids=lambda cells: cells[0].strip("`"))
+def test_a_staged_file_matches_its_row(cells):
+    name, _trained_on, stage, starts_from, digest, validation, final_loss = cells
+    bundle = staged_file_as_listed(STAGES / name.strip("`"), digest, validation.split("/")[-1], final_loss)
+    assert bundle.preprocess.spacing_mm == 1.0 and tuple(bundle.preprocess.in_plane) == (192, 160)
+    assert bundle.provenance["training_steps"] == 5000
+    assert (starts_from == "random") == (stage == "1")
 
 
 @pytest.mark.parametrize("cells", stage_rows(TWO_MM_TITLE), ids=lambda cells: cells[0].strip("`"))
 def test_a_2mm_stage_matches_its_row_and_continues_the_bundled_model(cells):
-    name, settings, digest, validation, final_loss, _sri24, _csf = cells
-    path = STAGES_2MM / name.strip("`")
-    assert file_sha256(path).startswith(digest.rstrip("."))
-    bundle = load_weights(path)
+    name, _settings, digest, validation, final_loss, _sri24, _csf = cells
+    bundle = staged_file_as_listed(STAGES_2MM / name.strip("`"), digest, validation, final_loss)
     assert bundle.preprocess.spacing_mm == 2.0 and tuple(bundle.preprocess.in_plane) == (96, 80)
     assert bundle.provenance["training_steps"] == 3000
     assert bundle.provenance["init"]["sha256"] == file_sha256(default_weights())
-    assert round(bundle.provenance["validation"]["psnr"], 2) == float(validation)
-    assert round(bundle.provenance["final_loss"], 3) == float(final_loss)
     assert (bundle.sampling.mode, bundle.sampling.steps) == ("coprediction", 5)
 
 
